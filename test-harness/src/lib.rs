@@ -1,0 +1,1 @@
+//! lockstep-harness: hosts that run the real plugin artifacts exactly as Fluent Bit does.
