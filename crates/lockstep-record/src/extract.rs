@@ -1,0 +1,261 @@
+//! The sink both input paths feed, and the [`Extractor`] that owns it.
+
+use crate::duration::{self, DurationState};
+use crate::fields::{Action, Matcher};
+use crate::ids::{self, IdState, SpanId, TraceId};
+use crate::level::{self, LevelState};
+use crate::Scalar;
+use std::fmt::Write as _;
+
+const NONE: u8 = u8::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+enum AttrVal {
+    #[default]
+    Absent,
+    Str,
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    Other,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AttrSlot {
+    val: AttrVal,
+    text: String,
+}
+
+/// An attribute value as a policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Attr<'a> {
+    Absent,
+    Str(&'a str),
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    /// An object or array.
+    Other,
+}
+
+impl Attr<'_> {
+    /// The value as a number, if it is one (numeric strings included).
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Attr::UInt(n) => Some(n as f64),
+            Attr::Int(n) => Some(n as f64),
+            Attr::Float(f) => Some(f),
+            Attr::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        }
+    }
+}
+
+/// What one record yielded. Reused between records: buffers keep their capacity.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub trace_id: IdState<16>,
+    pub span_id: IdState<8>,
+    pub level: LevelState,
+    pub duration: DurationState,
+    trace_rank: u8,
+    span_rank: u8,
+    level_rank: u8,
+    duration_rank: u8,
+    level_raw: String,
+    attrs: Vec<AttrSlot>,
+}
+
+impl Extracted {
+    pub(crate) fn new(n_attrs: usize) -> Self {
+        Extracted {
+            trace_id: IdState::Absent,
+            span_id: IdState::Absent,
+            level: LevelState::Absent,
+            duration: DurationState::Absent,
+            trace_rank: NONE,
+            span_rank: NONE,
+            level_rank: NONE,
+            duration_rank: NONE,
+            level_raw: String::new(),
+            attrs: vec![AttrSlot::default(); n_attrs],
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.trace_id = IdState::Absent;
+        self.span_id = IdState::Absent;
+        self.level = LevelState::Absent;
+        self.duration = DurationState::Absent;
+        self.trace_rank = NONE;
+        self.span_rank = NONE;
+        self.level_rank = NONE;
+        self.duration_rank = NONE;
+        self.level_raw.clear();
+        for a in &mut self.attrs {
+            a.val = AttrVal::Absent;
+        }
+    }
+
+    pub fn trace_id(&self) -> Option<&TraceId> {
+        self.trace_id.valid()
+    }
+    pub fn span_id(&self) -> Option<&SpanId> {
+        self.span_id.valid()
+    }
+    /// Index (in the table's `trace_id` list) of the alias that supplied the trace id.
+    pub fn trace_source(&self) -> Option<usize> {
+        (self.trace_rank != NONE).then_some(usize::from(self.trace_rank))
+    }
+    pub fn span_source(&self) -> Option<usize> {
+        (self.span_rank != NONE).then_some(usize::from(self.span_rank))
+    }
+    pub fn level_source(&self) -> Option<usize> {
+        (self.level_rank != NONE).then_some(usize::from(self.level_rank))
+    }
+    pub fn duration_source(&self) -> Option<usize> {
+        (self.duration_rank != NONE).then_some(usize::from(self.duration_rank))
+    }
+    /// The raw text of an unrecognised level (empty otherwise).
+    pub fn level_raw(&self) -> &str {
+        &self.level_raw
+    }
+    /// The value of attribute slot `slot` (the order of the keys given to the matcher).
+    pub fn attr(&self, slot: usize) -> Attr<'_> {
+        match self.attrs.get(slot) {
+            None => Attr::Absent,
+            Some(a) => match a.val {
+                AttrVal::Absent => Attr::Absent,
+                AttrVal::Str => Attr::Str(&a.text),
+                AttrVal::UInt(n) => Attr::UInt(n),
+                AttrVal::Int(n) => Attr::Int(n),
+                AttrVal::Float(f) => Attr::Float(f),
+                AttrVal::Bool(b) => Attr::Bool(b),
+                AttrVal::Null => Attr::Null,
+                AttrVal::Other => Attr::Other,
+            },
+        }
+    }
+    pub fn attr_count(&self) -> usize {
+        self.attrs.len()
+    }
+
+    /// Feeds one value found at a matched path.
+    pub(crate) fn on_value(&mut self, actions: &[Action], v: &Scalar<'_>) {
+        // A positive integer delivered as signed (msgpack int64) is the same value.
+        let v = match *v {
+            Scalar::Int(n) if n >= 0 => Scalar::UInt(n as u64),
+            other => other,
+        };
+        let absent = matches!(v, Scalar::Null | Scalar::Str(""));
+        for a in actions {
+            match *a {
+                Action::Trace { rank, fmt } if !absent && rank <= self.trace_rank => {
+                    self.trace_rank = rank;
+                    self.trace_id = match ids::parse_trace(fmt, &v) {
+                        Ok((t, _)) => IdState::Valid(t),
+                        Err(e) => IdState::Invalid(e),
+                    };
+                }
+                Action::Span { rank, fmt } if !absent && rank <= self.span_rank => {
+                    self.span_rank = rank;
+                    self.span_id = match ids::parse_span(fmt, &v) {
+                        Ok(s) => IdState::Valid(s),
+                        Err(e) => IdState::Invalid(e),
+                    };
+                }
+                Action::Level { rank, scheme } if !absent && rank <= self.level_rank => {
+                    self.level_rank = rank;
+                    self.level_raw.clear();
+                    self.level = match level::from_scalar(scheme, &v) {
+                        Some(l) => LevelState::Known(l),
+                        None => {
+                            write_raw(&mut self.level_raw, &v);
+                            LevelState::Unknown
+                        }
+                    };
+                }
+                Action::Duration { rank, unit } if !absent && rank <= self.duration_rank => {
+                    let d = duration::from_scalar(unit, &v);
+                    if d != DurationState::Absent {
+                        self.duration_rank = rank;
+                        self.duration = d;
+                    }
+                }
+                Action::Attr { slot } => {
+                    let a = &mut self.attrs[usize::from(slot)];
+                    a.val = match v {
+                        Scalar::Str(s) => {
+                            a.text.clear();
+                            a.text.push_str(s);
+                            AttrVal::Str
+                        }
+                        Scalar::UInt(n) => AttrVal::UInt(n),
+                        Scalar::Int(n) => AttrVal::Int(n),
+                        Scalar::Float(f) => AttrVal::Float(f),
+                        Scalar::Bool(b) => AttrVal::Bool(b),
+                        Scalar::Null => AttrVal::Null,
+                        Scalar::Other => AttrVal::Other,
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Keeps at most 64 bytes of an unknown level's text (for drift reports).
+fn write_raw(out: &mut String, v: &Scalar<'_>) {
+    match *v {
+        Scalar::Str(s) => {
+            let mut end = s.len().min(64);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&s[..end]);
+        }
+        Scalar::UInt(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Scalar::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Scalar::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Scalar::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+        Scalar::Null => {}
+        Scalar::Other => out.push_str("<object or array>"),
+    }
+}
+
+/// Extracts records with one compiled [`Matcher`], reusing its buffers.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    pub(crate) m: Matcher,
+    pub(crate) out: Extracted,
+    pub(crate) scratch: String,
+    pub(crate) nested: Vec<u8>,
+}
+
+impl Extractor {
+    pub fn new(m: Matcher) -> Self {
+        let n = m.attr_keys().len();
+        Extractor { m, out: Extracted::new(n), scratch: String::new(), nested: Vec::new() }
+    }
+
+    pub fn matcher(&self) -> &Matcher {
+        &self.m
+    }
+
+    /// The result of the last extraction.
+    pub fn last(&self) -> &Extracted {
+        &self.out
+    }
+}

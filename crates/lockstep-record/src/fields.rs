@@ -1,0 +1,376 @@
+//! The alias tables (data, with documented defaults and precedence) and their compiled
+//! form, the path matcher shared by both input paths.
+//!
+//! A key path matches an alias when the record's keys, joined with `.`, equal the alias:
+//! `trace.id` matches a flat key `"trace.id"` and a nested `{"trace":{"id":..}}` alike,
+//! and `logging.googleapis.com/trace` matches the flat key Google Cloud writes.
+//!
+//! Precedence: within one role (trace id, span id, level, duration) the alias listed
+//! first wins when a record holds several. A later occurrence of the *same* alias
+//! overwrites an earlier one (JSON duplicate keys: last wins, as in serde_json).
+//! `null` and `""` count as absent and never take precedence.
+
+use crate::duration::Unit;
+use crate::ids::IdFormat;
+use crate::level::NumberScheme;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdAlias {
+    pub key: String,
+    #[serde(default = "hex")]
+    pub format: IdFormat,
+}
+
+fn hex() -> IdFormat {
+    IdFormat::Hex
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelAlias {
+    pub key: String,
+    /// How numbers in this field are read (`otel`, `syslog`, `pino`, `python`, `zap`, `none`).
+    #[serde(default = "pino")]
+    pub numbers: NumberScheme,
+}
+
+fn pino() -> NumberScheme {
+    NumberScheme::Pino
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationAlias {
+    pub key: String,
+    /// Unit of bare numbers: `ns`, `us`, `ms`, `s`.
+    pub unit: Unit,
+}
+
+/// The alias tables. Order is precedence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldTable {
+    pub trace_id: Vec<IdAlias>,
+    pub span_id: Vec<IdAlias>,
+    pub level: Vec<LevelAlias>,
+    pub duration: Vec<DurationAlias>,
+    /// String fields holding a JSON object (e.g. Docker's `log`): parsed, and their keys
+    /// read as if they stood at the top level. One level deep.
+    pub nested_json: Vec<String>,
+}
+
+fn ida(key: &str, format: IdFormat) -> IdAlias {
+    IdAlias { key: key.into(), format }
+}
+fn lva(key: &str, numbers: NumberScheme) -> LevelAlias {
+    LevelAlias { key: key.into(), numbers }
+}
+fn dua(key: &str, unit: Unit) -> DurationAlias {
+    DurationAlias { key: key.into(), unit }
+}
+
+impl Default for FieldTable {
+    /// The documented defaults (README "Field aliases").
+    fn default() -> Self {
+        use IdFormat::*;
+        use NumberScheme as N;
+        use Unit::*;
+        FieldTable {
+            trace_id: vec![
+                ida("trace_id", Hex),
+                ida("traceId", Hex),
+                ida("traceID", Hex),
+                ida("trace.id", Hex),
+                ida("traceparent", W3c),
+                ida("dd.trace_id", Decimal),
+                ida("logging.googleapis.com/trace", Gcp),
+                ida("X-B3-TraceId", Hex),
+                ida("x-b3-traceid", Hex),
+            ],
+            span_id: vec![
+                ida("span_id", Hex),
+                ida("spanId", Hex),
+                ida("spanID", Hex),
+                ida("span.id", Hex),
+                ida("traceparent", W3c),
+                ida("dd.span_id", Decimal),
+                ida("logging.googleapis.com/spanId", Hex),
+                ida("X-B3-SpanId", Hex),
+                ida("x-b3-spanid", Hex),
+            ],
+            level: vec![
+                lva("level", N::Pino),
+                lva("lvl", N::Pino),
+                lva("log.level", N::Syslog),
+                lva("levelname", N::Python),
+                lva("severity_number", N::Otel),
+                lva("severityNumber", N::Otel),
+                lva("SeverityNumber", N::Otel),
+                lva("severity_text", N::Otel),
+                lva("severityText", N::Otel),
+                lva("SeverityText", N::Otel),
+                lva("severity", N::Syslog),
+                lva("levelno", N::Python),
+                lva("loglevel", N::Syslog),
+                lva("log_level", N::Syslog),
+                lva("@l", N::None),
+            ],
+            duration: vec![
+                dua("duration_ms", Ms),
+                dua("latency_ms", Ms),
+                dua("elapsed_ms", Ms),
+                dua("took", Ms),
+                dua("responseTime", Ms),
+                dua("response_time_ms", Ms),
+                dua("duration", S),
+                dua("request_time", S),
+                dua("latency", S),
+                dua("upstream_response_time", S),
+                dua("event.duration", Ns),
+                dua("duration_ns", Ns),
+                dua("duration_us", Us),
+            ],
+            nested_json: vec![],
+        }
+    }
+}
+
+/// Overrides from the policy file (`lockstep.fields`): per role, aliases placed before
+/// the defaults (higher precedence), or replacing them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldOverrides {
+    #[serde(default)]
+    pub trace_id: Option<RoleOverride<IdAlias>>,
+    #[serde(default)]
+    pub span_id: Option<RoleOverride<IdAlias>>,
+    #[serde(default)]
+    pub level: Option<RoleOverride<LevelAlias>>,
+    #[serde(default)]
+    pub duration: Option<RoleOverride<DurationAlias>>,
+    #[serde(default)]
+    pub nested_json: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleOverride<T> {
+    /// `false` (default): these aliases go before the defaults. `true`: only these.
+    #[serde(default)]
+    pub replace_defaults: bool,
+    pub aliases: Vec<T>,
+}
+
+fn apply<T: Clone>(base: &mut Vec<T>, o: &Option<RoleOverride<T>>) {
+    if let Some(o) = o {
+        if o.replace_defaults {
+            *base = o.aliases.clone();
+        } else {
+            let mut v = o.aliases.clone();
+            v.append(base);
+            *base = v;
+        }
+    }
+}
+
+impl FieldTable {
+    pub fn with_overrides(mut self, o: &FieldOverrides) -> Self {
+        apply(&mut self.trace_id, &o.trace_id);
+        apply(&mut self.span_id, &o.span_id);
+        apply(&mut self.level, &o.level);
+        apply(&mut self.duration, &o.duration);
+        if let Some(n) = &o.nested_json {
+            self.nested_json = n.clone();
+        }
+        self
+    }
+}
+
+/// What a matched path does. One path may do several things (`traceparent` feeds
+/// both ids; a `level` key can also be a policy attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Trace { rank: u8, fmt: IdFormat },
+    Span { rank: u8, fmt: IdFormat },
+    Level { rank: u8, scheme: NumberScheme },
+    Duration { rank: u8, unit: Unit },
+    Attr { slot: u16 },
+    Nested,
+}
+
+/// At most this many distinct paths (aliases + attribute keys), so a candidate set
+/// fits one `u128`.
+pub const MAX_PATHS: usize = 128;
+/// Longest alias or attribute key, in bytes.
+pub const MAX_PATH_LEN: usize = 255;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FieldError {
+    #[error("too many field paths ({0}); at most {MAX_PATHS} aliases and attribute keys together")]
+    TooMany(usize),
+    #[error("field key {0:?} is empty or longer than {MAX_PATH_LEN} bytes")]
+    BadKey(String),
+    #[error("role {role}: more than 250 aliases")]
+    TooManyInRole { role: &'static str },
+}
+
+/// The compiled matcher: paths, what each does, and a first-byte prefilter.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub(crate) paths: Vec<Box<[u8]>>,
+    pub(crate) actions: Vec<Vec<Action>>,
+    /// Bit i set when `paths[i]` starts with byte b.
+    first: Box<[u128; 256]>,
+    pub(crate) all: u128,
+    pub(crate) table: FieldTable,
+    pub(crate) attr_keys: Vec<String>,
+}
+
+impl Matcher {
+    /// Compiles the table plus the attribute keys a policy reads (slot = index).
+    pub fn new(table: FieldTable, attr_keys: &[String]) -> Result<Self, FieldError> {
+        let mut m = Matcher {
+            paths: vec![],
+            actions: vec![],
+            first: Box::new([0; 256]),
+            all: 0,
+            table: table.clone(),
+            attr_keys: attr_keys.to_vec(),
+        };
+        let rank = |i: usize, role: &'static str| u8::try_from(i).ok().filter(|r| *r < u8::MAX).ok_or(FieldError::TooManyInRole { role });
+        for (i, a) in table.trace_id.iter().enumerate() {
+            m.add(&a.key, Action::Trace { rank: rank(i, "trace_id")?, fmt: a.format })?;
+        }
+        for (i, a) in table.span_id.iter().enumerate() {
+            m.add(&a.key, Action::Span { rank: rank(i, "span_id")?, fmt: a.format })?;
+        }
+        for (i, a) in table.level.iter().enumerate() {
+            m.add(&a.key, Action::Level { rank: rank(i, "level")?, scheme: a.numbers })?;
+        }
+        for (i, a) in table.duration.iter().enumerate() {
+            m.add(&a.key, Action::Duration { rank: rank(i, "duration")?, unit: a.unit })?;
+        }
+        for (slot, k) in attr_keys.iter().enumerate() {
+            m.add(k, Action::Attr { slot: slot as u16 })?;
+        }
+        for k in &table.nested_json {
+            m.add(k, Action::Nested)?;
+        }
+        Ok(m)
+    }
+
+    fn add(&mut self, key: &str, action: Action) -> Result<(), FieldError> {
+        if key.is_empty() || key.len() > MAX_PATH_LEN {
+            return Err(FieldError::BadKey(key.into()));
+        }
+        let i = match self.paths.iter().position(|p| **p == *key.as_bytes()) {
+            Some(i) => i,
+            None => {
+                if self.paths.len() == MAX_PATHS {
+                    return Err(FieldError::TooMany(MAX_PATHS + 1));
+                }
+                self.paths.push(key.as_bytes().into());
+                self.actions.push(vec![]);
+                let i = self.paths.len() - 1;
+                self.first[usize::from(key.as_bytes()[0])] |= 1 << i;
+                self.all |= 1 << i;
+                i
+            }
+        };
+        if !self.actions[i].contains(&action) {
+            self.actions[i].push(action);
+        }
+        Ok(())
+    }
+
+    pub fn table(&self) -> &FieldTable {
+        &self.table
+    }
+
+    pub fn attr_keys(&self) -> &[String] {
+        &self.attr_keys
+    }
+
+    /// Is `key` (decoded) any alias or attribute key, at the top level?
+    pub fn is_known_top_level(&self, key: &str) -> bool {
+        let (leaf, desc) = self.step(self.all, 0, key.as_bytes());
+        leaf != usize::MAX || desc != 0
+    }
+
+    /// One key step. `mask`: candidates that matched the path so far; `off`: bytes of
+    /// the joined path consumed. Returns the index of the path that ends here
+    /// (`usize::MAX` if none) and the candidates to descend into.
+    #[inline]
+    pub(crate) fn step(&self, mask: u128, off: usize, key: &[u8]) -> (usize, u128) {
+        let mut cand = mask;
+        if off == 0 {
+            match key.first() {
+                Some(&b) => cand &= self.first[usize::from(b)],
+                None => return (usize::MAX, 0),
+            }
+        }
+        let mut leaf = usize::MAX;
+        let mut desc = 0u128;
+        while cand != 0 {
+            let i = cand.trailing_zeros() as usize;
+            cand &= cand - 1;
+            let p = &self.paths[i];
+            let end = off + key.len();
+            if p.len() >= end && p[off..end] == *key {
+                if p.len() == end {
+                    leaf = i;
+                } else if p[end] == b'.' {
+                    desc |= 1 << i;
+                }
+            }
+        }
+        (leaf, desc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_and_nested_paths() {
+        let m = Matcher::new(FieldTable::default(), &[]).unwrap();
+        let (leaf, desc) = m.step(m.all, 0, b"trace.id");
+        assert_eq!(&*m.paths[leaf], b"trace.id");
+        assert_eq!(desc, 0);
+        let (leaf, desc) = m.step(m.all, 0, b"trace");
+        assert_eq!(leaf, usize::MAX);
+        assert_ne!(desc, 0);
+        let (leaf, _) = m.step(desc, 6, b"id");
+        assert_eq!(&*m.paths[leaf], b"trace.id");
+        let (leaf, _) = m.step(m.all, 0, b"logging.googleapis.com/trace");
+        assert_eq!(&*m.paths[leaf], b"logging.googleapis.com/trace");
+        let (leaf, desc) = m.step(m.all, 0, b"unrelated");
+        assert_eq!((leaf, desc), (usize::MAX, 0));
+        // traceparent feeds both roles through one path
+        let (leaf, _) = m.step(m.all, 0, b"traceparent");
+        assert_eq!(m.actions[leaf].len(), 2);
+    }
+
+    #[test]
+    fn overrides_prepend_or_replace() {
+        let o: FieldOverrides = serde_json::from_str(
+            r#"{"duration":{"aliases":[{"key":"dur","unit":"ms"}]},
+                "level":{"replace_defaults":true,"aliases":[{"key":"sev","numbers":"syslog"}]}}"#,
+        )
+        .unwrap();
+        let t = FieldTable::default().with_overrides(&o);
+        assert_eq!(t.duration[0].key, "dur");
+        assert_eq!(t.duration.len(), FieldTable::default().duration.len() + 1);
+        assert_eq!(t.level.len(), 1);
+        assert_eq!(t.level[0].numbers, NumberScheme::Syslog);
+    }
+
+    #[test]
+    fn limits_are_errors() {
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        assert!(matches!(Matcher::new(FieldTable::default(), &keys), Err(FieldError::TooMany(_))));
+        assert!(matches!(Matcher::new(FieldTable::default(), &["".into()]), Err(FieldError::BadKey(_))));
+    }
+}

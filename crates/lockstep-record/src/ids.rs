@@ -1,0 +1,338 @@
+//! Trace and span id parsing: every id form in `shared/facts/tail-sampling.md`.
+//!
+//! Output is raw bytes (`[u8; 16]` trace, `[u8; 8]` span); `Display` helpers print
+//! lowercase hex. Nothing is guessed: a value that is not exactly one of the accepted
+//! forms is reported as [`IdError`].
+
+use crate::Scalar;
+use serde::{Deserialize, Serialize};
+
+/// How an alias' value encodes an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// Hex string: 32 hex digits for a trace id (16 accepted too: a B3 64-bit id,
+    /// left-padded with zeros as OTel's B3 propagator does), 16 for a span id.
+    /// Upper case is accepted and normalised to lower case.
+    Hex,
+    /// W3C `traceparent`: `VV-<32hex>-<16hex>-<2hex>`. Yields both ids.
+    W3c,
+    /// Datadog decimal (string or integer): the low 64 bits of the trace id, printed as
+    /// 32 hex with the high half zero. A 32-character hex string (Datadog's 128-bit log
+    /// injection) is read as hex.
+    Decimal,
+    /// Google Cloud `projects/P/traces/<32hex>` (a bare 32-hex id is accepted too).
+    Gcp,
+}
+
+/// Why a present id value was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("expected a string")]
+    NotAString,
+    #[error("wrong length {0}")]
+    WrongLength(usize),
+    #[error("not hexadecimal")]
+    NotHex,
+    #[error("all zero")]
+    AllZero,
+    #[error("not a decimal 64-bit integer")]
+    NotDecimal,
+    #[error("malformed traceparent: {0}")]
+    Traceparent(&'static str),
+    #[error("malformed Google Cloud trace name")]
+    GcpName,
+}
+
+/// The state of one id in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdState<const N: usize> {
+    /// No alias held a value (null and "" count as absent).
+    #[default]
+    Absent,
+    Valid([u8; N]),
+    Invalid(IdError),
+}
+
+impl<const N: usize> IdState<N> {
+    pub fn valid(&self) -> Option<&[u8; N]> {
+        match self {
+            IdState::Valid(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+pub type TraceId = [u8; 16];
+pub type SpanId = [u8; 8];
+
+#[inline]
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes exactly `2*N` hex digits.
+fn hex_exact<const N: usize>(s: &[u8]) -> Result<[u8; N], IdError> {
+    if s.len() != 2 * N {
+        return Err(IdError::WrongLength(s.len()));
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        let hi = hex_val(pair[0]).ok_or(IdError::NotHex)?;
+        let lo = hex_val(pair[1]).ok_or(IdError::NotHex)?;
+        out[i] = hi << 4 | lo;
+    }
+    if out.iter().all(|&b| b == 0) {
+        return Err(IdError::AllZero);
+    }
+    Ok(out)
+}
+
+/// A hex trace id: 32 digits, or 16 (B3 64-bit, left-padded).
+pub fn trace_from_hex(s: &[u8]) -> Result<TraceId, IdError> {
+    match s.len() {
+        32 => hex_exact::<16>(s),
+        16 => {
+            let low = hex_exact::<8>(s)?;
+            let mut out = [0u8; 16];
+            out[8..].copy_from_slice(&low);
+            Ok(out)
+        }
+        n => Err(IdError::WrongLength(n)),
+    }
+}
+
+pub fn span_from_hex(s: &[u8]) -> Result<SpanId, IdError> {
+    hex_exact::<8>(s)
+}
+
+/// Parses a W3C traceparent into (trace id, span id).
+pub fn traceparent(s: &[u8]) -> Result<(TraceId, SpanId), IdError> {
+    use IdError::Traceparent as T;
+    if s.len() < 55 {
+        return Err(T("shorter than 55 characters"));
+    }
+    let version = hex_exact_any::<1>(&s[0..2]).ok_or(T("version is not hex"))?[0];
+    if version == 0xff {
+        return Err(T("version ff is invalid"));
+    }
+    if version == 0 && s.len() != 55 {
+        return Err(T("version 00 must be 55 characters"));
+    }
+    if s.len() > 55 && s[55] != b'-' {
+        return Err(T("trailing data without '-'"));
+    }
+    if s[2] != b'-' || s[35] != b'-' || s[52] != b'-' {
+        return Err(T("misplaced '-'"));
+    }
+    hex_exact_any::<1>(&s[53..55]).ok_or(T("flags are not hex"))?;
+    let t = hex_exact::<16>(&s[3..35]).map_err(|e| match e {
+        IdError::AllZero => T("all-zero trace id"),
+        _ => T("trace id is not 32 hex"),
+    })?;
+    let sp = hex_exact::<8>(&s[36..52]).map_err(|e| match e {
+        IdError::AllZero => T("all-zero span id"),
+        _ => T("span id is not 16 hex"),
+    })?;
+    Ok((t, sp))
+}
+
+fn hex_exact_any<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = hex_val(pair[0])? << 4 | hex_val(pair[1])?;
+    }
+    Some(out)
+}
+
+fn decimal_u64(s: &[u8]) -> Result<u64, IdError> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return Err(IdError::NotDecimal);
+    }
+    let mut n: u64 = 0;
+    for &c in s {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(c - b'0')))
+            .ok_or(IdError::NotDecimal)?;
+    }
+    if n == 0 {
+        return Err(IdError::AllZero);
+    }
+    Ok(n)
+}
+
+fn decimal_scalar(v: &Scalar<'_>) -> Result<u64, IdError> {
+    match *v {
+        Scalar::UInt(0) => Err(IdError::AllZero),
+        Scalar::UInt(n) => Ok(n),
+        Scalar::Str(s) => decimal_u64(s.as_bytes()),
+        _ => Err(IdError::NotDecimal),
+    }
+}
+
+fn gcp_trace(s: &[u8]) -> Result<TraceId, IdError> {
+    if s.len() == 32 {
+        return hex_exact::<16>(s);
+    }
+    // projects/<P>/traces/<32hex>
+    let rest = s.strip_prefix(b"projects/").ok_or(IdError::GcpName)?;
+    let slash = rest.iter().position(|&c| c == b'/').ok_or(IdError::GcpName)?;
+    if slash == 0 {
+        return Err(IdError::GcpName);
+    }
+    let id = rest[slash..].strip_prefix(b"/traces/").ok_or(IdError::GcpName)?;
+    hex_exact::<16>(id)
+}
+
+/// Parses a trace id from a value in the given format. For `W3c` the span id is
+/// returned too.
+pub fn parse_trace(fmt: IdFormat, v: &Scalar<'_>) -> Result<(TraceId, Option<SpanId>), IdError> {
+    match fmt {
+        IdFormat::Decimal => match v {
+            Scalar::Str(s) if s.len() == 32 => Ok((hex_exact::<16>(s.as_bytes())?, None)),
+            _ => {
+                let n = decimal_scalar(v)?;
+                let mut out = [0u8; 16];
+                out[8..].copy_from_slice(&n.to_be_bytes());
+                Ok((out, None))
+            }
+        },
+        _ => {
+            let Scalar::Str(s) = v else {
+                return Err(IdError::NotAString);
+            };
+            let s = s.as_bytes();
+            match fmt {
+                IdFormat::Hex => Ok((trace_from_hex(s)?, None)),
+                IdFormat::W3c => traceparent(s).map(|(t, sp)| (t, Some(sp))),
+                IdFormat::Gcp => Ok((gcp_trace(s)?, None)),
+                IdFormat::Decimal => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// Parses a span id from a value in the given format.
+pub fn parse_span(fmt: IdFormat, v: &Scalar<'_>) -> Result<SpanId, IdError> {
+    match fmt {
+        IdFormat::Decimal => match v {
+            Scalar::Str(s) if s.len() == 16 && !s.bytes().all(|c| c.is_ascii_digit()) => {
+                span_from_hex(s.as_bytes())
+            }
+            _ => Ok(decimal_scalar(v)?.to_be_bytes()),
+        },
+        _ => {
+            let Scalar::Str(s) = v else {
+                return Err(IdError::NotAString);
+            };
+            match fmt {
+                IdFormat::W3c => traceparent(s.as_bytes()).map(|(_, sp)| sp),
+                _ => span_from_hex(s.as_bytes()),
+            }
+        }
+    }
+}
+
+/// Writes `bytes` as lowercase hex into `out` (which must be `2 * bytes.len()` long).
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+}
+
+/// Lowercase hex of an id.
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex is ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn hex_forms() {
+        let (t, _) = parse_trace(IdFormat::Hex, &Scalar::Str(T)).unwrap();
+        assert_eq!(to_hex(&t), T);
+        let (t, _) = parse_trace(IdFormat::Hex, &Scalar::Str(&T.to_uppercase())).unwrap();
+        assert_eq!(to_hex(&t), T);
+        // B3 64-bit: left padded
+        let (t, _) = parse_trace(IdFormat::Hex, &Scalar::Str("a3ce929d0e0e4736")).unwrap();
+        assert_eq!(to_hex(&t), "0000000000000000a3ce929d0e0e4736");
+        assert_eq!(
+            parse_trace(IdFormat::Hex, &Scalar::Str("a3ce929d0e0e473")),
+            Err(IdError::WrongLength(15))
+        );
+        assert_eq!(
+            parse_trace(IdFormat::Hex, &Scalar::Str("4bf92f3577b34da6a3ce929d0e0e473g")),
+            Err(IdError::NotHex)
+        );
+        assert_eq!(
+            parse_trace(IdFormat::Hex, &Scalar::Str("00000000000000000000000000000000")),
+            Err(IdError::AllZero)
+        );
+        assert_eq!(parse_trace(IdFormat::Hex, &Scalar::UInt(5)), Err(IdError::NotAString));
+        assert_eq!(to_hex(&parse_span(IdFormat::Hex, &Scalar::Str("00F067AA0BA902B7")).unwrap()), "00f067aa0ba902b7");
+        assert_eq!(parse_span(IdFormat::Hex, &Scalar::Str(T)), Err(IdError::WrongLength(32)));
+    }
+
+    #[test]
+    fn w3c() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (t, s) = parse_trace(IdFormat::W3c, &Scalar::Str(tp)).unwrap();
+        assert_eq!(to_hex(&t), T);
+        assert_eq!(to_hex(&s.unwrap()), "00f067aa0ba902b7");
+        for bad in [
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(matches!(parse_trace(IdFormat::W3c, &Scalar::Str(bad)), Err(IdError::Traceparent(_))), "{bad}");
+        }
+        // A future version may carry more fields after a '-'.
+        let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-abc";
+        assert!(parse_trace(IdFormat::W3c, &Scalar::Str(future)).is_ok());
+    }
+
+    #[test]
+    fn datadog_decimal() {
+        let n: u64 = 0xa3ce929d0e0e4736;
+        let (t, _) = parse_trace(IdFormat::Decimal, &Scalar::UInt(n)).unwrap();
+        assert_eq!(to_hex(&t), "0000000000000000a3ce929d0e0e4736");
+        let s = n.to_string();
+        let (t2, _) = parse_trace(IdFormat::Decimal, &Scalar::Str(&s)).unwrap();
+        assert_eq!(t, t2);
+        let (t3, _) = parse_trace(IdFormat::Decimal, &Scalar::Str(T)).unwrap();
+        assert_eq!(to_hex(&t3), T);
+        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::Str("18446744073709551616")), Err(IdError::NotDecimal));
+        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::Int(-5)), Err(IdError::NotDecimal));
+        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::Float(1.5)), Err(IdError::NotDecimal));
+        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::UInt(0)), Err(IdError::AllZero));
+        assert_eq!(to_hex(&parse_span(IdFormat::Decimal, &Scalar::UInt(1)).unwrap()), "0000000000000001");
+    }
+
+    #[test]
+    fn gcp() {
+        let name = format!("projects/my-proj/traces/{T}");
+        let (t, _) = parse_trace(IdFormat::Gcp, &Scalar::Str(&name)).unwrap();
+        assert_eq!(to_hex(&t), T);
+        assert_eq!(to_hex(&parse_trace(IdFormat::Gcp, &Scalar::Str(T)).unwrap().0), T);
+        for bad in ["projects//traces/4bf92f3577b34da6a3ce929d0e0e4736", "traces/4bf92f3577b34da6a3ce929d0e0e4736", "projects/p/spans/4bf92f3577b34da6a3ce929d0e0e4736"] {
+            assert_eq!(parse_trace(IdFormat::Gcp, &Scalar::Str(bad)), Err(IdError::GcpName), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Level normalisation: strings seen in the wild and the numeric schemes of OTel,
+//! syslog, pino/bunyan, Python and zap, onto six levels.
+
+use crate::Scalar;
+use serde::{Deserialize, Serialize};
+
+/// The normalised level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+    /// error or fatal: what the trace sampler's `status_code: ERROR` mirrors to.
+    pub fn is_error(self) -> bool {
+        matches!(self, Level::Error | Level::Fatal)
+    }
+}
+
+/// How a numeric level value is read. Chosen per alias, because the schemes collide
+/// (pino's 20 is debug, Python's 20 is info).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberScheme {
+    /// OTel SeverityNumber 1-24 in bands of four.
+    Otel,
+    /// syslog 0 emerg .. 7 debug.
+    Syslog,
+    /// pino / bunyan 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal.
+    Pino,
+    /// Python logging 10 debug, 20 info, 30 warning, 40 error, 50 critical.
+    Python,
+    /// zap -1 debug, 0 info, 1 warn, 2 error, 3 dpanic, 4 panic, 5 fatal.
+    Zap,
+    /// Numbers are not levels for this alias: reported unknown.
+    None,
+}
+
+/// The state of the level in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LevelState {
+    #[default]
+    Absent,
+    Known(Level),
+    /// Present but not recognised; the raw text is in `Extracted::level_raw`.
+    Unknown,
+}
+
+impl LevelState {
+    pub fn known(self) -> Option<Level> {
+        match self {
+            LevelState::Known(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// Maps a number through a scheme.
+pub fn from_number(scheme: NumberScheme, n: i64) -> Option<Level> {
+    use Level::*;
+    Some(match scheme {
+        NumberScheme::Otel => match n {
+            1..=4 => Trace,
+            5..=8 => Debug,
+            9..=12 => Info,
+            13..=16 => Warn,
+            17..=20 => Error,
+            21..=24 => Fatal,
+            _ => return None,
+        },
+        NumberScheme::Syslog => match n {
+            0..=2 => Fatal,
+            3 => Error,
+            4 => Warn,
+            5 | 6 => Info,
+            7 => Debug,
+            _ => return None,
+        },
+        NumberScheme::Pino => match n {
+            10 => Trace,
+            20 => Debug,
+            30 => Info,
+            40 => Warn,
+            50 => Error,
+            60 => Fatal,
+            _ => return None,
+        },
+        NumberScheme::Python => match n {
+            10 => Debug,
+            20 => Info,
+            30 => Warn,
+            40 => Error,
+            50 => Fatal,
+            _ => return None,
+        },
+        NumberScheme::Zap => match n {
+            -1 => Debug,
+            0 => Info,
+            1 => Warn,
+            2 => Error,
+            3..=5 => Fatal,
+            _ => return None,
+        },
+        NumberScheme::None => return None,
+    })
+}
+
+/// The level words, matched case-insensitively after trimming white space.
+/// Sources: the variants listed in the facts file (Go loggers' 4-letter forms, glog's
+/// single letters, syslog names, Google Cloud severities, Java's SEVERE/FINE).
+const WORDS: &[(&str, Level)] = &[
+    ("info", Level::Info),
+    ("error", Level::Error),
+    ("warn", Level::Warn),
+    ("warning", Level::Warn),
+    ("debug", Level::Debug),
+    ("trace", Level::Trace),
+    ("fatal", Level::Fatal),
+    ("err", Level::Error),
+    ("erro", Level::Error),
+    ("eror", Level::Error),
+    ("e", Level::Error),
+    ("severe", Level::Error),
+    ("crit", Level::Fatal),
+    ("critical", Level::Fatal),
+    ("fatl", Level::Fatal),
+    ("fata", Level::Fatal),
+    ("f", Level::Fatal),
+    ("panic", Level::Fatal),
+    ("pani", Level::Fatal),
+    ("dpanic", Level::Fatal),
+    ("alert", Level::Fatal),
+    ("emerg", Level::Fatal),
+    ("emergency", Level::Fatal),
+    ("wrn", Level::Warn),
+    ("w", Level::Warn),
+    ("inf", Level::Info),
+    ("i", Level::Info),
+    ("information", Level::Info),
+    ("informational", Level::Info),
+    ("notice", Level::Info),
+    ("dbug", Level::Debug),
+    ("dbg", Level::Debug),
+    ("d", Level::Debug),
+    ("fine", Level::Debug),
+    ("finer", Level::Debug),
+    ("trce", Level::Trace),
+    ("trc", Level::Trace),
+    ("t", Level::Trace),
+    ("finest", Level::Trace),
+    ("verbose", Level::Trace),
+];
+
+/// Normalises a level word. Numbers written as strings go through `scheme`.
+pub fn from_str(scheme: NumberScheme, s: &str) -> Option<Level> {
+    let t = s.trim();
+    for (w, l) in WORDS {
+        if t.eq_ignore_ascii_case(w) {
+            return Some(*l);
+        }
+    }
+    let n: i64 = t.parse().ok()?;
+    from_number(scheme, n)
+}
+
+/// Normalises any scalar. `None` means present but unknown.
+pub fn from_scalar(scheme: NumberScheme, v: &Scalar<'_>) -> Option<Level> {
+    match *v {
+        Scalar::Str(s) => from_str(scheme, s),
+        Scalar::UInt(n) => from_number(scheme, i64::try_from(n).ok()?),
+        Scalar::Int(n) => from_number(scheme, n),
+        Scalar::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => from_number(scheme, f as i64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_from_the_wild() {
+        let cases = [
+            ("ERR", Level::Error),
+            ("ERRO", Level::Error),
+            ("EROR", Level::Error),
+            ("E", Level::Error),
+            ("eror", Level::Error),
+            ("CRIT", Level::Fatal),
+            ("crit", Level::Fatal),
+            ("FATL", Level::Fatal),
+            ("FATA", Level::Fatal),
+            ("PANI", Level::Fatal),
+            ("panic", Level::Fatal),
+            ("alert", Level::Fatal),
+            ("emerg", Level::Fatal),
+            ("critical", Level::Fatal),
+            ("warning", Level::Warn),
+            ("WARN", Level::Warn),
+            ("W", Level::Warn),
+            ("dbug", Level::Debug),
+            ("trce", Level::Trace),
+            ("ERROR", Level::Error),
+            ("CRITICAL", Level::Fatal),
+            ("ALERT", Level::Fatal),
+            ("EMERGENCY", Level::Fatal),
+            (" Info ", Level::Info),
+            ("NOTICE", Level::Info),
+        ];
+        for (s, l) in cases {
+            assert_eq!(from_str(NumberScheme::None, s), Some(l), "{s}");
+        }
+        for s in ["DEFAULT", "", "errorish", "nope"] {
+            assert_eq!(from_str(NumberScheme::None, s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn numeric_schemes() {
+        use Level::*;
+        let otel = [(1, Trace), (4, Trace), (5, Debug), (9, Info), (13, Warn), (16, Warn), (17, Error), (20, Error), (21, Fatal), (24, Fatal)];
+        for (n, l) in otel {
+            assert_eq!(from_number(NumberScheme::Otel, n), Some(l), "otel {n}");
+        }
+        assert_eq!(from_number(NumberScheme::Otel, 0), None);
+        assert_eq!(from_number(NumberScheme::Otel, 25), None);
+        let syslog = [(0, Fatal), (1, Fatal), (2, Fatal), (3, Error), (4, Warn), (5, Info), (6, Info), (7, Debug)];
+        for (n, l) in syslog {
+            assert_eq!(from_number(NumberScheme::Syslog, n), Some(l), "syslog {n}");
+        }
+        assert_eq!(from_number(NumberScheme::Syslog, 8), None);
+        let pino = [(10, Trace), (20, Debug), (30, Info), (40, Warn), (50, Error), (60, Fatal)];
+        for (n, l) in pino {
+            assert_eq!(from_number(NumberScheme::Pino, n), Some(l), "pino {n}");
+        }
+        assert_eq!(from_number(NumberScheme::Pino, 35), None);
+        let py = [(10, Debug), (20, Info), (30, Warn), (40, Error), (50, Fatal)];
+        for (n, l) in py {
+            assert_eq!(from_number(NumberScheme::Python, n), Some(l), "python {n}");
+        }
+        let zap = [(-1, Debug), (0, Info), (1, Warn), (2, Error), (3, Fatal), (4, Fatal), (5, Fatal)];
+        for (n, l) in zap {
+            assert_eq!(from_number(NumberScheme::Zap, n), Some(l), "zap {n}");
+        }
+        assert_eq!(from_number(NumberScheme::Zap, 6), None);
+        assert_eq!(from_scalar(NumberScheme::Otel, &Scalar::Str("17")), Some(Error));
+        assert_eq!(from_scalar(NumberScheme::Pino, &Scalar::Float(50.0)), Some(Error));
+        assert_eq!(from_scalar(NumberScheme::Pino, &Scalar::Float(50.5)), None);
+        assert_eq!(from_scalar(NumberScheme::None, &Scalar::UInt(50)), None);
+        assert_eq!(from_scalar(NumberScheme::Pino, &Scalar::Bool(true)), None);
+    }
+}
