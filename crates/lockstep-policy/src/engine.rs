@@ -1,0 +1,474 @@
+//! Compiling a [`PolicyFile`] and evaluating it against extracted records.
+
+use crate::model::*;
+use crate::sampling;
+use crate::PolicyError;
+use lockstep_record::{Attr, DurationState, Extracted, Extractor, FieldTable, IdState, LevelState, Matcher, ScanError};
+
+/// A policy's verdict, as in the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Sampled,
+    NotSampled,
+    Dropped,
+}
+
+/// Why a policy could not decide (the collector skips such a policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("no valid trace id for the probabilistic rule")]
+    NoTraceId,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Always,
+    Latency { lo: i64, hi: i64, inclusive: bool },
+    Status { error: bool, ok: bool, unset: bool },
+    Probabilistic { salt: Box<[u8]>, threshold: u64 },
+    Str { slot: usize, values: Vec<String>, #[cfg(feature = "regex")] regex: Option<Vec<regex::Regex>>, invert: bool },
+    Num { slot: usize, min: Option<f64>, max: Option<f64>, invert: bool },
+    Bool { slot: usize, value: bool, invert: bool },
+    And(Vec<Rule>),
+    Not(Box<Rule>),
+    Drop(Vec<Rule>),
+}
+
+/// Why a record was kept or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The named top-level policy decided (sampled it, or dropped it).
+    Policy(u16),
+    /// No policy sampled the record.
+    NotSampled,
+    NoTraceId,
+    NoLevel,
+    NoDuration,
+    /// The record could not be read (`on_error`).
+    Error,
+}
+
+/// The decision for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub keep: bool,
+    pub reason: Reason,
+    /// Policies skipped because they could not evaluate (e.g. no trace id).
+    pub skipped: u16,
+}
+
+/// A compiled policy: the rules, the settings, and the field matcher they need.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<(String, Rule, bool)>,
+    sample_on_first_match: bool,
+    settings: Settings,
+    matcher: Matcher,
+}
+
+/// The built-in default: keep errors and anything slower than 200 ms (the seed
+/// pipeline), as a collector policy block.
+pub const DEFAULT_POLICY_YAML: &str = "\
+policies:
+  - name: errors
+    type: status_code
+    status_code: {status_codes: [ERROR]}
+  - name: slow
+    type: latency
+    latency: {threshold_ms: 200}
+";
+
+fn status_set(codes: &[String], path: &str) -> Result<Rule, PolicyError> {
+    let (mut error, mut ok, mut unset) = (false, false, false);
+    if codes.is_empty() {
+        return Err(PolicyError::invalid(path, "status_codes must not be empty"));
+    }
+    for c in codes {
+        match c.as_str() {
+            "ERROR" => error = true,
+            "OK" => ok = true,
+            "UNSET" => unset = true,
+            other => return Err(PolicyError::invalid(path, format!("unknown status code {other:?} (ERROR, OK or UNSET)"))),
+        }
+    }
+    Ok(Rule::Status { error, ok, unset })
+}
+
+struct Compiler<'a> {
+    attrs: &'a mut Vec<String>,
+    latency: LatencyThreshold,
+}
+
+impl Compiler<'_> {
+    fn slot(&mut self, key: &str, path: &str) -> Result<usize, PolicyError> {
+        if key.is_empty() {
+            return Err(PolicyError::invalid(path, "key must not be empty"));
+        }
+        Ok(match self.attrs.iter().position(|k| k == key) {
+            Some(i) => i,
+            None => {
+                self.attrs.push(key.to_string());
+                self.attrs.len() - 1
+            }
+        })
+    }
+
+    fn compile(&mut self, p: &PolicySpec, path: &str) -> Result<Rule, PolicyError> {
+        if let Some(k) = p.unmirrorable.keys().next() {
+            return Err(match unmirrorable_reason(k) {
+                Some(why) => PolicyError::invalid(path, format!("{k}: cannot be mirrored onto logs: {why}")),
+                None => PolicyError::invalid(path, format!("unknown key {k:?}")),
+            });
+        }
+        let missing = |key: &str| PolicyError::invalid(path, format!("type {} needs a `{key}:` block", p.kind));
+        let rule = match p.kind.as_str() {
+            "always_sample" => Rule::Always,
+            "latency" => {
+                let c = p.latency.as_ref().ok_or_else(|| missing("latency"))?;
+                if c.threshold_ms < 0 || c.upper_threshold_ms < 0 {
+                    return Err(PolicyError::invalid(path, "latency thresholds must not be negative"));
+                }
+                if c.upper_threshold_ms != 0 && c.upper_threshold_ms < c.threshold_ms {
+                    return Err(PolicyError::invalid(path, "upper_threshold_ms is below threshold_ms"));
+                }
+                Rule::Latency { lo: c.threshold_ms, hi: c.upper_threshold_ms, inclusive: self.latency == LatencyThreshold::Inclusive }
+            }
+            "status_code" => status_set(&p.status_code.as_ref().ok_or_else(|| missing("status_code"))?.status_codes, path)?,
+            "probabilistic" => {
+                let c = p.probabilistic.as_ref().ok_or_else(|| missing("probabilistic"))?;
+                if !c.sampling_percentage.is_finite() || c.sampling_percentage < 0.0 {
+                    return Err(PolicyError::invalid(path, "sampling_percentage must be a number >= 0"));
+                }
+                let salt = if c.hash_salt.is_empty() { sampling::DEFAULT_SALT } else { &c.hash_salt };
+                Rule::Probabilistic { salt: salt.as_bytes().into(), threshold: sampling::threshold(c.sampling_percentage) }
+            }
+            "string_attribute" => {
+                let c = p.string_attribute.as_ref().ok_or_else(|| missing("string_attribute"))?;
+                if c.values.is_empty() {
+                    return Err(PolicyError::invalid(path, "values must not be empty"));
+                }
+                let slot = self.slot(&c.key, path)?;
+                #[cfg(feature = "regex")]
+                let regex = if c.enabled_regex_matching {
+                    let mut v = Vec::new();
+                    for r in &c.values {
+                        v.push(regex::Regex::new(r).map_err(|e| PolicyError::invalid(path, format!("regex {r:?}: {e}")))?);
+                    }
+                    Some(v)
+                } else {
+                    None
+                };
+                #[cfg(not(feature = "regex"))]
+                if c.enabled_regex_matching {
+                    return Err(PolicyError::invalid(path, "enabled_regex_matching needs a build with the `regex` feature"));
+                }
+                Rule::Str {
+                    slot,
+                    values: c.values.clone(),
+                    #[cfg(feature = "regex")]
+                    regex,
+                    invert: c.invert_match,
+                }
+            }
+            "numeric_attribute" => {
+                let c = p.numeric_attribute.as_ref().ok_or_else(|| missing("numeric_attribute"))?;
+                if let (Some(a), Some(b)) = (c.min_value, c.max_value) {
+                    if a > b {
+                        return Err(PolicyError::invalid(path, "min_value is above max_value"));
+                    }
+                }
+                Rule::Num { slot: self.slot(&c.key, path)?, min: c.min_value, max: c.max_value, invert: c.invert_match }
+            }
+            "boolean_attribute" => {
+                let c = p.boolean_attribute.as_ref().ok_or_else(|| missing("boolean_attribute"))?;
+                Rule::Bool { slot: self.slot(&c.key, path)?, value: c.value, invert: c.invert_match }
+            }
+            "and" => Rule::And(self.subs(&p.and.as_ref().ok_or_else(|| missing("and"))?.and_sub_policy, path, "and_sub_policy")?),
+            "drop" => Rule::Drop(self.subs(&p.drop.as_ref().ok_or_else(|| missing("drop"))?.drop_sub_policy, path, "drop_sub_policy")?),
+            "not" => {
+                let c = p.not.as_ref().ok_or_else(|| missing("not"))?;
+                Rule::Not(Box::new(self.compile(&c.not_sub_policy, &format!("{path}.not.not_sub_policy"))?))
+            }
+            other => {
+                return Err(match unmirrorable_reason(other) {
+                    Some(why) => PolicyError::invalid(path, format!("type {other} cannot be mirrored onto logs: {why}")),
+                    None => PolicyError::invalid(path, format!("unknown policy type {other:?}")),
+                })
+            }
+        };
+        Ok(rule)
+    }
+
+    fn subs(&mut self, subs: &[PolicySpec], path: &str, key: &str) -> Result<Vec<Rule>, PolicyError> {
+        if subs.is_empty() {
+            return Err(PolicyError::invalid(path, format!("{key} must not be empty")));
+        }
+        let section = key.split('_').next().unwrap_or(key);
+        subs.iter().enumerate().map(|(i, s)| self.compile(s, &format!("{path}.{section}.{key}[{i}]"))).collect()
+    }
+}
+
+impl Policy {
+    /// Compiles a parsed policy file.
+    pub fn compile(file: &PolicyFile) -> Result<Policy, PolicyError> {
+        if let Some(k) = file.other.keys().find(|k| !IGNORED_COLLECTOR_KEYS.contains(&k.as_str())) {
+            return Err(PolicyError::invalid(k, "unknown top-level key"));
+        }
+        if file.policies.is_empty() {
+            return Err(PolicyError::invalid("policies", "no policies: a policy file needs at least one"));
+        }
+        let settings = file.lockstep.clone().unwrap_or_default();
+        let mut attrs = Vec::new();
+        let mut c = Compiler { attrs: &mut attrs, latency: settings.latency_threshold };
+        let mut rules = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in file.policies.iter().enumerate() {
+            let path = format!("policies[{i}]");
+            if p.name.is_empty() {
+                return Err(PolicyError::invalid(&path, "policy needs a name"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(PolicyError::invalid(&path, format!("duplicate policy name {:?}", p.name)));
+            }
+            rules.push((p.name.clone(), c.compile(p, &path)?, p.kind == "drop"));
+        }
+        if rules.len() > usize::from(u16::MAX) {
+            return Err(PolicyError::invalid("policies", "too many policies"));
+        }
+        let table = FieldTable::default().with_overrides(&settings.fields);
+        let matcher = Matcher::new(table, &attrs).map_err(|e| PolicyError::invalid("lockstep.fields", e.to_string()))?;
+        Ok(Policy { rules, sample_on_first_match: file.sample_on_first_match, settings, matcher })
+    }
+
+    /// The built-in default policy (errors + slower than 200 ms).
+    pub fn default_policy() -> Policy {
+        let file = crate::parse_policy(DEFAULT_POLICY_YAML, crate::Format::Yaml, "<built-in>").expect("built-in policy parses");
+        Policy::compile(&file).expect("built-in policy compiles")
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// A new extractor for this policy's fields and attributes.
+    pub fn extractor(&self) -> Extractor {
+        Extractor::new(self.matcher.clone())
+    }
+
+    /// The name for a reason: the policy name, or `not_sampled`, `no_trace_id`,
+    /// `no_level`, `no_duration`, `error`.
+    pub fn reason_name(&self, r: Reason) -> &str {
+        match r {
+            Reason::Policy(i) => self.rules.get(usize::from(i)).map_or("?", |(n, _, _)| n.as_str()),
+            Reason::NotSampled => "not_sampled",
+            Reason::NoTraceId => "no_trace_id",
+            Reason::NoLevel => "no_level",
+            Reason::NoDuration => "no_duration",
+            Reason::Error => "error",
+        }
+    }
+
+    /// Policy names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|(n, _, _)| n.as_str())
+    }
+
+    /// The decision for a record that could not be read.
+    pub fn on_error(&self) -> Decision {
+        Decision { keep: self.settings.on_error == OnError::Keep, reason: Reason::Error, skipped: 0 }
+    }
+
+    /// Decides one extracted record.
+    pub fn decide(&self, e: &Extracted) -> Decision {
+        let s = &self.settings;
+        let missing = [
+            (s.no_trace_id, !matches!(e.trace_id, IdState::Valid(_)), Reason::NoTraceId),
+            (s.no_level, !matches!(e.level, LevelState::Known(_)), Reason::NoLevel),
+            (s.no_duration, !matches!(e.duration, DurationState::Ms(_)), Reason::NoDuration),
+        ];
+        for (action, is_missing, reason) in missing {
+            if is_missing && action != Missing::Evaluate {
+                return Decision { keep: action == Missing::Keep, reason, skipped: 0 };
+            }
+        }
+        let mut skipped = 0u16;
+        // Drop policies first; then the rest: Dropped > Sampled > NotSampled.
+        for (i, (_, rule, is_drop)) in self.rules.iter().enumerate() {
+            if *is_drop {
+                match rule.eval(e) {
+                    Ok(Verdict::Dropped) => return Decision { keep: false, reason: Reason::Policy(i as u16), skipped },
+                    Ok(_) => {}
+                    Err(_) => skipped += 1,
+                }
+            }
+        }
+        let mut first_sampled = None;
+        for (i, (_, rule, is_drop)) in self.rules.iter().enumerate() {
+            if *is_drop {
+                continue;
+            }
+            match rule.eval(e) {
+                Ok(Verdict::Dropped) => return Decision { keep: false, reason: Reason::Policy(i as u16), skipped },
+                Ok(Verdict::Sampled) => {
+                    if first_sampled.is_none() {
+                        first_sampled = Some(i as u16);
+                        if self.sample_on_first_match {
+                            break;
+                        }
+                    }
+                }
+                Ok(Verdict::NotSampled) => {}
+                Err(_) => skipped += 1,
+            }
+        }
+        match first_sampled {
+            Some(i) => Decision { keep: true, reason: Reason::Policy(i), skipped },
+            None => Decision { keep: false, reason: Reason::NotSampled, skipped },
+        }
+    }
+}
+
+fn sampled(b: bool) -> Verdict {
+    if b {
+        Verdict::Sampled
+    } else {
+        Verdict::NotSampled
+    }
+}
+
+/// Formats a scalar attribute as text without allocating (numbers and booleans are
+/// compared as their JSON text by string_attribute).
+fn scalar_text<'b>(a: &Attr<'b>, buf: &'b mut [u8; 40]) -> Option<&'b str> {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    match *a {
+        Attr::Str(s) => return Some(s),
+        Attr::UInt(n) => write!(cur, "{n}").ok()?,
+        Attr::Int(n) => write!(cur, "{n}").ok()?,
+        Attr::Float(f) => write!(cur, "{f}").ok()?,
+        Attr::Bool(b) => write!(cur, "{b}").ok()?,
+        _ => return None,
+    }
+    let n = cur.position() as usize;
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
+impl Rule {
+    fn eval(&self, e: &Extracted) -> Result<Verdict, EvalError> {
+        Ok(match self {
+            Rule::Always => Verdict::Sampled,
+            Rule::Latency { lo, hi, inclusive } => match e.duration {
+                // The collector truncates the trace duration to whole milliseconds.
+                DurationState::Ms(ms) => {
+                    let d = ms.trunc() as i64;
+                    let above = if *inclusive { d >= *lo } else { d > *lo };
+                    sampled(above && (*hi == 0 || d <= *hi))
+                }
+                _ => Verdict::NotSampled,
+            },
+            Rule::Status { error, ok, unset } => sampled(match e.level {
+                LevelState::Known(l) if l.is_error() => *error,
+                LevelState::Known(_) => *ok || *unset,
+                _ => *unset,
+            }),
+            Rule::Probabilistic { salt, threshold } => {
+                let t = e.trace_id().ok_or(EvalError::NoTraceId)?;
+                sampled(sampling::hash_trace_id(salt, t) <= *threshold)
+            }
+            Rule::Str { slot, values, invert, .. } => {
+                let mut buf = [0u8; 40];
+                let a = e.attr(*slot);
+                let matched = match scalar_text(&a, &mut buf) {
+                    None => false,
+                    Some(text) => {
+                        #[cfg(feature = "regex")]
+                        if let Rule::Str { regex: Some(rs), .. } = self {
+                            rs.iter().any(|r| r.is_match(text))
+                        } else {
+                            values.iter().any(|v| v == text)
+                        }
+                        #[cfg(not(feature = "regex"))]
+                        values.iter().any(|v| v == text)
+                    }
+                };
+                sampled(matched != *invert)
+            }
+            Rule::Num { slot, min, max, invert } => {
+                let matched = e.attr(*slot).as_f64().is_some_and(|v| min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m));
+                sampled(matched != *invert)
+            }
+            Rule::Bool { slot, value, invert } => {
+                let b = match e.attr(*slot) {
+                    Attr::Bool(b) => Some(b),
+                    Attr::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+                    Attr::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+                    _ => None,
+                };
+                sampled(b.is_some_and(|b| b == *value) != *invert)
+            }
+            Rule::And(subs) => {
+                for s in subs {
+                    if s.eval(e)? != Verdict::Sampled {
+                        return Ok(Verdict::NotSampled);
+                    }
+                }
+                Verdict::Sampled
+            }
+            Rule::Not(sub) => match sub.eval(e)? {
+                Verdict::Sampled => Verdict::NotSampled,
+                Verdict::NotSampled => Verdict::Sampled,
+                Verdict::Dropped => Verdict::Dropped,
+            },
+            Rule::Drop(subs) => {
+                for s in subs {
+                    if s.eval(e)? != Verdict::Sampled {
+                        return Ok(Verdict::NotSampled);
+                    }
+                }
+                Verdict::Dropped
+            }
+        })
+    }
+}
+
+/// A policy with its extractor: decides JSON text or decoded records.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    policy: Policy,
+    extractor: Extractor,
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Self {
+        let extractor = policy.extractor();
+        Engine { policy, extractor }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The extraction of the last record decided.
+    pub fn extracted(&self) -> &Extracted {
+        self.extractor.last()
+    }
+
+    /// Decides one JSON record (fast path). An unreadable record gets `on_error`.
+    pub fn decide_json(&mut self, text: &[u8]) -> (Decision, Option<ScanError>) {
+        match self.extractor.extract_json(text) {
+            Ok(e) => (self.policy.decide(e), None),
+            Err(err) => (self.policy.on_error(), Some(err)),
+        }
+    }
+
+    /// Decides one record from any self-describing deserializer (serde path).
+    #[cfg(feature = "serde-path")]
+    pub fn decide_de<'de, D: serde::Deserializer<'de>>(&mut self, d: D) -> Result<Decision, D::Error> {
+        let e = self.extractor.extract_de(d)?;
+        Ok(self.policy.decide(e))
+    }
+}
