@@ -362,9 +362,11 @@ impl Rule {
         Ok(match self {
             Rule::Always => Verdict::Sampled,
             Rule::Latency { lo, hi, inclusive } => match e.duration {
-                // The collector truncates the trace duration to whole milliseconds.
+                // The collector truncates the trace duration (ns) to whole milliseconds.
+                // Round to whole ns first so `1.001` s (1000.9999999999999 ms in f64)
+                // truncates to 1001 as its nanoseconds would.
                 DurationState::Ms(ms) => {
-                    let d = ms.trunc() as i64;
+                    let d = (ms * 1e6).round() as i64 / 1_000_000;
                     let above = if *inclusive { d >= *lo } else { d > *lo };
                     sampled(above && (*hi == 0 || d <= *hi))
                 }

@@ -46,6 +46,10 @@ fn latency_inclusive_and_upper_bound() {
     let mut e = engine(incl);
     assert!(decide(&mut e, json!({"duration_ms": 200})).0);
     assert!(!decide(&mut e, json!({"duration_ms": 199.9})).0);
+    // seconds that are not exact in binary truncate as their nanoseconds would
+    let mut e = engine("policies: [{name: s, type: latency, latency: {threshold_ms: 1000}}]");
+    assert!(decide(&mut e, json!({"duration": 1.001})).0);
+    assert!(!decide(&mut e, json!({"duration": 1.0009999})).0);
     let band = "policies: [{name: band, type: latency, latency: {threshold_ms: 100, upper_threshold_ms: 300}}]";
     let mut e = engine(band);
     assert!(!decide(&mut e, json!({"duration_ms": 100})).0);

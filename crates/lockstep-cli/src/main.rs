@@ -1,0 +1,188 @@
+//! `lockstep`: the operator CLI. See `lockstep --help`.
+//!
+//! - `explain`: what the filter sees and decides for each line.
+//! - `check`: a schema-drift report over a log sample.
+//! - `policy import`: convert an OTel Collector `tail_sampling` config.
+//! - `spool inspect|peek`: look into an output plugin's disk queue.
+
+mod check;
+mod explain;
+mod spool_cmd;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use lockstep_policy::{load_policy, Policy};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "lockstep", version, about = "Logs that live or die with their traces")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One JSON object per input line: trace_id, span_id, level, duration_ms, decision, reason.
+    Explain {
+        /// Policy file (YAML or JSON); the built-in default (errors + > 200 ms) without it.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Input file of JSON lines, or `-` for standard input.
+        #[arg(default_value = "-")]
+        input: String,
+    },
+    /// Schema-drift report: which fields were found, which were not, keep ratio per reason.
+    Check {
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Input file of JSON lines, or `-` for standard input.
+        input: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policy file tools.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Inspect an output plugin's spool directory.
+    Spool {
+        #[command(subcommand)]
+        cmd: spool_cmd::SpoolCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Convert the tail_sampling processor(s) of an OTel Collector config.
+    Import {
+        /// The collector config (YAML or JSON).
+        otelcol: PathBuf,
+        /// Write the policy here (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Which processor, when the config has several (`tail_sampling/NAME`).
+        #[arg(long)]
+        processor: Option<String>,
+        /// Exit 3 when some policy could not be mirrored.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Parse and compile a policy file; print its policies.
+    Validate { policy: PathBuf },
+}
+
+pub(crate) fn policy_or_default(p: &Option<PathBuf>) -> Result<Policy> {
+    match p {
+        Some(path) => Ok(load_policy(path)?),
+        None => Ok(Policy::default_policy()),
+    }
+}
+
+/// Reads lines from a file or stdin, calling `f(line_no, line)`.
+pub(crate) fn for_each_line(input: &str, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+    let reader: Box<dyn Read> = if input == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(input).with_context(|| format!("{input}: cannot open"))?)
+    };
+    let mut r = BufReader::new(reader);
+    let mut buf = String::new();
+    let mut n = 0;
+    loop {
+        buf.clear();
+        let read = r.read_line(&mut buf).with_context(|| format!("{input}: read error after line {n}"))?;
+        if read == 0 {
+            return Ok(());
+        }
+        n += 1;
+        let line = buf.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        f(n, line)?;
+    }
+}
+
+fn import(otelcol: &Path, output: &Option<PathBuf>, which: &Option<String>, strict: bool) -> Result<u8> {
+    let text = std::fs::read_to_string(otelcol).with_context(|| format!("{}: cannot read", otelcol.display()))?;
+    let origin = otelcol.display().to_string();
+    let procs = lockstep_policy::import::import_collector(&text, lockstep_policy::Format::from_path(otelcol), &origin)?;
+    if procs.is_empty() {
+        anyhow::bail!("{origin}: no tail_sampling processor under `processors:`");
+    }
+    let chosen = match which {
+        Some(w) => procs.iter().find(|p| &p.id == w).with_context(|| {
+            format!("{origin}: no processor {w:?}; found {}", procs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", "))
+        })?,
+        None if procs.len() == 1 => &procs[0],
+        None => {
+            let used: Vec<_> = procs.iter().filter(|p| !p.pipelines.is_empty()).collect();
+            match used.as_slice() {
+                [one] => *one,
+                _ => anyhow::bail!(
+                    "{origin}: several tail_sampling processors ({}); choose one with --processor",
+                    procs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+    };
+    for p in &procs {
+        eprintln!(
+            "processor {}{}: {} policies mirrored, {} not mirrored",
+            p.id,
+            if p.pipelines.is_empty() { " (in no pipeline)".to_string() } else { format!(" (pipelines: {})", p.pipelines.join(", ")) },
+            p.converted.len(),
+            p.skipped.len()
+        );
+    }
+    for s in &chosen.skipped {
+        eprintln!("  NOT MIRRORED {} ({}) at {}: {}", s.name, s.kind, s.path, s.reason);
+    }
+    for n in &chosen.notes {
+        eprintln!("  note: {n}");
+    }
+    if chosen.policy.policies.is_empty() {
+        anyhow::bail!("{origin}: processor {} has no policy that can be mirrored; no policy written", chosen.id);
+    }
+    let rendered = lockstep_policy::import::render(chosen)?;
+    // Prove the output loads before writing it.
+    lockstep_policy::compile_policy(&rendered, lockstep_policy::Format::Yaml, "<imported>")?;
+    match output {
+        Some(o) => {
+            std::fs::write(o, &rendered).with_context(|| format!("{}: cannot write", o.display()))?;
+            eprintln!("wrote {}", o.display());
+        }
+        None => print!("{rendered}"),
+    }
+    Ok(if strict && !chosen.skipped.is_empty() { 3 } else { 0 })
+}
+
+fn run() -> Result<u8> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Explain { policy, input } => explain::run(&policy_or_default(&policy)?, &input),
+        Cmd::Check { policy, input, json } => check::run(&policy_or_default(&policy)?, &input, json),
+        Cmd::Policy { cmd: PolicyCmd::Import { otelcol, output, processor, strict } } => import(&otelcol, &output, &processor, strict),
+        Cmd::Policy { cmd: PolicyCmd::Validate { policy } } => {
+            let p = load_policy(&policy)?;
+            println!("{}: ok; policies: {}", policy.display(), p.names().collect::<Vec<_>>().join(", "));
+            Ok(0)
+        }
+        Cmd::Spool { cmd } => spool_cmd::run(cmd).map(|c| u8::try_from(c).unwrap_or(1)),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("lockstep: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

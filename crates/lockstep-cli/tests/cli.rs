@@ -1,0 +1,171 @@
+//! The `lockstep` binary end to end: explain on the golden four-schema sample decides
+//! every summary line as the trace sampler decides its trace; check reports drift;
+//! policy import; error messages.
+
+use lockstep_policy::sampling;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lockstep(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep")).args(args).current_dir(root()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn hex16(s: &str) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for i in 0..16 {
+        b[i] = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    b
+}
+
+/// The trace sampler's decision per trace, from the spans alone: duration = latest end -
+/// earliest start truncated to ms, error if any span is ERROR, and the FNV rule.
+fn trace_decisions(spans: &[Value], latency_ms: i64, pct: Option<f64>) -> HashMap<String, bool> {
+    let mut by: HashMap<String, (u64, u64, bool)> = HashMap::new();
+    for s in spans {
+        let t = s["trace_id"].as_str().unwrap().to_string();
+        let (st, en) = (s["start_ns"].as_u64().unwrap(), s["end_ns"].as_u64().unwrap());
+        let e = by.entry(t).or_insert((u64::MAX, 0, false));
+        e.0 = e.0.min(st);
+        e.1 = e.1.max(en);
+        e.2 |= s["status"] == "ERROR";
+    }
+    by.into_iter()
+        .map(|(t, (st, en, err))| {
+            let dur_ms = ((en - st) / 1_000_000) as i64;
+            let prob = pct.is_some_and(|p| sampling::hash_trace_id(sampling::DEFAULT_SALT.as_bytes(), &hex16(&t)) <= sampling::threshold(p));
+            (t, err || dur_ms > latency_ms || prob)
+        })
+        .collect()
+}
+
+fn check_golden(policy: Option<&str>, pct: Option<f64>) {
+    let dir = root().join("golden/four-schemas");
+    let spans = jsonl(&dir.join("spans.jsonl"));
+    let lines = jsonl(&dir.join("lines.jsonl"));
+    let decisions = trace_decisions(&spans, 200, pct);
+    let mut args = vec!["explain"];
+    if let Some(p) = policy {
+        args.extend(["--policy", p]);
+    }
+    args.push("golden/four-schemas/logs.jsonl");
+    let (code, out, err) = lockstep(&args);
+    assert_eq!(code, 0, "{err}");
+    let explained: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(explained.len(), lines.len());
+    let (mut summaries, mut kept) = (0usize, 0usize);
+    for (truth, ex) in lines.iter().zip(&explained) {
+        assert_eq!(truth["line"], ex["line"]);
+        // Every line's trace id is found, in whatever form the service wrote it.
+        assert_eq!(truth["trace_id"], ex["trace_id"], "line {}: {ex}", truth["line"]);
+        if truth["summary"] == true {
+            summaries += 1;
+            let want = decisions[truth["trace_id"].as_str().unwrap()];
+            let got = ex["decision"] == "keep";
+            assert_eq!(got, want, "summary line {} ({}): {ex}", truth["line"], truth["service"]);
+            kept += got as usize;
+        }
+    }
+    assert_eq!(summaries, decisions.len());
+    assert!(kept > 10 && kept < summaries, "a sample that keeps all or nothing proves little: {kept}/{summaries}");
+}
+
+#[test]
+fn explain_decides_every_summary_line_as_the_trace_sampler() {
+    check_golden(Some("golden/four-schemas/policy.yaml"), Some(10.0));
+}
+
+#[test]
+fn explain_with_the_default_policy() {
+    check_golden(None, None);
+}
+
+#[test]
+fn check_reports_coverage_and_drift() {
+    let (code, out, err) = lockstep(&["check", "--json", "golden/four-schemas/logs.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let lines = jsonl(&root().join("golden/four-schemas/lines.jsonl"));
+    let untraced = lines.iter().filter(|l| l["trace_id"].is_null()).count() as u64;
+    let summaries = lines.iter().filter(|l| l["summary"] == true).count() as u64;
+    assert_eq!(r["records"], lines.len() as u64);
+    assert_eq!(r["trace_id"]["absent"], untraced);
+    assert_eq!(r["duration"]["valid"], summaries);
+    // all four duration aliases of the four schemas were used
+    let from = r["duration_from"].as_object().unwrap();
+    for k in ["duration_ms", "duration", "responseTime", "latency"] {
+        assert!(from.contains_key(k), "{k} in {from:?}");
+    }
+
+    let (code, out, err) = lockstep(&["check", "--json", "golden/drift/logs.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["unreadable"], 1);
+    assert_eq!(r["unknown_levels"]["LOUD"], 1);
+    assert_eq!(r["uncovered_duration_fields"]["elapsedTime"], 1);
+    assert_eq!(r["uncovered_duration_fields"]["http.server_duration_ms"], 1);
+    assert_eq!(r["uncovered_level_fields"]["log_severity"], 1);
+    assert_eq!(r["trace_id"]["invalid (wrong length 29)"], 1);
+    assert_eq!(r["trace_id"]["invalid (all zero)"], 1);
+    assert_eq!(r["duration"]["invalid"], 1);
+    // the human report names the drifting fields
+    let (_, text, _) = lockstep(&["check", "golden/drift/logs.jsonl"]);
+    assert!(text.contains("elapsedTime") && text.contains("\"LOUD\""), "{text}");
+}
+
+#[test]
+fn explain_reports_unreadable_lines_and_fails_open() {
+    let (code, out, _) = lockstep(&["explain", "golden/drift/logs.jsonl"]);
+    assert_eq!(code, 0);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["decision"], "keep");
+    assert_eq!(last["reason"], "error");
+    assert!(last["error"].as_str().unwrap().contains("byte offset 0"));
+}
+
+#[test]
+fn policy_import_writes_a_loadable_policy_and_lists_what_it_cannot_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let col = dir.path().join("otelcol.yaml");
+    std::fs::write(
+        &col,
+        "processors:\n  tail_sampling:\n    policies:\n      - {name: errs, type: status_code, status_code: {status_codes: [ERROR]}}\n      - {name: rl, type: rate_limiting, rate_limiting: {spans_per_second: 10}}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("policy.yaml");
+    let (code, _, err) = lockstep(&["policy", "import", col.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("NOT MIRRORED rl (rate_limiting)"), "{err}");
+    let (code, stdout, err) = lockstep(&["policy", "validate", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("errs"));
+    let (code, _, _) = lockstep(&["policy", "import", "--strict", col.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.yaml");
+    std::fs::write(&p, "policies:\n  - name: x\n    type: latency\n    latency: {threshold_ms: fast}\n").unwrap();
+    let (code, _, err) = lockstep(&["explain", "--policy", p.to_str().unwrap(), "golden/drift/logs.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.yaml:4:"), "{err}");
+    let (code, _, err) = lockstep(&["explain", "--policy", "/nonexistent/p.yaml", "golden/drift/logs.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/p.yaml"), "{err}");
+    let (code, _, err) = lockstep(&["check", "/nonexistent/logs.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/logs.jsonl"), "{err}");
+}
