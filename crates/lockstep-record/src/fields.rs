@@ -220,8 +220,8 @@ pub enum FieldError {
 pub struct Matcher {
     pub(crate) paths: Vec<Box<[u8]>>,
     pub(crate) actions: Vec<Vec<Action>>,
-    /// Bit i set when `paths[i]` starts with byte b.
-    first: Box<[u128; 256]>,
+    /// Top-level key → (leaf path, descend mask): one probe per top-level key.
+    top: TopTable,
     pub(crate) all: u128,
     pub(crate) table: FieldTable,
     pub(crate) attr_keys: Vec<String>,
@@ -233,7 +233,7 @@ impl Matcher {
         let mut m = Matcher {
             paths: vec![],
             actions: vec![],
-            first: Box::new([0; 256]),
+            top: TopTable::default(),
             all: 0,
             table: table.clone(),
             attr_keys: attr_keys.to_vec(),
@@ -257,6 +257,7 @@ impl Matcher {
         for k in &table.nested_json {
             m.add(k, Action::Nested)?;
         }
+        m.top = TopTable::build(&m.paths);
         Ok(m)
     }
 
@@ -273,7 +274,6 @@ impl Matcher {
                 self.paths.push(key.as_bytes().into());
                 self.actions.push(vec![]);
                 let i = self.paths.len() - 1;
-                self.first[usize::from(key.as_bytes()[0])] |= 1 << i;
                 self.all |= 1 << i;
                 i
             }
@@ -303,13 +303,10 @@ impl Matcher {
     /// (`usize::MAX` if none) and the candidates to descend into.
     #[inline]
     pub(crate) fn step(&self, mask: u128, off: usize, key: &[u8]) -> (usize, u128) {
-        let mut cand = mask;
-        if off == 0 {
-            match key.first() {
-                Some(&b) => cand &= self.first[usize::from(b)],
-                None => return (usize::MAX, 0),
-            }
+        if off == 0 && mask == self.all {
+            return self.top.get(key);
         }
+        let mut cand = mask;
         let mut leaf = usize::MAX;
         let mut desc = 0u128;
         while cand != 0 {
@@ -326,6 +323,77 @@ impl Matcher {
             }
         }
         (leaf, desc)
+    }
+}
+
+/// Open-addressing table of every top-level key that can start a path: each whole
+/// path (a leaf) and each prefix ending before a `.` (descend into an object).
+#[derive(Debug, Clone, Default)]
+struct TopTable {
+    slots: Vec<Option<(Box<[u8]>, usize, u128)>>,
+}
+
+#[inline]
+fn key_hash(k: &[u8]) -> u64 {
+    let mut h = k.len() as u64;
+    let mut chunks = k.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    let mut w = [0u8; 8];
+    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+impl TopTable {
+    fn build(paths: &[Box<[u8]>]) -> TopTable {
+        let mut entries: Vec<(Box<[u8]>, usize, u128)> = Vec::new();
+        let mut put = |k: &[u8], leaf: Option<usize>, desc: u128| match entries.iter_mut().find(|e| *e.0 == *k) {
+            Some(e) => {
+                if let Some(l) = leaf {
+                    e.1 = l;
+                }
+                e.2 |= desc;
+            }
+            None => entries.push((k.into(), leaf.unwrap_or(usize::MAX), desc)),
+        };
+        for (i, p) in paths.iter().enumerate() {
+            put(p, Some(i), 0);
+            for (j, &c) in p.iter().enumerate() {
+                if c == b'.' {
+                    put(&p[..j], None, 1 << i);
+                }
+            }
+        }
+        let n = (entries.len() * 4).next_power_of_two().max(16);
+        let mut slots = vec![None; n];
+        for e in entries {
+            let mut h = key_hash(&e.0) as usize & (n - 1);
+            while slots[h].is_some() {
+                h = (h + 1) & (n - 1);
+            }
+            slots[h] = Some(e);
+        }
+        TopTable { slots }
+    }
+
+    #[inline]
+    fn get(&self, key: &[u8]) -> (usize, u128) {
+        let n = self.slots.len();
+        if n == 0 {
+            return (usize::MAX, 0);
+        }
+        let mut h = key_hash(key) as usize & (n - 1);
+        loop {
+            match &self.slots[h] {
+                None => return (usize::MAX, 0),
+                Some((k, leaf, desc)) if **k == *key => return (*leaf, *desc),
+                Some(_) => h = (h + 1) & (n - 1),
+            }
+        }
     }
 }
 

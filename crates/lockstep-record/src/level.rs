@@ -170,9 +170,16 @@ const WORDS: &[(&str, Level)] = &[
 /// Normalises a level word. Numbers written as strings go through `scheme`.
 pub fn from_str(scheme: NumberScheme, s: &str) -> Option<Level> {
     let t = s.trim();
-    for (w, l) in WORDS {
-        if t.eq_ignore_ascii_case(w) {
-            return Some(*l);
+    // Lowercase into a stack buffer: no allocation, one table walk.
+    let mut buf = [0u8; 16];
+    if t.len() <= buf.len() {
+        let lower = &mut buf[..t.len()];
+        lower.copy_from_slice(t.as_bytes());
+        lower.make_ascii_lowercase();
+        for (w, l) in WORDS {
+            if w.as_bytes() == &*lower {
+                return Some(*l);
+            }
         }
     }
     let n: i64 = t.parse().ok()?;

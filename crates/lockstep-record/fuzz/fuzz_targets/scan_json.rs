@@ -1,0 +1,34 @@
+//! The JSON scanner reads records straight from Fluent Bit: it must never panic, and
+//! whenever serde_json accepts a document as an object, the scanner must accept it too
+//! and extract exactly what the serde path extracts.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use lockstep_record::{Extracted, Extractor, FieldTable, Matcher};
+
+fn summary(e: &Extracted) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?}",
+        e.trace_id,
+        e.span_id,
+        e.level,
+        e.duration,
+        e.trace_source(),
+        e.span_source(),
+        e.level_source(),
+        e.duration_source(),
+        e.level_raw(),
+        (0..e.attr_count()).map(|i| format!("{:?}", e.attr(i))).collect::<Vec<_>>()
+    )
+}
+
+fuzz_target!(|data: &[u8]| {
+    let table = FieldTable { nested_json: vec!["log".into()], ..FieldTable::default() };
+    let mut ex = Extractor::new(Matcher::new(table, &["http.method".into(), "status".into()]).unwrap());
+    let fast = ex.extract_json(data).map(summary);
+    let _ = lockstep_record::validate_object(data);
+    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_ok() {
+        let slow = ex.extract_de(&mut serde_json::Deserializer::from_slice(data)).map(summary);
+        let fast = fast.unwrap_or_else(|e| panic!("serde_json accepts but the scanner rejects: {e}"));
+        assert_eq!(fast, slow.unwrap());
+    }
+});

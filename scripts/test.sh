@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test: the workspace's unit, integration and property tests (including the
+# crash and corruption tests), then every cargo-fuzz target briefly.
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 15; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+echo "== cargo test --workspace"
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+
+fuzz_status=0
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
+    for dir in crates/*/fuzz; do
+      [ -f "$dir/Cargo.toml" ] || continue
+      for target in $(cargo +nightly fuzz list --fuzz-dir "$dir"); do
+        echo "== fuzz $dir $target (${FUZZ_SECONDS}s)"
+        if ! cargo +nightly fuzz run --fuzz-dir "$dir" "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 >"$log.fuzz" 2>&1; then
+          tail -n 40 "$log.fuzz"
+          echo "fuzz target $target in $dir FAILED"
+          fuzz_status=1
+        else
+          grep -E '^Done [0-9]+ runs' "$log.fuzz" || tail -n 2 "$log.fuzz"
+        fi
+      done
+    done
+    rm -f "$log.fuzz"
+  else
+    echo "== fuzz: skipped (needs the nightly toolchain and cargo-fuzz; .ci/run installs cargo-fuzz)"
+  fi
+fi
+
+echo "tests: $passed passed, $failed failed"
+if [ "$status" != 0 ] || [ "$fuzz_status" != 0 ]; then
+  exit 1
+fi
