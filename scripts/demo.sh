@@ -9,10 +9,10 @@ cargo build --release -q -p lockstep-cli
 bin=target/release/lockstep
 set_dir=golden/four-schemas
 echo "== lockstep check: what the filter can read in $set_dir (four schemas)"
-"$bin" check --policy "$set_dir/policy.yaml" "$set_dir/logs.jsonl"
+"$bin" check --policy "$set_dir/lockstep-policy.yaml" "$set_dir/logs.jsonl"
 echo
 echo "== lockstep explain: the first summary lines of each schema"
-"$bin" explain --policy "$set_dir/policy.yaml" "$set_dir/logs.jsonl" | grep -F '"duration_ms":' | grep -vF '"duration_ms":null' | head -n 8
+"$bin" explain --policy "$set_dir/lockstep-policy.yaml" "$set_dir/logs.jsonl" | grep -F '"duration_ms":' | grep -vF '"duration_ms":null' | head -n 8
 echo
 echo "== lockstep check: a sample with drift"
 "$bin" check golden/drift/logs.jsonl

@@ -100,6 +100,9 @@ for i in range(N):
     trace_error = any(s["status"] == "ERROR" for s in spans if s["trace_id"] == trace)
     log(detail_line(root_svc, trace, root_span, start), trace, False, root_svc)
     log(summary_line(root_svc, trace, root_span, dur_ns, trace_error, end), trace, True, root_svc)
+    if rng.random() < 0.5:
+        # a line after the deciding one (kept by the filter's kept-trace memory)
+        log(detail_line(root_svc, trace, root_span, end + 1000), trace, False, root_svc)
 
 with open(os.path.join(out, "spans.jsonl"), "w") as f:
     for s in spans:

@@ -3,7 +3,8 @@
 use crate::for_each_line;
 use anyhow::Result;
 use lockstep_policy::{Engine, Policy};
-use lockstep_record::{DurationState, IdState, LevelState, Matcher};
+use lockstep_record::drift::{self, DriftKind};
+use lockstep_record::{DurationState, IdState, LevelState};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -34,41 +35,6 @@ fn id_state<const N: usize>(s: &IdState<N>) -> String {
         IdState::Valid(_) => "valid".into(),
         IdState::Absent => "absent".into(),
         IdState::Invalid(e) => format!("invalid ({e})"),
-    }
-}
-
-fn duration_like(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["duration", "latency", "elapsed", "took", "response_time", "responsetime", "time_ms", "time_taken"].iter().any(|w| k.contains(w))
-        || k.ends_with("_ms")
-        || k.ends_with("_ns")
-        || k.ends_with("_us")
-        || key.ends_with("Ms")
-}
-
-fn level_like(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("level") || k.contains("severity") || k == "lvl"
-}
-
-/// Top-level and one-level-nested keys that look like durations or levels but match no alias.
-fn uncovered(m: &Matcher, v: &Value, prefix: &str, c: &mut Counts, depth: u32) {
-    let Value::Object(map) = v else { return };
-    for (k, val) in map {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        let covered = m.is_known_top_level(&path);
-        if val.is_object() && depth == 0 {
-            uncovered(m, val, &path, c, depth + 1);
-            continue;
-        }
-        if covered || !(val.is_number() || val.is_string()) {
-            continue;
-        }
-        if duration_like(k) {
-            bump(&mut c.uncovered_duration, path);
-        } else if level_like(k) {
-            bump(&mut c.uncovered_level, path);
-        }
     }
 }
 
@@ -127,7 +93,12 @@ pub fn run(policy: &Policy, input: &str, as_json: bool) -> Result<u8> {
             bump(&mut c.duration_src, table.duration[i].key.clone());
         }
         if let Ok(v) = serde_json::from_str::<Value>(line) {
-            uncovered(engine.policy().matcher(), &v, "", &mut c, 0);
+            for (path, kind) in drift::uncovered(engine.policy().matcher(), &v) {
+                match kind {
+                    DriftKind::Duration => bump(&mut c.uncovered_duration, path),
+                    DriftKind::Level => bump(&mut c.uncovered_level, path),
+                }
+            }
         }
         Ok(())
     })?;

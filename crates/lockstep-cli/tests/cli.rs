@@ -83,7 +83,7 @@ fn check_golden(policy: Option<&str>, pct: Option<f64>) {
 
 #[test]
 fn explain_decides_every_summary_line_as_the_trace_sampler() {
-    check_golden(Some("golden/four-schemas/policy.yaml"), Some(10.0));
+    check_golden(Some("golden/four-schemas/lockstep-policy.yaml"), Some(10.0));
 }
 
 #[test]

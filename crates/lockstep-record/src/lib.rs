@@ -28,6 +28,8 @@
 //!   levels are rejected by both.
 //! - No panics on any input.
 
+#[cfg(feature = "serde-path")]
+pub mod drift;
 pub mod duration;
 mod extract;
 pub mod fields;

@@ -1,0 +1,358 @@
+//! # lockstep-filter
+//!
+//! What the WebAssembly filter does with one record, as plain Rust (the plugin in
+//! `plugins/filter-lockstep` only moves bytes in and out of linear memory).
+//!
+//! Invariants:
+//! - Never returns invalid JSON to the host: an unchanged record is echoed only after the
+//!   scanner validated it; a record that is not valid JSON (Fluent Bit writes NaN as a
+//!   bare `nan`, non-string keys unquoted) is never echoed — when kept it is returned
+//!   wrapped as `{"lockstep_unparsed":"<original text>"}` and counted.
+//! - No allocation per record: the output buffer and the extractor's buffers are reused.
+//! - Kept trace memory is bounded (direct-mapped, a power of two of slots): later lines of
+//!   a kept trace are kept unless a `drop` policy drops them.
+//! - A policy that fails to load never drops logs: the filter keeps everything (fail open).
+
+pub use lockstep_policy::{compile_policy, Format, Policy};
+use lockstep_policy::{Engine, Reason};
+use lockstep_record::ids::hex_into;
+use lockstep_record::{DurationState, LevelState, TraceId};
+
+/// What to return to the host.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Keep the record as it came (return the input pointer).
+    KeepUnchanged,
+    /// Drop (return `""`).
+    Drop,
+    /// Keep this NUL-terminated JSON text instead.
+    Keep(&'a [u8]),
+}
+
+/// Counters, for the module's own reporting and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub kept: u64,
+    pub dropped: u64,
+    /// Records that were not valid JSON objects.
+    pub unreadable: u64,
+    /// Kept because an earlier line of the same trace was kept.
+    pub kept_by_memory: u64,
+}
+
+/// Recently kept trace ids. Direct-mapped: a newer id may evict an older one that hashes
+/// to the same slot; nothing else is ever lost or grown.
+#[derive(Debug, Clone)]
+pub struct TraceMemory {
+    slots: Vec<TraceId>,
+}
+
+impl TraceMemory {
+    pub fn new(size: usize) -> Self {
+        let n = if size == 0 { 0 } else { size.next_power_of_two() };
+        TraceMemory { slots: vec![[0; 16]; n] }
+    }
+    fn slot(&self, t: &TraceId) -> usize {
+        // Trace ids are random; mix both halves so B3 64-bit ids (high half zero) spread too.
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&t[..8]);
+        b.copy_from_slice(&t[8..]);
+        let h = (u64::from_le_bytes(a) ^ u64::from_le_bytes(b).rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize & (self.slots.len() - 1)
+    }
+    pub fn insert(&mut self, t: &TraceId) {
+        if !self.slots.is_empty() {
+            let i = self.slot(t);
+            self.slots[i] = *t;
+        }
+    }
+    pub fn contains(&self, t: &TraceId) -> bool {
+        !self.slots.is_empty() && self.slots[self.slot(t)] == *t
+    }
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+/// The filter: a policy engine, the trace memory and a reusable output buffer.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    engine: Option<Engine>,
+    memory: TraceMemory,
+    annotate: bool,
+    out: Vec<u8>,
+    last_reason: LastReason,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LastReason {
+    Policy(Reason),
+    KeptTrace,
+    FailOpen,
+}
+
+impl Filter {
+    pub fn new(policy: Policy) -> Self {
+        let s = policy.settings();
+        let memory = TraceMemory::new(s.kept_trace_memory);
+        let annotate = s.annotate;
+        Filter { engine: Some(Engine::new(policy)), memory, annotate, out: Vec::new(), last_reason: LastReason::FailOpen, stats: Stats::default() }
+    }
+
+    /// A filter that keeps every record (the policy could not be loaded).
+    pub fn fail_open() -> Self {
+        Filter { engine: None, memory: TraceMemory::new(0), annotate: false, out: Vec::new(), last_reason: LastReason::FailOpen, stats: Stats::default() }
+    }
+
+    pub fn is_fail_open(&self) -> bool {
+        self.engine.is_none()
+    }
+
+    /// Why the last record was kept or dropped: a policy name, `not_sampled`,
+    /// `no_trace_id`, `no_level`, `no_duration`, `error`, `kept_trace` (an earlier line of
+    /// its trace was kept) or `fail_open`.
+    pub fn last_reason(&self) -> &str {
+        match (self.last_reason, &self.engine) {
+            (LastReason::Policy(r), Some(e)) => e.policy().reason_name(r),
+            (LastReason::KeptTrace, _) => "kept_trace",
+            _ => "fail_open",
+        }
+    }
+
+    /// Decides one record (JSON text, a trailing NUL allowed).
+    pub fn process(&mut self, record: &[u8]) -> Outcome<'_> {
+        self.stats.records += 1;
+        let Some(engine) = self.engine.as_mut() else {
+            self.stats.kept += 1;
+            self.last_reason = LastReason::FailOpen;
+            return match lockstep_record::validate_object(strip_nul(record)) {
+                Ok(()) => Outcome::KeepUnchanged,
+                Err(_) => {
+                    self.stats.unreadable += 1;
+                    Outcome::Keep(wrap_unparsed(&mut self.out, strip_nul(record)))
+                }
+            };
+        };
+        let (mut d, err) = engine.decide_json(record);
+        self.last_reason = LastReason::Policy(d.reason);
+        if err.is_some() {
+            self.stats.unreadable += 1;
+            return if d.keep {
+                self.stats.kept += 1;
+                Outcome::Keep(wrap_unparsed(&mut self.out, strip_nul(record)))
+            } else {
+                self.stats.dropped += 1;
+                Outcome::Drop
+            };
+        }
+        let e = engine.extracted();
+        let trace = e.trace_id().copied();
+        let mut by_memory = false;
+        if let Some(t) = &trace {
+            let dropped_by_policy = !d.keep && matches!(d.reason, Reason::Policy(_));
+            if d.keep {
+                self.memory.insert(t);
+            } else if !dropped_by_policy && self.memory.contains(t) {
+                d.keep = true;
+                by_memory = true;
+                self.last_reason = LastReason::KeptTrace;
+            }
+        }
+        if !d.keep {
+            self.stats.dropped += 1;
+            return Outcome::Drop;
+        }
+        self.stats.kept += 1;
+        self.stats.kept_by_memory += u64::from(by_memory);
+        if !self.annotate {
+            return Outcome::KeepUnchanged;
+        }
+        let reason = if by_memory { "kept_trace" } else { engine.policy().reason_name(d.reason) };
+        annotate(&mut self.out, strip_nul(record), engine.extracted(), reason);
+        Outcome::Keep(&self.out)
+    }
+}
+
+fn strip_nul(r: &[u8]) -> &[u8] {
+    match r.split_last() {
+        Some((0, rest)) => rest,
+        _ => r,
+    }
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 15)]);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
+
+/// `{"lockstep_unparsed":"<text>"}`: valid JSON that keeps every byte of an unreadable
+/// record (invalid UTF-8 bytes become U+FFFD).
+fn wrap_unparsed<'o>(out: &'o mut Vec<u8>, text: &[u8]) -> &'o [u8] {
+    out.clear();
+    out.extend_from_slice(b"{\"lockstep_unparsed\":");
+    let s = String::from_utf8_lossy(text);
+    push_json_str(out, s.as_bytes());
+    out.extend_from_slice(b"}\0");
+    out
+}
+
+/// The record with `trace_id`, `span_id`, `level`, `duration_ms` (normalised, when known)
+/// and `lockstep_reason` appended. A key already present is repeated; the host keeps the
+/// last value, so the normalised one wins.
+fn annotate(out: &mut Vec<u8>, record: &[u8], e: &lockstep_record::Extracted, reason: &str) {
+    out.clear();
+    let end = record.iter().rposition(|&c| c == b'}').unwrap_or(record.len());
+    let body = &record[..end];
+    out.extend_from_slice(body);
+    let mut first = body.trim_ascii_end().ends_with(b"{");
+    let mut field = |out: &mut Vec<u8>, k: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        push_json_str(out, k.as_bytes());
+        out.push(b':');
+    };
+    if let Some(t) = e.trace_id() {
+        field(out, "trace_id");
+        let mut h = [0u8; 32];
+        hex_into(t, &mut h);
+        push_json_str(out, &h);
+    }
+    if let Some(s) = e.span_id() {
+        field(out, "span_id");
+        let mut h = [0u8; 16];
+        hex_into(s, &mut h);
+        push_json_str(out, &h);
+    }
+    if let LevelState::Known(l) = e.level {
+        field(out, "level");
+        push_json_str(out, l.as_str().as_bytes());
+    }
+    if let DurationState::Ms(ms) = e.duration {
+        field(out, "duration_ms");
+        // Finite by construction; Display of a finite f64 is valid JSON.
+        use std::io::Write as _;
+        let _ = if ms.fract() == 0.0 && ms.abs() < 1e15 { write!(out, "{}", ms as i64) } else { write!(out, "{ms}") };
+    }
+    field(out, "lockstep_reason");
+    push_json_str(out, reason.as_bytes());
+    out.extend_from_slice(b"}\0");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep_policy::{compile_policy, Format};
+    use serde_json::Value;
+
+    const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    fn filter(yaml: &str) -> Filter {
+        Filter::new(compile_policy(yaml, Format::Yaml, "t").unwrap())
+    }
+
+    fn parse(o: &Outcome<'_>) -> Value {
+        match o {
+            Outcome::Keep(b) => serde_json::from_slice(&b[..b.len() - 1]).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keeps_unchanged_drops_and_remembers_traces() {
+        let mut f = Filter::new(Policy::default_policy());
+        let slow = format!(r#"{{"trace_id":"{T}","level":"info","duration_ms":250}}"#);
+        let detail = format!(r#"{{"trace_id":"{T}","level":"debug","msg":"after"}}"#);
+        let other = r#"{"trace_id":"11111111111111111111111111111111","level":"debug"}"#;
+        assert_eq!(f.process(detail.as_bytes()), Outcome::Drop, "before the deciding line");
+        assert_eq!(f.process(slow.as_bytes()), Outcome::KeepUnchanged);
+        assert_eq!(f.process(detail.as_bytes()), Outcome::KeepUnchanged, "after it: remembered");
+        assert_eq!(f.process(other.as_bytes()), Outcome::Drop);
+        assert_eq!(f.stats.kept_by_memory, 1);
+        assert_eq!((f.stats.records, f.stats.kept, f.stats.dropped), (4, 2, 2));
+        // memory off
+        let mut f = filter("lockstep: {kept_trace_memory: 0}\npolicies: [{name: slow, type: latency, latency: {threshold_ms: 200}}]");
+        f.process(slow.as_bytes());
+        assert_eq!(f.process(detail.as_bytes()), Outcome::Drop);
+    }
+
+    #[test]
+    fn a_drop_policy_beats_the_memory() {
+        let mut f = filter("policies:\n - {name: all-errors, type: status_code, status_code: {status_codes: [ERROR]}}\n - {name: no-health, type: drop, drop: {drop_sub_policy: [{name: h, type: string_attribute, string_attribute: {key: path, values: [/health]}}]}}");
+        f.process(format!(r#"{{"trace_id":"{T}","level":"error"}}"#).as_bytes());
+        assert_eq!(f.process(format!(r#"{{"trace_id":"{T}","path":"/health"}}"#).as_bytes()), Outcome::Drop);
+    }
+
+    #[test]
+    fn annotate_adds_normalised_fields() {
+        let mut f = filter("lockstep: {annotate: true}\npolicies: [{name: errs, type: status_code, status_code: {status_codes: [ERROR]}}]");
+        let rec = format!(r#"{{"traceId":"{}","level":"ERR","duration":0.25,"n":1.0,"big":12345678901234567890}}"#, T.to_uppercase());
+        let o = f.process(rec.as_bytes());
+        let v = parse(&o);
+        assert_eq!(v["trace_id"], T);
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["duration_ms"], 250);
+        assert_eq!(v["lockstep_reason"], "errs");
+        // original fields and their exact text survive
+        let Outcome::Keep(b) = o else { unreachable!() };
+        let text = std::str::from_utf8(b).unwrap();
+        assert!(text.starts_with(&rec[..rec.len() - 1]), "{text}");
+        assert!(text.contains("\"n\":1.0") && text.contains("12345678901234567890"));
+        let o = f.process(br#"{ }"#);
+        assert_eq!(o, Outcome::Drop);
+        let mut f = filter("lockstep: {annotate: true}\npolicies: [{name: all, type: always_sample}]");
+        let v = parse(&f.process(b"{ }\0"));
+        assert_eq!(v["lockstep_reason"], "all");
+    }
+
+    #[test]
+    fn invalid_json_is_never_echoed() {
+        let mut f = Filter::new(Policy::default_policy());
+        let bad = br#"{"level":"error","ratio":nan}"#;
+        let v = parse(&f.process(bad));
+        assert_eq!(v["lockstep_unparsed"], r#"{"level":"error","ratio":nan}"#);
+        assert_eq!(f.stats.unreadable, 1);
+        let mut f = Filter::fail_open();
+        assert_eq!(f.process(br#"{"a":1}"#), Outcome::KeepUnchanged);
+        let v = parse(&f.process(b"{1:2}"));
+        assert_eq!(v["lockstep_unparsed"], "{1:2}");
+    }
+
+    #[test]
+    fn memory_is_bounded_and_direct_mapped() {
+        let mut m = TraceMemory::new(1000);
+        assert_eq!(m.capacity(), 1024);
+        let ids: Vec<TraceId> = (0..5000u64).map(|i| {
+            let mut t = [0u8; 16];
+            t[8..].copy_from_slice(&(i + 1).wrapping_mul(0x9e3779b97f4a7c15).to_be_bytes());
+            t
+        }).collect();
+        for t in &ids {
+            m.insert(t);
+        }
+        let remembered = ids.iter().filter(|t| m.contains(t)).count();
+        assert!(remembered <= 1024 && remembered > 500, "{remembered}");
+        assert!(m.contains(ids.last().unwrap()));
+        assert!(!TraceMemory::new(0).contains(&ids[0]));
+    }
+}
