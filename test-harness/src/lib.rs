@@ -1,1 +1,20 @@
 //! lockstep-harness: hosts that run the real plugin artifacts exactly as Fluent Bit does.
+//!
+//! Modules:
+//! - [`wasm`]: a `filter_wasm` host (wasmtime) that runs a filter `.wasm` exactly as
+//!   Fluent Bit 5.1 does; [`golden`]: the golden replay and its trace-side truth.
+//! - [`proxy`]: a `dlopen` host for output plugins built on Fluent Bit's proxy
+//!   ABI (the one Go plugins use), behaving like Fluent Bit 5.1.
+//! - [`artifacts`]: builds plugin artifacts (`cdylib`s) from the workspace so
+//!   tests load exactly what ships.
+//!
+//! Invariants: the hosts own every resource they hand to a plugin and free it
+//! the way Fluent Bit does (and no later), so a plugin that keeps a pointer it
+//! was told not to keep fails loudly here; only one proxy host exists per
+//! process at a time (loading waits for the previous one to be dropped),
+//! because the host's `log_print` is process-global, as in Fluent Bit.
+
+pub mod artifacts;
+pub mod proxy;
+pub mod golden;
+pub mod wasm;

@@ -44,6 +44,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a golden set through the real filter `.wasm` in the filter_wasm host and
+    /// check the logs follow the traces 1:1 (non-zero exit when the mapping breaks).
+    Replay {
+        /// The golden set directory (spans.jsonl, logs.jsonl, lines.jsonl, lockstep-policy.yaml).
+        golden_dir: PathBuf,
+        /// The filter module.
+        #[arg(long, default_value = "dist/lockstep_filter.wasm")]
+        wasm: PathBuf,
+        /// Records per chunk handed to the host.
+        #[arg(long, default_value_t = 256)]
+        chunk: usize,
+    },
     /// Policy file tools.
     Policy {
         #[command(subcommand)]
@@ -162,6 +174,23 @@ fn import(otelcol: &Path, output: &Option<PathBuf>, which: &Option<String>, stri
     Ok(if strict && !chosen.skipped.is_empty() { 3 } else { 0 })
 }
 
+fn replay(dir: &Path, wasm: &Path, chunk: usize) -> Result<u8> {
+    use lockstep_harness::{golden, wasm as host};
+    if !wasm.exists() {
+        anyhow::bail!("{}: no such module (build it with scripts/build-plugins.sh, or pass --wasm)", wasm.display());
+    }
+    let set = golden::GoldenSet::load(dir).map_err(anyhow::Error::msg)?;
+    let mut cfg = host::FilterConfig::new(wasm, "lockstep_filter");
+    cfg.accessible_paths = vec![dir.to_path_buf()];
+    let mut h = host::WasmFilterHost::new(cfg)?;
+    let report = golden::replay(&set, &mut h, chunk).map_err(anyhow::Error::msg)?;
+    for line in report.module_stderr.lines() {
+        eprintln!("module: {line}");
+    }
+    print!("{}", report.render());
+    Ok(if report.ok() { 0 } else { 2 })
+}
+
 fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -173,6 +202,7 @@ fn run() -> Result<u8> {
             println!("{}: ok; policies: {}", policy.display(), p.names().collect::<Vec<_>>().join(", "));
             Ok(0)
         }
+        Cmd::Replay { golden_dir, wasm, chunk } => replay(&golden_dir, &wasm, chunk),
         Cmd::Spool { cmd } => spool_cmd::run(cmd).map(|c| u8::try_from(c).unwrap_or(1)),
     }
 }

@@ -169,3 +169,12 @@ fn errors_name_file_line_and_column() {
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/logs.jsonl"), "{err}");
 }
+
+#[test]
+fn shipped_example_policies_compile() {
+    for p in ["fluent-bit-conf/filter/lockstep-policy.yaml", "golden/four-schemas/lockstep-policy.yaml"] {
+        let (code, out, err) = lockstep(&["policy", "validate", p]);
+        assert_eq!(code, 0, "{p}: {err}");
+        assert!(out.contains("errors"), "{out}");
+    }
+}

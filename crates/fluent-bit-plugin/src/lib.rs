@@ -1,0 +1,198 @@
+//! fluent-bit-plugin: the safe layer for Fluent Bit output plugins written in
+//! Rust and loaded through the proxy ABI Go plugins use (`fluent-bit -e x.so`).
+//! Plugin authors implement [`OutputPlugin`] and call [`output_plugin!`]; they
+//! never touch FFI.
+//!
+//! What it owns:
+//! - [`output_plugin!`], which exports `FLBPluginRegister`, `FLBPluginInit`,
+//!   `FLBPluginFlushCtx`, `FLBPluginExitCtx`, `FLBPluginOutputPreRun` and
+//!   `FLBPluginOutputPreExit` for one plugin type, and the shell code behind
+//!   them (module `shell`, the only module with `unsafe`);
+//! - [`Config`]: typed property access in Fluent Bit's notations (pure);
+//! - [`decode`]: a zero-copy, non-recursive decoder of flush chunks (pure);
+//! - [`json`]: non-recursive rendering of decoded values as JSON (pure);
+//! - a `log` backend writing through the host's `log_print` with `"%s"` and
+//!   honouring each instance's `Log_Level` through `output_log_check`.
+//!
+//! Invariants:
+//! - one plugin value per `[OUTPUT]` instance, boxed behind the instance's
+//!   `remote_context`; the shared `flbgo_output_plugin` struct the host passes
+//!   to init is read only during that init (its api, o_ins and context are
+//!   copied into the instance);
+//! - no panic crosses the FFI boundary: every exported symbol runs under
+//!   `catch_unwind`; a panic becomes an error log plus `FLB_ERROR` (flush) or a
+//!   failed init (-1); plugins must be built with `panic = "unwind"`;
+//! - `flush` takes `&self` and may run concurrently for one instance (Fluent
+//!   Bit's `Workers`), so plugins are `Send + Sync`;
+//! - the flush path runs on Fluent Bit's small coroutine stack (64 KiB by
+//!   default, no guard page): the decoder uses constant stack; keep plugin
+//!   flush code shallow or hand work to the plugin's own thread;
+//! - `FLBPluginOutputPreRun` and `FLBPluginOutputPreExit` carry no instance
+//!   context: pre-run is delivered to instances in init order, and pre-exit to
+//!   the instance whose `FLBPluginExitCtx` follows it (the host always calls
+//!   them as a pair), just before its `exit`.
+
+pub mod config;
+pub mod decode;
+pub mod json;
+#[doc(hidden)]
+pub mod shell;
+
+pub use config::{ByteSize, CommaList, Config, ConfigError, FromProperty};
+pub use decode::{Chunk, DecodeError, Event, EventKind, MapView, Record, Timestamp, ValueRef};
+pub use fluent_bit_sys as sys;
+pub use shell::{Instance, LogScope};
+
+use std::ffi::CStr;
+
+/// Error returned by [`OutputPlugin::init`]; its message is logged by the host.
+pub type InitError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The outcome of one flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlushResult {
+    /// Delivered: `FLB_OK`.
+    Ok,
+    /// Try again later with Fluent Bit's backoff and `Retry_Limit`: `FLB_RETRY`.
+    Retry,
+    /// Drop the chunk: `FLB_ERROR`.
+    Error,
+}
+
+impl FlushResult {
+    /// The host's return code.
+    pub fn code(self) -> std::ffi::c_int {
+        match self {
+            FlushResult::Ok => sys::FLB_OK,
+            FlushResult::Retry => sys::FLB_RETRY,
+            FlushResult::Error => sys::FLB_ERROR,
+        }
+    }
+}
+
+/// Why an instance is exiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitReason {
+    /// Fluent Bit is shutting down.
+    Shutdown,
+    /// Fluent Bit is reloading its configuration (hot reload); a new set of
+    /// instances will be initialised afterwards in the same process.
+    HotReload,
+}
+
+/// An output plugin: one value per `[OUTPUT]` instance.
+pub trait OutputPlugin: Sized + Send + Sync + 'static {
+    /// The name used in `[OUTPUT] Name` (the host copies it).
+    const NAME: &'static CStr;
+    /// A one-line description (the host keeps the pointer; it is static).
+    const DESCRIPTION: &'static CStr;
+
+    /// Creates the instance from its configuration. An error fails Fluent
+    /// Bit's start-up as a whole ("output initialization failed"). A
+    /// background thread may be started here; [`Instance::current`] gives a
+    /// handle for it to log through.
+    fn init(config: &Config<'_>) -> Result<Self, InitError>;
+
+    /// Handles one chunk of events for `tag`. May be called concurrently.
+    fn flush(&self, tag: &str, chunk: Chunk<'_>) -> FlushResult;
+
+    /// Called once per instance after all instances are initialised, before
+    /// the first flush. `enable_hot_reload` is Fluent Bit's setting.
+    fn pre_run(&self, enable_hot_reload: bool) {
+        let _ = enable_hot_reload;
+    }
+
+    /// Called right before [`OutputPlugin::exit`] when the host announced the
+    /// exit (it always does): stop accepting work, signal threads.
+    fn pre_exit(&self, reason: ExitReason) {
+        let _ = reason;
+    }
+
+    /// Final call for the instance: join threads, flush what is pending.
+    fn exit(self, reason: ExitReason) {
+        let _ = reason;
+    }
+}
+
+/// Exports the proxy ABI symbols for `$plugin`, a type implementing
+/// [`OutputPlugin`]. Use once, in a `cdylib` crate.
+///
+/// ```ignore
+/// struct MyOutput;
+/// impl fluent_bit_plugin::OutputPlugin for MyOutput { /* ... */ }
+/// fluent_bit_plugin::output_plugin!(MyOutput);
+/// ```
+#[macro_export]
+macro_rules! output_plugin {
+    ($plugin:ty) => {
+        /// Fluent Bit proxy ABI: registration.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit with a valid, writable definition.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginRegister(
+            def: *mut $crate::sys::flb_plugin_proxy_def,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the host passes a calloc'ed, writable definition (or
+            // NULL, which the shell rejects).
+            unsafe { $crate::shell::register::<$plugin>(def) }
+        }
+
+        /// Fluent Bit proxy ABI: instance initialisation.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit with its `flbgo_output_plugin` struct.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginInit(
+            plugin: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the host passes its flbgo_output_plugin with api, o_ins
+            // and context set for the instance being initialised.
+            unsafe { $crate::shell::init::<$plugin>(plugin) }
+        }
+
+        /// Fluent Bit proxy ABI: flush with the instance context.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit with the instance's remote context, a chunk
+        /// of `size` bytes and a NUL-terminated tag.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginFlushCtx(
+            remote_ctx: *mut ::std::ffi::c_void,
+            data: *const ::std::ffi::c_void,
+            size: usize,
+            tag: *mut ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: remote_ctx is what init stored (or NULL), data points
+            // to size readable bytes and tag is NUL-terminated, per the ABI.
+            unsafe { $crate::shell::flush_ctx::<$plugin>(remote_ctx, data, size, tag) }
+        }
+
+        /// Fluent Bit proxy ABI: instance exit.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit once per instance with its remote context.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginExitCtx(
+            remote_ctx: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: remote_ctx is what init stored (or NULL); the host calls
+            // exit once per instance, after its last flush.
+            unsafe { $crate::shell::exit_ctx::<$plugin>(remote_ctx) }
+        }
+
+        /// Fluent Bit proxy ABI: called once per instance before the first flush.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn FLBPluginOutputPreRun(
+            enable_hot_reload: ::std::ffi::c_int,
+        ) -> ::std::ffi::c_int {
+            $crate::shell::output_pre_run::<$plugin>(enable_hot_reload)
+        }
+
+        /// Fluent Bit proxy ABI: called right before each instance's exit.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn FLBPluginOutputPreExit(shutdown_by_hot_reloading: ::std::ffi::c_int) {
+            $crate::shell::output_pre_exit::<$plugin>(shutdown_by_hot_reloading)
+        }
+    };
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Release builds of the plugins into dist/:
+#   dist/lockstep_filter.wasm       the filter (YAML or JSON policy files)
+#   dist/lockstep_filter-json.wasm  the same, reading JSON policy files only (smaller)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+mkdir -p dist
+cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm
+cp target/wasm32-unknown-unknown/wasm/lockstep_filter.wasm dist/lockstep_filter.wasm
+cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm --no-default-features
+cp target/wasm32-unknown-unknown/wasm/lockstep_filter.wasm dist/lockstep_filter-json.wasm
+# leave the default build as the last one in target/ too
+cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm
+ls -l dist/
