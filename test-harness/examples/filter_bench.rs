@@ -8,7 +8,16 @@ use lockstep_harness::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 use std::time::Instant;
 
 fn lines() -> Vec<String> {
-    let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // Distinct traces, so the kept-trace memory does not keep everything.
+    let ids = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c", "5b8aa5a2d2c872e8321cf37308d69df2", "a3ce929d0e0e47364bf92f3577b34da6"];
+    let mut v = Vec::new();
+    for (i, t) in ids.iter().enumerate() {
+        v.push(template(t)[i].clone());
+    }
+    v
+}
+
+fn template(t: &str) -> Vec<String> {
     vec![
         format!(r#"{{"ts":1795000000248,"level":"info","service":"api","trace_id":"{t}","span_id":"559c854d6e2aad4e","msg":"request finished","duration_ms":12.5,"http":{{"method":"GET","status":200}}}}"#),
         format!(r#"{{"time":1795000000.2939992,"level":"ERR","svc":"billing","trace_id":"{t}","span_id":"1d31690a8ff606eb","message":"charge complete","duration":0.199999,"attempt":1}}"#),

@@ -66,14 +66,28 @@ impl<const N: usize> IdState<N> {
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
 
+/// Hex digit values; 0xff marks a non-hex byte. A table, because this runs for every
+/// id inside the WASM interpreter, where each branch costs.
+const HEX_VAL: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let v = HEX_VAL[usize::from(c)];
+    (v != 0xff).then_some(v)
 }
 
 /// Decodes exactly `2*N` hex digits.
@@ -82,12 +96,18 @@ fn hex_exact<const N: usize>(s: &[u8]) -> Result<[u8; N], IdError> {
         return Err(IdError::WrongLength(s.len()));
     }
     let mut out = [0u8; N];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        let hi = hex_val(pair[0]).ok_or(IdError::NotHex)?;
-        let lo = hex_val(pair[1]).ok_or(IdError::NotHex)?;
-        out[i] = hi << 4 | lo;
+    let mut bad = 0u8;
+    let mut any = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VAL[usize::from(pair[0])], HEX_VAL[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = hi << 4 | (lo & 15);
+        any |= *o;
     }
-    if out.iter().all(|&b| b == 0) {
+    if bad & 0xf0 != 0 {
+        return Err(IdError::NotHex);
+    }
+    if any == 0 {
         return Err(IdError::AllZero);
     }
     Ok(out)
