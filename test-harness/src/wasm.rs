@@ -503,7 +503,11 @@ pub fn build_filter_wasm(features: &[&str]) -> Result<PathBuf, String> {
     cmd.current_dir(&root)
         .env("CARGO_TARGET_DIR", &target_dir)
         .args(["build", "-q", "-p", "filter-lockstep", "--target", "wasm32-unknown-unknown", "--profile", "wasm"]);
-    if !features.is_empty() {
+    // `["json-only"]`: no default features (the JSON-only build shipped as
+    // dist/lockstep_filter-json.wasm).
+    if features == ["json-only"] {
+        cmd.arg("--no-default-features");
+    } else if !features.is_empty() {
         cmd.args(["--no-default-features", "--features", &features.join(",")]);
     }
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;

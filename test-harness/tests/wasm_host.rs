@@ -258,3 +258,22 @@ fn golden_replay_detects_a_broken_mapping() {
     assert!(r.drift.keys().any(|(svc, field, _)| svc == "billing" && field == "duration"), "{:?}", r.drift);
     assert!(r.render().contains("BROKEN"));
 }
+
+#[test]
+fn json_only_build_uses_the_built_in_policy_and_json_files() {
+    let wasm = build_filter_wasm(&["json-only"]).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let host = |paths: Vec<PathBuf>| {
+        let mut c = FilterConfig::new(&wasm, "lockstep_filter");
+        c.accessible_paths = paths;
+        WasmFilterHost::new(c).unwrap()
+    };
+    let mut h = host(vec![d.path().into()]);
+    assert_eq!(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap()).len(), 1);
+    assert_eq!(h.traps, 0);
+    std::fs::write(d.path().join("lockstep-policy.json"), r#"{"policies":[{"name":"all","type":"always_sample"}]}"#).unwrap();
+    let mut h = host(vec![d.path().into()]);
+    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap()).len(), 1);
+    assert!(h.stderr().contains("lockstep-policy.json: all"), "{}", h.stderr());
+}

@@ -241,9 +241,36 @@ impl Policy {
     }
 
     /// The built-in default policy (errors + slower than 200 ms).
+    /// Built in code, not parsed: it must work in every build (a JSON-only WASM build
+    /// has no YAML parser, and a panic there is a trap on every record).
     pub fn default_policy() -> Policy {
-        let file = crate::parse_policy(DEFAULT_POLICY_YAML, crate::Format::Yaml, "<built-in>").expect("built-in policy parses");
-        Policy::compile(&file).expect("built-in policy compiles")
+        let spec = |name: &str, kind: &str| PolicySpec {
+            name: name.into(),
+            kind: kind.into(),
+            latency: None,
+            status_code: None,
+            probabilistic: None,
+            string_attribute: None,
+            numeric_attribute: None,
+            boolean_attribute: None,
+            and: None,
+            not: None,
+            drop: None,
+            unmirrorable: Default::default(),
+        };
+        let errors = PolicySpec { status_code: Some(StatusCodeCfg { status_codes: vec!["ERROR".into()] }), ..spec("errors", "status_code") };
+        let slow = PolicySpec { latency: Some(LatencyCfg { threshold_ms: 200, upper_threshold_ms: 0 }), ..spec("slow", "latency") };
+        let file = PolicyFile { policies: vec![errors, slow], ..PolicyFile::default() };
+        match Policy::compile(&file) {
+            Ok(p) => p,
+            // Unreachable (the rules above are valid), but never panic: keep everything.
+            Err(_) => Policy {
+                rules: vec![("fail_open".into(), Rule::Always, false)],
+                sample_on_first_match: false,
+                settings: Settings::default(),
+                matcher: Matcher::empty(),
+            },
+        }
     }
 
     pub fn settings(&self) -> &Settings {

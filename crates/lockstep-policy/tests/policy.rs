@@ -41,6 +41,17 @@ fn default_policy_keeps_errors_and_slow() {
 }
 
 #[test]
+fn built_in_default_matches_its_documented_yaml() {
+    let doc = compile_policy(DEFAULT_POLICY_YAML, Format::Yaml, "doc").unwrap();
+    let built = Policy::default_policy();
+    assert_eq!(doc.names().collect::<Vec<_>>(), built.names().collect::<Vec<_>>());
+    let (mut a, mut b) = (Engine::new(doc), Engine::new(built));
+    for rec in [json!({"level": "error"}), json!({"duration_ms": 201}), json!({"duration_ms": 200}), json!({"level": "info"})] {
+        assert_eq!(decide(&mut a, rec.clone()), decide(&mut b, rec));
+    }
+}
+
+#[test]
 fn latency_inclusive_and_upper_bound() {
     let incl = "lockstep: {latency_threshold: inclusive}\npolicies: [{name: slow, type: latency, latency: {threshold_ms: 200}}]";
     let mut e = engine(incl);

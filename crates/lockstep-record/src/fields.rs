@@ -284,6 +284,11 @@ impl Matcher {
         Ok(())
     }
 
+    /// A matcher with no paths (extracts nothing). Infallible.
+    pub fn empty() -> Self {
+        Matcher { paths: vec![], actions: vec![], top: TopTable::default(), all: 0, table: FieldTable::default(), attr_keys: vec![] }
+    }
+
     pub fn table(&self) -> &FieldTable {
         &self.table
     }

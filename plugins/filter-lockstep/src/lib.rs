@@ -118,10 +118,20 @@ fn read_file(dir: u32, name: &str) -> Option<Vec<u8>> {
     Some(data)
 }
 
+#[cfg(feature = "yaml")]
+const NAMES_DOC: &str = "lockstep-policy.yaml or lockstep-policy.json";
+#[cfg(not(feature = "yaml"))]
+const NAMES_DOC: &str = "lockstep-policy.json";
+
 /// Finds and compiles the policy; reports the outcome once on stderr.
 fn load_filter() -> Filter {
     for (fd, dir) in preopens() {
-        for name in ["lockstep-policy.yaml", "lockstep-policy.json"] {
+        #[cfg(feature = "yaml")]
+        const NAMES: &[&str] = &["lockstep-policy.yaml", "lockstep-policy.json"];
+        // The JSON-only build looks for the JSON file only.
+        #[cfg(not(feature = "yaml"))]
+        const NAMES: &[&str] = &["lockstep-policy.json"];
+        for &name in NAMES {
             let Some(bytes) = read_file(fd, name) else { continue };
             let path = format!("{}/{name}", dir.trim_end_matches('/'));
             let text = match String::from_utf8(bytes) {
@@ -144,7 +154,7 @@ fn load_filter() -> Filter {
             };
         }
     }
-    eprint_line("no lockstep-policy.yaml in Accessible_Paths: built-in policy (errors + slower than 200 ms)");
+    eprint_line(&format!("no {} in Accessible_Paths: built-in policy (errors + slower than 200 ms)", NAMES_DOC));
     Filter::new(lockstep_filter::Policy::default_policy())
 }
 
