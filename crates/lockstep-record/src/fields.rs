@@ -306,7 +306,7 @@ impl Matcher {
     /// One key step. `mask`: candidates that matched the path so far; `off`: bytes of
     /// the joined path consumed. Returns the index of the path that ends here
     /// (`usize::MAX` if none) and the candidates to descend into.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn step(&self, mask: u128, off: usize, key: &[u8]) -> (usize, u128) {
         if off == 0 && mask == self.all {
             return self.top.get(key);
@@ -338,7 +338,7 @@ struct TopTable {
     slots: Vec<Option<(Box<[u8]>, usize, u128)>>,
 }
 
-#[inline]
+#[inline(always)]
 fn key_hash(k: &[u8]) -> u64 {
     let mut h = k.len() as u64;
     let mut chunks = k.chunks_exact(8);
@@ -385,7 +385,7 @@ impl TopTable {
         TopTable { slots }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, key: &[u8]) -> (usize, u128) {
         let n = self.slots.len();
         if n == 0 {

@@ -58,7 +58,7 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
             if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
@@ -68,12 +68,13 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
     /// After the opening quote; leaves `i` after the closing quote.
+    #[inline(always)]
     fn string(&mut self) -> R<Str> {
         let b = self.b;
         let start = self.i;
