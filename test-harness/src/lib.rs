@@ -17,4 +17,5 @@
 pub mod artifacts;
 pub mod proxy;
 pub mod golden;
+pub mod loki_receiver;
 pub mod wasm;
