@@ -1,6 +1,9 @@
 //! lockstep-harness: hosts that run the real plugin artifacts exactly as Fluent Bit does.
 //!
 //! Modules:
+//! - [`loki_receiver`]: a Loki-compatible push receiver on loopback with switchable
+//!   faults (5xx, 429, partial 400, 260, black hole, slow, refuse) that decodes
+//!   protobuf+snappy and JSON, enforces label rules and counts what it stored.
 //! - [`wasm`]: a `filter_wasm` host (wasmtime) that runs a filter `.wasm` exactly as
 //!   Fluent Bit 5.1 does; [`golden`]: the golden replay and its trace-side truth.
 //! - [`proxy`]: a `dlopen` host for output plugins built on Fluent Bit's proxy
