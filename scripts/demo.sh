@@ -17,8 +17,11 @@ echo "== lockstep replay golden/four-schemas (four schemas, through dist/lockste
 "$bin" replay golden/four-schemas --wasm dist/lockstep_filter.wasm
 echo
 echo "== lockstep explain: a few summary lines"
-"$bin" explain --policy golden/four-schemas/lockstep-policy.yaml golden/four-schemas/logs.jsonl \
-  | grep -F '"duration_ms":' | grep -vF '"duration_ms":null' | head -n 6
+explained=$(mktemp)
+trap 'rm -f "$explained"' EXIT
+"$bin" explain --policy golden/four-schemas/lockstep-policy.yaml golden/four-schemas/logs.jsonl > "$explained"
+grep -F '"duration_ms":' "$explained" | grep -vF '"duration_ms":null' | sed -n '1,6p'
+echo "(... $(wc -l < "$explained") lines explained)"
 echo
 echo "== lockstep check: a sample with drift"
 "$bin" check golden/drift/logs.jsonl

@@ -142,7 +142,7 @@ pub fn run(policy: &Policy, input: &str, as_json: bool) -> Result<u8> {
     section("duration:", &c.duration);
     section("  from:", &c.duration_src);
     if !c.unknown_levels.is_empty() {
-        println!("DRIFT unknown level values (add them to lockstep.fields or fix the service):");
+        println!("DRIFT unknown level values (no level word or numeric scheme maps them; fix the service, or point the alias at a numeric scheme):");
         for (k, n) in &c.unknown_levels {
             println!("  {k:?}: {n}");
         }
