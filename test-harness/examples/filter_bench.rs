@@ -7,25 +7,6 @@
 use lockstep_harness::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 use std::time::Instant;
 
-fn lines() -> Vec<String> {
-    // Distinct traces, so the kept-trace memory does not keep everything.
-    let ids = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c", "5b8aa5a2d2c872e8321cf37308d69df2", "a3ce929d0e0e47364bf92f3577b34da6"];
-    let mut v = Vec::new();
-    for (i, t) in ids.iter().enumerate() {
-        v.push(template(t)[i].clone());
-    }
-    v
-}
-
-fn template(t: &str) -> Vec<String> {
-    vec![
-        format!(r#"{{"ts":1795000000248,"level":"info","service":"api","trace_id":"{t}","span_id":"559c854d6e2aad4e","msg":"request finished","duration_ms":12.5,"http":{{"method":"GET","status":200}}}}"#),
-        format!(r#"{{"time":1795000000.2939992,"level":"ERR","svc":"billing","trace_id":"{t}","span_id":"1d31690a8ff606eb","message":"charge complete","duration":0.199999,"attempt":1}}"#),
-        format!(r#"{{"level":30,"time":1795000000063,"pid":7,"hostname":"edge-1","traceId":"{t}","spanId":"75c454fa23d82792","req":{{"method":"GET","url":"/cart"}},"responseTime":41.2,"msg":"request completed"}}"#),
-        format!(r#"{{"timestamp":"1795000000135566888","severity_number":9,"severity_text":"INFO","trace_id":"{t}","span_id":"3e103337b166af8e","body":"ledger write","latency":"250.3ms","resource":{{"service.name":"ledger"}}}}"#),
-    ]
-}
-
 /// A module exporting memory and `f` whose body is `body`.
 fn probe(body: &[u8]) -> Vec<u8> {
     let mut m = b"\0asm\x01\0\0\0".to_vec();
@@ -34,10 +15,20 @@ fn probe(body: &[u8]) -> Vec<u8> {
         m.push(b.len() as u8);
         m.extend(b);
     };
-    sec(1, vec![1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f], &mut m);
+    sec(
+        1,
+        vec![1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f],
+        &mut m,
+    );
     sec(3, vec![1, 0], &mut m);
     sec(5, vec![1, 0, 2], &mut m);
-    sec(7, vec![2, 6, b'm', b'e', b'm', b'o', b'r', b'y', 2, 0, 1, b'f', 0, 0], &mut m);
+    sec(
+        7,
+        vec![
+            2, 6, b'm', b'e', b'm', b'o', b'r', b'y', 2, 0, 1, b'f', 0, 0,
+        ],
+        &mut m,
+    );
     let mut code = vec![0];
     code.extend_from_slice(body);
     code.push(0x0b);
@@ -59,7 +50,9 @@ fn run(name: &str, cfg: FilterConfig, records: &[String], n: usize) {
         if i % 256 == 0 {
             h.begin_chunk();
         }
-        if let Ok(FilterResult::Kept(_)) = h.filter_text("bench", (0, 0), &records[i % records.len()]) {
+        if let Ok(FilterResult::Kept(_)) =
+            h.filter_text("bench", (0, 0), &records[i % records.len()])
+        {
             kept += 1;
         }
     }
@@ -81,9 +74,12 @@ fn run(name: &str, cfg: FilterConfig, records: &[String], n: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let wasm = args.get(1).cloned().unwrap_or_else(|| "dist/lockstep_filter.wasm".into());
+    let wasm = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "dist/lockstep_filter.wasm".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let records = lines();
+    let records = lockstep_record::samples::four_schema_lines();
     let avg = records.iter().map(|r| r.len()).sum::<usize>() / records.len();
     println!("{n} records of ~{avg} bytes, wasmtime (cranelift) host emulating filter_wasm");
     let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));
@@ -95,8 +91,23 @@ fn main() {
         c.heap_size = 1 << 20;
         c
     };
-    run("probe: drop everything", probe_cfg("drop.wasm"), &records, n);
-    run("probe: return the input", probe_cfg("echo.wasm"), &records, n);
-    run(&format!("lockstep_filter ({wasm})"), FilterConfig::new(&wasm, "lockstep_filter"), &records, n);
+    run(
+        "probe: drop everything",
+        probe_cfg("drop.wasm"),
+        &records,
+        n,
+    );
+    run(
+        "probe: return the input",
+        probe_cfg("echo.wasm"),
+        &records,
+        n,
+    );
+    run(
+        &format!("lockstep_filter ({wasm})"),
+        FilterConfig::new(&wasm, "lockstep_filter"),
+        &records,
+        n,
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

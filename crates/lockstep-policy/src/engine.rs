@@ -3,7 +3,9 @@
 use crate::model::*;
 use crate::sampling;
 use crate::PolicyError;
-use lockstep_record::{Attr, DurationState, Extracted, Extractor, FieldTable, IdState, LevelState, Matcher, ScanError};
+use lockstep_record::{
+    Attr, DurationState, Extracted, Extractor, FieldTable, IdState, LevelState, Matcher, ScanError,
+};
 
 /// A policy's verdict, as in the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +25,38 @@ pub enum EvalError {
 #[derive(Debug, Clone)]
 enum Rule {
     Always,
-    Latency { lo: i64, hi: i64, inclusive: bool },
-    Status { error: bool, ok: bool, unset: bool },
-    Probabilistic { salt: Box<[u8]>, threshold: u64 },
-    Str { slot: usize, values: Vec<String>, #[cfg(feature = "regex")] regex: Option<Vec<regex::Regex>>, invert: bool },
-    Num { slot: usize, min: Option<f64>, max: Option<f64>, invert: bool },
-    Bool { slot: usize, value: bool, invert: bool },
+    Latency {
+        lo: i64,
+        hi: i64,
+        inclusive: bool,
+    },
+    Status {
+        error: bool,
+        ok: bool,
+        unset: bool,
+    },
+    Probabilistic {
+        salt: Box<[u8]>,
+        threshold: u64,
+    },
+    Str {
+        slot: usize,
+        values: Vec<String>,
+        #[cfg(feature = "regex")]
+        regex: Option<Vec<regex::Regex>>,
+        invert: bool,
+    },
+    Num {
+        slot: usize,
+        min: Option<f64>,
+        max: Option<f64>,
+        invert: bool,
+    },
+    Bool {
+        slot: usize,
+        value: bool,
+        invert: bool,
+    },
     And(Vec<Rule>),
     Not(Box<Rule>),
     Drop(Vec<Rule>),
@@ -88,7 +116,12 @@ fn status_set(codes: &[String], path: &str) -> Result<Rule, PolicyError> {
             "ERROR" => error = true,
             "OK" => ok = true,
             "UNSET" => unset = true,
-            other => return Err(PolicyError::invalid(path, format!("unknown status code {other:?} (ERROR, OK or UNSET)"))),
+            other => {
+                return Err(PolicyError::invalid(
+                    path,
+                    format!("unknown status code {other:?} (ERROR, OK or UNSET)"),
+                ))
+            }
         }
     }
     Ok(Rule::Status { error, ok, unset })
@@ -116,34 +149,70 @@ impl Compiler<'_> {
     fn compile(&mut self, p: &PolicySpec, path: &str) -> Result<Rule, PolicyError> {
         if let Some(k) = p.unmirrorable.keys().next() {
             return Err(match unmirrorable_reason(k) {
-                Some(why) => PolicyError::invalid(path, format!("{k}: cannot be mirrored onto logs: {why}")),
+                Some(why) => {
+                    PolicyError::invalid(path, format!("{k}: cannot be mirrored onto logs: {why}"))
+                }
                 None => PolicyError::invalid(path, format!("unknown key {k:?}")),
             });
         }
-        let missing = |key: &str| PolicyError::invalid(path, format!("type {} needs a `{key}:` block", p.kind));
+        let missing = |key: &str| {
+            PolicyError::invalid(path, format!("type {} needs a `{key}:` block", p.kind))
+        };
         let rule = match p.kind.as_str() {
             "always_sample" => Rule::Always,
             "latency" => {
                 let c = p.latency.as_ref().ok_or_else(|| missing("latency"))?;
                 if c.threshold_ms < 0 || c.upper_threshold_ms < 0 {
-                    return Err(PolicyError::invalid(path, "latency thresholds must not be negative"));
+                    return Err(PolicyError::invalid(
+                        path,
+                        "latency thresholds must not be negative",
+                    ));
                 }
                 if c.upper_threshold_ms != 0 && c.upper_threshold_ms < c.threshold_ms {
-                    return Err(PolicyError::invalid(path, "upper_threshold_ms is below threshold_ms"));
+                    return Err(PolicyError::invalid(
+                        path,
+                        "upper_threshold_ms is below threshold_ms",
+                    ));
                 }
-                Rule::Latency { lo: c.threshold_ms, hi: c.upper_threshold_ms, inclusive: self.latency == LatencyThreshold::Inclusive }
+                Rule::Latency {
+                    lo: c.threshold_ms,
+                    hi: c.upper_threshold_ms,
+                    inclusive: self.latency == LatencyThreshold::Inclusive,
+                }
             }
-            "status_code" => status_set(&p.status_code.as_ref().ok_or_else(|| missing("status_code"))?.status_codes, path)?,
+            "status_code" => status_set(
+                &p.status_code
+                    .as_ref()
+                    .ok_or_else(|| missing("status_code"))?
+                    .status_codes,
+                path,
+            )?,
             "probabilistic" => {
-                let c = p.probabilistic.as_ref().ok_or_else(|| missing("probabilistic"))?;
+                let c = p
+                    .probabilistic
+                    .as_ref()
+                    .ok_or_else(|| missing("probabilistic"))?;
                 if !c.sampling_percentage.is_finite() || c.sampling_percentage < 0.0 {
-                    return Err(PolicyError::invalid(path, "sampling_percentage must be a number >= 0"));
+                    return Err(PolicyError::invalid(
+                        path,
+                        "sampling_percentage must be a number >= 0",
+                    ));
                 }
-                let salt = if c.hash_salt.is_empty() { sampling::DEFAULT_SALT } else { &c.hash_salt };
-                Rule::Probabilistic { salt: salt.as_bytes().into(), threshold: sampling::threshold(c.sampling_percentage) }
+                let salt = if c.hash_salt.is_empty() {
+                    sampling::DEFAULT_SALT
+                } else {
+                    &c.hash_salt
+                };
+                Rule::Probabilistic {
+                    salt: salt.as_bytes().into(),
+                    threshold: sampling::threshold(c.sampling_percentage),
+                }
             }
             "string_attribute" => {
-                let c = p.string_attribute.as_ref().ok_or_else(|| missing("string_attribute"))?;
+                let c = p
+                    .string_attribute
+                    .as_ref()
+                    .ok_or_else(|| missing("string_attribute"))?;
                 if c.values.is_empty() {
                     return Err(PolicyError::invalid(path, "values must not be empty"));
                 }
@@ -152,7 +221,9 @@ impl Compiler<'_> {
                 let regex = if c.enabled_regex_matching {
                     let mut v = Vec::new();
                     for r in &c.values {
-                        v.push(regex::Regex::new(r).map_err(|e| PolicyError::invalid(path, format!("regex {r:?}: {e}")))?);
+                        v.push(regex::Regex::new(r).map_err(|e| {
+                            PolicyError::invalid(path, format!("regex {r:?}: {e}"))
+                        })?);
                     }
                     Some(v)
                 } else {
@@ -160,7 +231,10 @@ impl Compiler<'_> {
                 };
                 #[cfg(not(feature = "regex"))]
                 if c.enabled_regex_matching {
-                    return Err(PolicyError::invalid(path, "enabled_regex_matching needs a build with the `regex` feature"));
+                    return Err(PolicyError::invalid(
+                        path,
+                        "enabled_regex_matching needs a build with the `regex` feature",
+                    ));
                 }
                 Rule::Str {
                     slot,
@@ -171,27 +245,61 @@ impl Compiler<'_> {
                 }
             }
             "numeric_attribute" => {
-                let c = p.numeric_attribute.as_ref().ok_or_else(|| missing("numeric_attribute"))?;
+                let c = p
+                    .numeric_attribute
+                    .as_ref()
+                    .ok_or_else(|| missing("numeric_attribute"))?;
                 if let (Some(a), Some(b)) = (c.min_value, c.max_value) {
                     if a > b {
                         return Err(PolicyError::invalid(path, "min_value is above max_value"));
                     }
                 }
-                Rule::Num { slot: self.slot(&c.key, path)?, min: c.min_value, max: c.max_value, invert: c.invert_match }
+                Rule::Num {
+                    slot: self.slot(&c.key, path)?,
+                    min: c.min_value,
+                    max: c.max_value,
+                    invert: c.invert_match,
+                }
             }
             "boolean_attribute" => {
-                let c = p.boolean_attribute.as_ref().ok_or_else(|| missing("boolean_attribute"))?;
-                Rule::Bool { slot: self.slot(&c.key, path)?, value: c.value, invert: c.invert_match }
+                let c = p
+                    .boolean_attribute
+                    .as_ref()
+                    .ok_or_else(|| missing("boolean_attribute"))?;
+                Rule::Bool {
+                    slot: self.slot(&c.key, path)?,
+                    value: c.value,
+                    invert: c.invert_match,
+                }
             }
-            "and" => Rule::And(self.subs(&p.and.as_ref().ok_or_else(|| missing("and"))?.and_sub_policy, path, "and_sub_policy")?),
-            "drop" => Rule::Drop(self.subs(&p.drop.as_ref().ok_or_else(|| missing("drop"))?.drop_sub_policy, path, "drop_sub_policy")?),
+            "and" => Rule::And(self.subs(
+                &p.and.as_ref().ok_or_else(|| missing("and"))?.and_sub_policy,
+                path,
+                "and_sub_policy",
+            )?),
+            "drop" => Rule::Drop(
+                self.subs(
+                    &p.drop
+                        .as_ref()
+                        .ok_or_else(|| missing("drop"))?
+                        .drop_sub_policy,
+                    path,
+                    "drop_sub_policy",
+                )?,
+            ),
             "not" => {
                 let c = p.not.as_ref().ok_or_else(|| missing("not"))?;
-                Rule::Not(Box::new(self.compile(&c.not_sub_policy, &format!("{path}.not.not_sub_policy"))?))
+                Rule::Not(Box::new(self.compile(
+                    &c.not_sub_policy,
+                    &format!("{path}.not.not_sub_policy"),
+                )?))
             }
             other => {
                 return Err(match unmirrorable_reason(other) {
-                    Some(why) => PolicyError::invalid(path, format!("type {other} cannot be mirrored onto logs: {why}")),
+                    Some(why) => PolicyError::invalid(
+                        path,
+                        format!("type {other} cannot be mirrored onto logs: {why}"),
+                    ),
                     None => PolicyError::invalid(path, format!("unknown policy type {other:?}")),
                 })
             }
@@ -199,27 +307,48 @@ impl Compiler<'_> {
         Ok(rule)
     }
 
-    fn subs(&mut self, subs: &[PolicySpec], path: &str, key: &str) -> Result<Vec<Rule>, PolicyError> {
+    fn subs(
+        &mut self,
+        subs: &[PolicySpec],
+        path: &str,
+        key: &str,
+    ) -> Result<Vec<Rule>, PolicyError> {
         if subs.is_empty() {
-            return Err(PolicyError::invalid(path, format!("{key} must not be empty")));
+            return Err(PolicyError::invalid(
+                path,
+                format!("{key} must not be empty"),
+            ));
         }
         let section = key.split('_').next().unwrap_or(key);
-        subs.iter().enumerate().map(|(i, s)| self.compile(s, &format!("{path}.{section}.{key}[{i}]"))).collect()
+        subs.iter()
+            .enumerate()
+            .map(|(i, s)| self.compile(s, &format!("{path}.{section}.{key}[{i}]")))
+            .collect()
     }
 }
 
 impl Policy {
     /// Compiles a parsed policy file.
     pub fn compile(file: &PolicyFile) -> Result<Policy, PolicyError> {
-        if let Some(k) = file.other.keys().find(|k| !IGNORED_COLLECTOR_KEYS.contains(&k.as_str())) {
+        if let Some(k) = file
+            .other
+            .keys()
+            .find(|k| !IGNORED_COLLECTOR_KEYS.contains(&k.as_str()))
+        {
             return Err(PolicyError::invalid(k, "unknown top-level key"));
         }
         if file.policies.is_empty() {
-            return Err(PolicyError::invalid("policies", "no policies: a policy file needs at least one"));
+            return Err(PolicyError::invalid(
+                "policies",
+                "no policies: a policy file needs at least one",
+            ));
         }
         let settings = file.lockstep.clone().unwrap_or_default();
         let mut attrs = Vec::new();
-        let mut c = Compiler { attrs: &mut attrs, latency: settings.latency_threshold };
+        let mut c = Compiler {
+            attrs: &mut attrs,
+            latency: settings.latency_threshold,
+        };
         let mut rules = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, p) in file.policies.iter().enumerate() {
@@ -228,7 +357,10 @@ impl Policy {
                 return Err(PolicyError::invalid(&path, "policy needs a name"));
             }
             if !names.insert(p.name.as_str()) {
-                return Err(PolicyError::invalid(&path, format!("duplicate policy name {:?}", p.name)));
+                return Err(PolicyError::invalid(
+                    &path,
+                    format!("duplicate policy name {:?}", p.name),
+                ));
             }
             rules.push((p.name.clone(), c.compile(p, &path)?, p.kind == "drop"));
         }
@@ -236,8 +368,14 @@ impl Policy {
             return Err(PolicyError::invalid("policies", "too many policies"));
         }
         let table = FieldTable::default().with_overrides(&settings.fields);
-        let matcher = Matcher::new(table, &attrs).map_err(|e| PolicyError::invalid("lockstep.fields", e.to_string()))?;
-        Ok(Policy { rules, sample_on_first_match: file.sample_on_first_match, settings, matcher })
+        let matcher = Matcher::new(table, &attrs)
+            .map_err(|e| PolicyError::invalid("lockstep.fields", e.to_string()))?;
+        Ok(Policy {
+            rules,
+            sample_on_first_match: file.sample_on_first_match,
+            settings,
+            matcher,
+        })
     }
 
     /// The built-in default policy (errors + slower than 200 ms).
@@ -258,9 +396,23 @@ impl Policy {
             drop: None,
             unmirrorable: Default::default(),
         };
-        let errors = PolicySpec { status_code: Some(StatusCodeCfg { status_codes: vec!["ERROR".into()] }), ..spec("errors", "status_code") };
-        let slow = PolicySpec { latency: Some(LatencyCfg { threshold_ms: 200, upper_threshold_ms: 0 }), ..spec("slow", "latency") };
-        let file = PolicyFile { policies: vec![errors, slow], ..PolicyFile::default() };
+        let errors = PolicySpec {
+            status_code: Some(StatusCodeCfg {
+                status_codes: vec!["ERROR".into()],
+            }),
+            ..spec("errors", "status_code")
+        };
+        let slow = PolicySpec {
+            latency: Some(LatencyCfg {
+                threshold_ms: 200,
+                upper_threshold_ms: 0,
+            }),
+            ..spec("slow", "latency")
+        };
+        let file = PolicyFile {
+            policies: vec![errors, slow],
+            ..PolicyFile::default()
+        };
         match Policy::compile(&file) {
             Ok(p) => p,
             // Unreachable (the rules above are valid), but never panic: keep everything.
@@ -290,7 +442,10 @@ impl Policy {
     /// `no_level`, `no_duration`, `error`.
     pub fn reason_name(&self, r: Reason) -> &str {
         match r {
-            Reason::Policy(i) => self.rules.get(usize::from(i)).map_or("?", |(n, _, _)| n.as_str()),
+            Reason::Policy(i) => self
+                .rules
+                .get(usize::from(i))
+                .map_or("?", |(n, _, _)| n.as_str()),
             Reason::NotSampled => "not_sampled",
             Reason::NoTraceId => "no_trace_id",
             Reason::NoLevel => "no_level",
@@ -306,20 +461,40 @@ impl Policy {
 
     /// The decision for a record that could not be read.
     pub fn on_error(&self) -> Decision {
-        Decision { keep: self.settings.on_error == OnError::Keep, reason: Reason::Error, skipped: 0 }
+        Decision {
+            keep: self.settings.on_error == OnError::Keep,
+            reason: Reason::Error,
+            skipped: 0,
+        }
     }
 
     /// Decides one extracted record.
     pub fn decide(&self, e: &Extracted) -> Decision {
         let s = &self.settings;
         let missing = [
-            (s.no_trace_id, !matches!(e.trace_id, IdState::Valid(_)), Reason::NoTraceId),
-            (s.no_level, !matches!(e.level, LevelState::Known(_)), Reason::NoLevel),
-            (s.no_duration, !matches!(e.duration, DurationState::Ms(_)), Reason::NoDuration),
+            (
+                s.no_trace_id,
+                !matches!(e.trace_id, IdState::Valid(_)),
+                Reason::NoTraceId,
+            ),
+            (
+                s.no_level,
+                !matches!(e.level, LevelState::Known(_)),
+                Reason::NoLevel,
+            ),
+            (
+                s.no_duration,
+                !matches!(e.duration, DurationState::Ms(_)),
+                Reason::NoDuration,
+            ),
         ];
         for (action, is_missing, reason) in missing {
             if is_missing && action != Missing::Evaluate {
-                return Decision { keep: action == Missing::Keep, reason, skipped: 0 };
+                return Decision {
+                    keep: action == Missing::Keep,
+                    reason,
+                    skipped: 0,
+                };
             }
         }
         let mut skipped = 0u16;
@@ -327,7 +502,13 @@ impl Policy {
         for (i, (_, rule, is_drop)) in self.rules.iter().enumerate() {
             if *is_drop {
                 match rule.eval(e) {
-                    Ok(Verdict::Dropped) => return Decision { keep: false, reason: Reason::Policy(i as u16), skipped },
+                    Ok(Verdict::Dropped) => {
+                        return Decision {
+                            keep: false,
+                            reason: Reason::Policy(i as u16),
+                            skipped,
+                        }
+                    }
                     Ok(_) => {}
                     Err(_) => skipped += 1,
                 }
@@ -339,7 +520,13 @@ impl Policy {
                 continue;
             }
             match rule.eval(e) {
-                Ok(Verdict::Dropped) => return Decision { keep: false, reason: Reason::Policy(i as u16), skipped },
+                Ok(Verdict::Dropped) => {
+                    return Decision {
+                        keep: false,
+                        reason: Reason::Policy(i as u16),
+                        skipped,
+                    }
+                }
                 Ok(Verdict::Sampled) => {
                     if first_sampled.is_none() {
                         first_sampled = Some(i as u16);
@@ -353,8 +540,16 @@ impl Policy {
             }
         }
         match first_sampled {
-            Some(i) => Decision { keep: true, reason: Reason::Policy(i), skipped },
-            None => Decision { keep: false, reason: Reason::NotSampled, skipped },
+            Some(i) => Decision {
+                keep: true,
+                reason: Reason::Policy(i),
+                skipped,
+            },
+            None => Decision {
+                keep: false,
+                reason: Reason::NotSampled,
+                skipped,
+            },
         }
     }
 }
@@ -408,14 +603,22 @@ impl Rule {
                 let t = e.trace_id().ok_or(EvalError::NoTraceId)?;
                 sampled(sampling::hash_trace_id(salt, t) <= *threshold)
             }
-            Rule::Str { slot, values, invert, .. } => {
+            Rule::Str {
+                slot,
+                values,
+                invert,
+                ..
+            } => {
                 let mut buf = [0u8; 40];
                 let a = e.attr(*slot);
                 let matched = match scalar_text(&a, &mut buf) {
                     None => false,
                     Some(text) => {
                         #[cfg(feature = "regex")]
-                        if let Rule::Str { regex: Some(rs), .. } = self {
+                        if let Rule::Str {
+                            regex: Some(rs), ..
+                        } = self
+                        {
                             rs.iter().any(|r| r.is_match(text))
                         } else {
                             values.iter().any(|v| v == text)
@@ -426,11 +629,23 @@ impl Rule {
                 };
                 sampled(matched != *invert)
             }
-            Rule::Num { slot, min, max, invert } => {
-                let matched = e.attr(*slot).as_f64().is_some_and(|v| min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m));
+            Rule::Num {
+                slot,
+                min,
+                max,
+                invert,
+            } => {
+                let matched = e
+                    .attr(*slot)
+                    .as_f64()
+                    .is_some_and(|v| min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m));
                 sampled(matched != *invert)
             }
-            Rule::Bool { slot, value, invert } => {
+            Rule::Bool {
+                slot,
+                value,
+                invert,
+            } => {
                 let b = match e.attr(*slot) {
                     Attr::Bool(b) => Some(b),
                     Attr::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
@@ -496,7 +711,10 @@ impl Engine {
 
     /// Decides one record from any self-describing deserializer (serde path).
     #[cfg(feature = "serde-path")]
-    pub fn decide_de<'de, D: serde::Deserializer<'de>>(&mut self, d: D) -> Result<Decision, D::Error> {
+    pub fn decide_de<'de, D: serde::Deserializer<'de>>(
+        &mut self,
+        d: D,
+    ) -> Result<Decision, D::Error> {
         let e = self.extractor.extract_de(d)?;
         Ok(self.policy.decide(e))
     }

@@ -54,20 +54,34 @@ impl Format {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}:{column}: {msg}")]
-    Parse { file: String, line: usize, column: usize, msg: String },
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        msg: String,
+    },
     #[error("{file}: {msg}")]
     Format { file: String, msg: String },
     #[error("{path}: {msg}")]
     Invalid { path: String, msg: String },
     #[error("{file}: {source}")]
-    InFile { file: String, source: Box<PolicyError> },
+    InFile {
+        file: String,
+        source: Box<PolicyError>,
+    },
 }
 
 impl PolicyError {
     pub(crate) fn invalid(path: impl Into<String>, msg: impl Into<String>) -> Self {
-        PolicyError::Invalid { path: path.into(), msg: msg.into() }
+        PolicyError::Invalid {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     /// Line and column, when the error has them.
@@ -85,7 +99,11 @@ pub fn parse_policy(text: &str, format: Format, origin: &str) -> Result<PolicyFi
     parse_any(text, format, origin)
 }
 
-pub(crate) fn parse_any<T: serde::de::DeserializeOwned>(text: &str, format: Format, origin: &str) -> Result<T, PolicyError> {
+pub(crate) fn parse_any<T: serde::de::DeserializeOwned>(
+    text: &str,
+    format: Format,
+    origin: &str,
+) -> Result<T, PolicyError> {
     match format {
         Format::Json => serde_json::from_str(text).map_err(|e| PolicyError::Parse {
             file: origin.into(),
@@ -95,8 +113,16 @@ pub(crate) fn parse_any<T: serde::de::DeserializeOwned>(text: &str, format: Form
         }),
         #[cfg(feature = "yaml")]
         Format::Yaml => serde_norway::from_str(text).map_err(|e| match e.location() {
-            Some(l) => PolicyError::Parse { file: origin.into(), line: l.line(), column: l.column(), msg: e.to_string() },
-            None => PolicyError::Format { file: origin.into(), msg: e.to_string() },
+            Some(l) => PolicyError::Parse {
+                file: origin.into(),
+                line: l.line(),
+                column: l.column(),
+                msg: e.to_string(),
+            },
+            None => PolicyError::Format {
+                file: origin.into(),
+                msg: e.to_string(),
+            },
         }),
         #[cfg(not(feature = "yaml"))]
         Format::Yaml => {
@@ -115,7 +141,10 @@ pub(crate) fn parse_any<T: serde::de::DeserializeOwned>(text: &str, format: Form
 pub fn compile_policy(text: &str, format: Format, origin: &str) -> Result<Policy, PolicyError> {
     let file = parse_policy(text, format, origin)?;
     Policy::compile(&file).map_err(|e| match e {
-        PolicyError::Invalid { .. } => PolicyError::InFile { file: origin.into(), source: Box::new(e) },
+        PolicyError::Invalid { .. } => PolicyError::InFile {
+            file: origin.into(),
+            source: Box::new(e),
+        },
         e => e,
     })
 }
@@ -123,6 +152,9 @@ pub fn compile_policy(text: &str, format: Format, origin: &str) -> Result<Policy
 /// Reads, parses and compiles a policy file.
 pub fn load_policy(path: &Path) -> Result<Policy, PolicyError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io { file: origin.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        file: origin.clone(),
+        source,
+    })?;
     compile_policy(&text, Format::from_path(path), &origin)
 }

@@ -30,7 +30,11 @@ pub fn threshold(sampling_percentage: f64) -> u64 {
     let bits = r.to_bits();
     let exp_bits = ((bits >> 52) & 0x7ff) as i32;
     let frac = bits & ((1u64 << 52) - 1);
-    let (m, e) = if exp_bits == 0 { (frac, -1074) } else { (frac | (1 << 52), exp_bits - 1075) };
+    let (m, e) = if exp_bits == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1 << 52), exp_bits - 1075)
+    };
     // Exact product P = (2^64 - 1) * m, at most 117 bits.
     let p: u128 = u128::from(u64::MAX) * u128::from(m);
     // Round P to 64 significant bits, half to even.
@@ -48,7 +52,10 @@ pub fn threshold(sampling_percentage: f64) -> u64 {
     }
     // value = q * 2^e, truncated toward zero.
     if e >= 0 {
-        if e >= 64 || q.checked_shl(e as u32).is_none_or(|v| v > u128::from(u64::MAX)) {
+        if e >= 64
+            || q.checked_shl(e as u32)
+                .is_none_or(|v| v > u128::from(u64::MAX))
+        {
             return u64::MAX;
         }
         return (q << e) as u64;
@@ -73,9 +80,18 @@ mod tests {
     #[test]
     fn fnv_vectors_from_the_facts_file() {
         let salt = DEFAULT_SALT.as_bytes();
-        assert_eq!(hash_trace_id(salt, &tid("0af7651916cd43dd8448eb211c80319c")), 0x33bf83d45f51634c);
-        assert_eq!(hash_trace_id(salt, &tid("4bf92f3577b34da6a3ce929d0e0e4736")), 0xa54533ba2e4970b5);
-        assert_eq!(hash_trace_id(salt, &tid("ffffffffffffffffffffffffffffffff")), 0x17bec3739634fe2d);
+        assert_eq!(
+            hash_trace_id(salt, &tid("0af7651916cd43dd8448eb211c80319c")),
+            0x33bf83d45f51634c
+        );
+        assert_eq!(
+            hash_trace_id(salt, &tid("4bf92f3577b34da6a3ce929d0e0e4736")),
+            0xa54533ba2e4970b5
+        );
+        assert_eq!(
+            hash_trace_id(salt, &tid("ffffffffffffffffffffffffffffffff")),
+            0x17bec3739634fe2d
+        );
     }
 
     #[test]

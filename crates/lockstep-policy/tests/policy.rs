@@ -24,15 +24,39 @@ const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 #[test]
 fn default_policy_keeps_errors_and_slow() {
     let mut e = Engine::new(Policy::default_policy());
-    assert_eq!(decide(&mut e, json!({"level": "error", "duration_ms": 5})), (true, "errors".into()));
-    assert_eq!(decide(&mut e, json!({"level": "ERR"})), (true, "errors".into()));
-    assert_eq!(decide(&mut e, json!({"level": "info", "duration_ms": 201})), (true, "slow".into()));
-    assert_eq!(decide(&mut e, json!({"level": "info", "duration": 0.25})), (true, "slow".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "error", "duration_ms": 5})),
+        (true, "errors".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "ERR"})),
+        (true, "errors".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "info", "duration_ms": 201})),
+        (true, "slow".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "info", "duration": 0.25})),
+        (true, "slow".into())
+    );
     // exclusive by default (collector >= 0.157), and truncated to whole ms
-    assert_eq!(decide(&mut e, json!({"level": "info", "duration_ms": 200})), (false, "not_sampled".into()));
-    assert_eq!(decide(&mut e, json!({"level": "info", "duration_ms": 200.9})), (false, "not_sampled".into()));
-    assert_eq!(decide(&mut e, json!({"level": "info", "duration_ms": 12})), (false, "not_sampled".into()));
-    assert_eq!(decide(&mut e, json!({"msg": "no fields"})), (false, "not_sampled".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "info", "duration_ms": 200})),
+        (false, "not_sampled".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "info", "duration_ms": 200.9})),
+        (false, "not_sampled".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "info", "duration_ms": 12})),
+        (false, "not_sampled".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"msg": "no fields"})),
+        (false, "not_sampled".into())
+    );
     // unreadable record: fail open
     let (d, err) = e.decide_json(b"{\"level\":\"info\",bad}");
     assert!(err.is_some());
@@ -44,9 +68,17 @@ fn default_policy_keeps_errors_and_slow() {
 fn built_in_default_matches_its_documented_yaml() {
     let doc = compile_policy(DEFAULT_POLICY_YAML, Format::Yaml, "doc").unwrap();
     let built = Policy::default_policy();
-    assert_eq!(doc.names().collect::<Vec<_>>(), built.names().collect::<Vec<_>>());
+    assert_eq!(
+        doc.names().collect::<Vec<_>>(),
+        built.names().collect::<Vec<_>>()
+    );
     let (mut a, mut b) = (Engine::new(doc), Engine::new(built));
-    for rec in [json!({"level": "error"}), json!({"duration_ms": 201}), json!({"duration_ms": 200}), json!({"level": "info"})] {
+    for rec in [
+        json!({"level": "error"}),
+        json!({"duration_ms": 201}),
+        json!({"duration_ms": 200}),
+        json!({"level": "info"}),
+    ] {
         assert_eq!(decide(&mut a, rec.clone()), decide(&mut b, rec));
     }
 }
@@ -71,30 +103,54 @@ fn latency_inclusive_and_upper_bound() {
 
 #[test]
 fn status_codes_map_to_levels() {
-    let mut e = engine("policies: [{name: ok, type: status_code, status_code: {status_codes: [OK]}}]");
+    let mut e =
+        engine("policies: [{name: ok, type: status_code, status_code: {status_codes: [OK]}}]");
     assert!(decide(&mut e, json!({"level": "info"})).0);
     assert!(!decide(&mut e, json!({"level": "fatal"})).0);
     assert!(!decide(&mut e, json!({"msg": "no level"})).0);
-    let mut e = engine("policies: [{name: unset, type: status_code, status_code: {status_codes: [UNSET]}}]");
+    let mut e = engine(
+        "policies: [{name: unset, type: status_code, status_code: {status_codes: [UNSET]}}]",
+    );
     assert!(decide(&mut e, json!({"msg": "no level"})).0);
     assert!(decide(&mut e, json!({"level": "LOUD"})).0);
     assert!(!decide(&mut e, json!({"level": "error"})).0);
-    assert!(matches!(compile_policy("policies: [{name: x, type: status_code, status_code: {status_codes: [BAD]}}]", Format::Yaml, "p"), Err(_)));
+    assert!(matches!(
+        compile_policy(
+            "policies: [{name: x, type: status_code, status_code: {status_codes: [BAD]}}]",
+            Format::Yaml,
+            "p"
+        ),
+        Err(_)
+    ));
 }
 
 #[test]
 fn probabilistic_is_bit_exact() {
-    let p10 = "policies: [{name: ten, type: probabilistic, probabilistic: {sampling_percentage: 10}}]";
-    let p25 = "policies: [{name: q, type: probabilistic, probabilistic: {sampling_percentage: 25}}]";
+    let p10 =
+        "policies: [{name: ten, type: probabilistic, probabilistic: {sampling_percentage: 10}}]";
+    let p25 =
+        "policies: [{name: q, type: probabilistic, probabilistic: {sampling_percentage: 25}}]";
     let mut e10 = engine(p10);
     let mut e25 = engine(p25);
     let a = "0af7651916cd43dd8448eb211c80319c";
     assert!(!decide(&mut e10, json!({"trace_id": a})).0);
     assert!(decide(&mut e25, json!({"trace_id": a})).0);
     assert!(!decide(&mut e10, json!({"trace_id": T})).0);
-    assert!(decide(&mut e10, json!({"trace_id": "ffffffffffffffffffffffffffffffff"})).0);
+    assert!(
+        decide(
+            &mut e10,
+            json!({"trace_id": "ffffffffffffffffffffffffffffffff"})
+        )
+        .0
+    );
     // the same trace in any id form decides the same
-    assert!(decide(&mut e10, json!({"traceparent": "00-ffffffffffffffffffffffffffffffff-00f067aa0ba902b7-01"})).0);
+    assert!(
+        decide(
+            &mut e10,
+            json!({"traceparent": "00-ffffffffffffffffffffffffffffffff-00f067aa0ba902b7-01"})
+        )
+        .0
+    );
     // a salt changes the hash: over many ids, about 10 % kept, and different ones
     let salted = "policies: [{name: s, type: probabilistic, probabilistic: {sampling_percentage: 10, hash_salt: other}}]";
     let mut es = engine(salted);
@@ -127,16 +183,43 @@ policies:
   - {name: flagged, type: boolean_attribute, boolean_attribute: {key: debug, value: true}}
 "#;
     let mut e = engine(y);
-    assert_eq!(decide(&mut e, json!({"http": {"method": "POST"}})), (true, "post".into()));
-    assert_eq!(decide(&mut e, json!({"http.method": "GET"})), (false, "not_sampled".into()));
+    assert_eq!(
+        decide(&mut e, json!({"http": {"method": "POST"}})),
+        (true, "post".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"http.method": "GET"})),
+        (false, "not_sampled".into())
+    );
     // regex is unanchored
-    assert_eq!(decide(&mut e, json!({"service.name": "my-checkout-svc"})), (true, "checkout".into()));
-    assert_eq!(decide(&mut e, json!({"status": 500})), (true, "fivexx".into()));
-    assert_eq!(decide(&mut e, json!({"status": 599.0})), (true, "fivexx".into()));
-    assert_eq!(decide(&mut e, json!({"status": "503"})), (true, "fivexx".into()));
-    assert_eq!(decide(&mut e, json!({"status": 600})), (false, "not_sampled".into()));
-    assert_eq!(decide(&mut e, json!({"debug": true})), (true, "flagged".into()));
-    assert_eq!(decide(&mut e, json!({"debug": false})), (false, "not_sampled".into()));
+    assert_eq!(
+        decide(&mut e, json!({"service.name": "my-checkout-svc"})),
+        (true, "checkout".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"status": 500})),
+        (true, "fivexx".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"status": 599.0})),
+        (true, "fivexx".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"status": "503"})),
+        (true, "fivexx".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"status": 600})),
+        (false, "not_sampled".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"debug": true})),
+        (true, "flagged".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"debug": false})),
+        (false, "not_sampled".into())
+    );
     // numbers compared as their text by string_attribute
     let mut e = engine("policies: [{name: code, type: string_attribute, string_attribute: {key: code, values: ['404']}}]");
     assert!(decide(&mut e, json!({"code": 404})).0);
@@ -164,30 +247,66 @@ policies:
     drop: {drop_sub_policy: [{name: h, type: string_attribute, string_attribute: {key: path, values: [/health]}}]}
 "#;
     let mut e = engine(y);
-    assert_eq!(decide(&mut e, json!({"duration_ms": 150, "method": "POST", "level": "info"})), (true, "slow-post".into()));
-    assert_eq!(decide(&mut e, json!({"duration_ms": 150, "method": "GET", "level": "info"})), (false, "not_sampled".into()));
-    assert_eq!(decide(&mut e, json!({"level": "error"})), (true, "not-debug".into()));
+    assert_eq!(
+        decide(
+            &mut e,
+            json!({"duration_ms": 150, "method": "POST", "level": "info"})
+        ),
+        (true, "slow-post".into())
+    );
+    assert_eq!(
+        decide(
+            &mut e,
+            json!({"duration_ms": 150, "method": "GET", "level": "info"})
+        ),
+        (false, "not_sampled".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "error"})),
+        (true, "not-debug".into())
+    );
     // Dropped beats Sampled, whatever the order
-    assert_eq!(decide(&mut e, json!({"level": "error", "path": "/health"})), (false, "drop-health".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "error", "path": "/health"})),
+        (false, "drop-health".into())
+    );
 }
 
 #[test]
 fn sample_on_first_match_and_reason_order() {
     let y = "sample_on_first_match: true\npolicies:\n  - {name: a, type: always_sample}\n  - {name: b, type: status_code, status_code: {status_codes: [ERROR]}}";
     let mut e = engine(y);
-    assert_eq!(decide(&mut e, json!({"level": "error"})), (true, "a".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "error"})),
+        (true, "a".into())
+    );
 }
 
 #[test]
 fn missing_field_settings() {
     let y = "lockstep: {no_trace_id: drop, no_level: keep}\npolicies: [{name: all, type: always_sample}]";
     let mut e = engine(y);
-    assert_eq!(decide(&mut e, json!({"level": "info"})), (false, "no_trace_id".into()));
-    assert_eq!(decide(&mut e, json!({"trace_id": "bad", "level": "info"})), (false, "no_trace_id".into()));
-    assert_eq!(decide(&mut e, json!({"trace_id": T})), (true, "no_level".into()));
-    assert_eq!(decide(&mut e, json!({"trace_id": T, "level": "info"})), (true, "all".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "info"})),
+        (false, "no_trace_id".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"trace_id": "bad", "level": "info"})),
+        (false, "no_trace_id".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"trace_id": T})),
+        (true, "no_level".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"trace_id": T, "level": "info"})),
+        (true, "all".into())
+    );
     let mut e = engine("lockstep: {no_duration: keep, on_error: drop}\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]");
-    assert_eq!(decide(&mut e, json!({"level": "info"})), (true, "no_duration".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "info"})),
+        (true, "no_duration".into())
+    );
     let (d, _) = e.decide_json(b"not json");
     assert!(!d.keep);
 }
@@ -207,27 +326,53 @@ policies:
     let mut e = engine(y);
     assert_eq!(decide(&mut e, json!({"dur": 0.3})), (true, "slow".into()));
     assert_eq!(decide(&mut e, json!({"sev": 3})), (true, "errors".into()));
-    assert_eq!(decide(&mut e, json!({"log": "{\"level\":\"error\"}"})), (true, "errors".into()));
+    assert_eq!(
+        decide(&mut e, json!({"log": "{\"level\":\"error\"}"})),
+        (true, "errors".into())
+    );
 }
 
 #[test]
 fn errors_name_file_line_column_and_key() {
-    let e = compile_policy("policies:\n  - name: x\n    type: latency\n    latency: {threshold: 5}\n", Format::Yaml, "p.yaml").unwrap_err();
+    let e = compile_policy(
+        "policies:\n  - name: x\n    type: latency\n    latency: {threshold: 5}\n",
+        Format::Yaml,
+        "p.yaml",
+    )
+    .unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("p.yaml:"), "{msg}");
     assert!(msg.contains("threshold"), "{msg}");
     assert_eq!(e.location().map(|l| l.0), Some(4), "{msg}");
     let e = compile_policy("{\"policies\": [}", Format::Json, "p.json").unwrap_err();
     assert_eq!(e.location(), Some((1, 15)), "{e}");
-    let e = compile_policy("policies: [{name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}]", Format::Yaml, "p.yaml").unwrap_err();
+    let e = compile_policy(
+        "policies: [{name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}]",
+        Format::Yaml,
+        "p.yaml",
+    )
+    .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("p.yaml") && msg.contains("policies[0]") && msg.contains("stateful"), "{msg}");
+    assert!(
+        msg.contains("p.yaml") && msg.contains("policies[0]") && msg.contains("stateful"),
+        "{msg}"
+    );
     let e = compile_policy("polices: []", Format::Yaml, "p.yaml").unwrap_err();
     assert!(e.to_string().contains("polices"), "{e}");
-    let e = compile_policy("policies: [{name: a, type: latency, latency: {threshold_ms: 5}, colour: red}]", Format::Yaml, "p.yaml").unwrap_err();
+    let e = compile_policy(
+        "policies: [{name: a, type: latency, latency: {threshold_ms: 5}, colour: red}]",
+        Format::Yaml,
+        "p.yaml",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("colour"), "{e}");
     // a pasted collector block with its non-policy keys is fine
-    compile_policy("decision_wait: 10s\nnum_traces: 100\npolicies: [{name: a, type: always_sample}]", Format::Yaml, "p.yaml").unwrap();
+    compile_policy(
+        "decision_wait: 10s\nnum_traces: 100\npolicies: [{name: a, type: always_sample}]",
+        Format::Yaml,
+        "p.yaml",
+    )
+    .unwrap();
 }
 
 const COLLECTOR: &str = r#"
@@ -291,18 +436,49 @@ fn import_realistic_collector_config() {
     assert_eq!(procs.len(), 2);
     let p = procs.iter().find(|p| p.id == "tail_sampling").unwrap();
     assert_eq!(p.pipelines, vec!["traces"]);
-    assert_eq!(p.converted, vec!["errors-policy", "slow-traces", "baseline", "health"]);
-    let skipped: Vec<(&str, &str)> = p.skipped.iter().map(|s| (s.name.as_str(), s.kind.as_str())).collect();
-    assert_eq!(skipped, vec![("rate", "rate_limiting"), ("big", "span_count"), ("combo", "and"), ("composite-policy", "composite"), ("cond", "ottl_condition")]);
+    assert_eq!(
+        p.converted,
+        vec!["errors-policy", "slow-traces", "baseline", "health"]
+    );
+    let skipped: Vec<(&str, &str)> = p
+        .skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            ("rate", "rate_limiting"),
+            ("big", "span_count"),
+            ("combo", "and"),
+            ("composite-policy", "composite"),
+            ("cond", "ottl_condition")
+        ]
+    );
     let combo = &p.skipped[2];
-    assert!(combo.reason.contains("\"st\"") && combo.path.contains("and_sub_policy[1]"), "{combo:?}");
+    assert!(
+        combo.reason.contains("\"st\"") && combo.path.contains("and_sub_policy[1]"),
+        "{combo:?}"
+    );
     assert!(p.policy.sample_on_first_match);
     assert!(p.notes.iter().any(|n| n.starts_with("decision_wait")));
     // the rendered policy loads and behaves like the collector's mirrorable part
     let text = render(p).unwrap();
-    assert!(text.contains("# NOT mirrored") && text.contains("rate (rate_limiting"), "{text}");
+    assert!(
+        text.contains("# NOT mirrored") && text.contains("rate (rate_limiting"),
+        "{text}"
+    );
     let mut e = Engine::new(compile_policy(&text, Format::Yaml, "imported.yaml").unwrap());
-    assert_eq!(decide(&mut e, json!({"level": "error"})), (true, "errors-policy".into()));
-    assert_eq!(decide(&mut e, json!({"level": "error", "http.route": "/healthz"})), (false, "health".into()));
-    assert_eq!(decide(&mut e, json!({"level": "info", "duration_ms": 250})), (true, "slow-traces".into()));
+    assert_eq!(
+        decide(&mut e, json!({"level": "error"})),
+        (true, "errors-policy".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "error", "http.route": "/healthz"})),
+        (false, "health".into())
+    );
+    assert_eq!(
+        decide(&mut e, json!({"level": "info", "duration_ms": 250})),
+        (true, "slow-traces".into())
+    );
 }

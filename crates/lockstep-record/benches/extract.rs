@@ -5,18 +5,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lockstep_record::{Extractor, FieldTable, Matcher};
 use std::hint::black_box;
 
-pub fn lines() -> Vec<String> {
-    let t = "4bf92f3577b34da6a3ce929d0e0e4736";
-    vec![
-        format!(r#"{{"ts":1795000000248,"level":"info","service":"api","trace_id":"{t}","span_id":"559c854d6e2aad4e","msg":"request finished","duration_ms":12.5,"http":{{"method":"GET","status":200}}}}"#),
-        format!(r#"{{"time":1795000000.2939992,"level":"ERR","svc":"billing","trace_id":"{t}","span_id":"1d31690a8ff606eb","message":"charge complete","duration":0.199999,"attempt":1}}"#),
-        format!(r#"{{"level":30,"time":1795000000063,"pid":7,"hostname":"edge-1","traceId":"{t}","spanId":"75c454fa23d82792","req":{{"method":"GET","url":"/cart"}},"responseTime":41.2,"msg":"request completed"}}"#),
-        format!(r#"{{"timestamp":"1795000000135566888","severity_number":9,"severity_text":"INFO","trace_id":"{t}","span_id":"3e103337b166af8e","body":"ledger write","latency":"250.3ms","resource":{{"service.name":"ledger"}}}}"#),
-    ]
-}
-
 fn bench(c: &mut Criterion) {
-    let lines = lines();
+    let lines = lockstep_record::samples::four_schema_lines();
     let avg = lines.iter().map(|l| l.len()).sum::<usize>() / lines.len();
     let mut g = c.benchmark_group(format!("extract_{avg}B"));
     g.throughput(Throughput::Elements(lines.len() as u64));
@@ -28,7 +18,10 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    let values: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let values: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     g.bench_function("serde_value", |b| {
         b.iter(|| {
             for v in &values {

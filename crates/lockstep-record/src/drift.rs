@@ -14,7 +14,18 @@ pub enum DriftKind {
 /// `*response_time*`, `*_ms`, `*_ns`, `*_us`, `*Ms`).
 pub fn duration_like(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["duration", "latency", "elapsed", "took", "response_time", "responsetime", "time_ms", "time_taken"].iter().any(|w| k.contains(w))
+    [
+        "duration",
+        "latency",
+        "elapsed",
+        "took",
+        "response_time",
+        "responsetime",
+        "time_ms",
+        "time_taken",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
         || k.ends_with("_ms")
         || k.ends_with("_ns")
         || k.ends_with("_us")
@@ -38,7 +49,11 @@ pub fn uncovered(m: &Matcher, record: &Value) -> Vec<(String, DriftKind)> {
 fn walk(m: &Matcher, v: &Value, prefix: &str, depth: u32, out: &mut Vec<(String, DriftKind)>) {
     let Value::Object(map) = v else { return };
     for (k, val) in map {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if val.is_object() && depth == 0 {
             walk(m, val, &path, depth + 1, out);
             continue;

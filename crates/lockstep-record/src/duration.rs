@@ -63,7 +63,10 @@ fn plain_number(s: &str) -> Option<f64> {
     if b.is_empty() || !(b[0].is_ascii_digit() || b[0] == b'-' || b[0] == b'.') {
         return None;
     }
-    if !b.iter().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'e' | b'E' | b'+')) {
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'e' | b'E' | b'+'))
+    {
         return None;
     }
     s.parse().ok()
@@ -87,14 +90,20 @@ pub fn go_duration_ms(s: &str) -> Option<f64> {
     }
     let mut total = 0.0f64;
     while !b.is_empty() {
-        let n = b.iter().position(|c| !(c.is_ascii_digit() || *c == b'.')).unwrap_or(b.len());
+        let n = b
+            .iter()
+            .position(|c| !(c.is_ascii_digit() || *c == b'.'))
+            .unwrap_or(b.len());
         if n == 0 || b[..n].iter().filter(|&&c| c == b'.').count() > 1 || b[..n] == *b"." {
             return None;
         }
         // Safe: only ASCII digits and '.'.
         let num: f64 = std::str::from_utf8(&b[..n]).ok()?.parse().ok()?;
         b = &b[n..];
-        let u = b.iter().position(|c| c.is_ascii_digit() || *c == b'.').unwrap_or(b.len());
+        let u = b
+            .iter()
+            .position(|c| c.is_ascii_digit() || *c == b'.')
+            .unwrap_or(b.len());
         let factor = match &b[..u] {
             b"ns" => 1e-6,
             b"us" | b"\xc2\xb5s" | b"\xce\xbcs" => 1e-3, // us, µs (micro sign), μs (Greek mu)
@@ -147,7 +156,11 @@ fn from_str(unit: Unit, s: &str) -> DurationState {
                 _ => return DurationState::Invalid,
             }
         }
-        return if any { finite_ms(sum) } else { DurationState::Absent };
+        return if any {
+            finite_ms(sum)
+        } else {
+            DurationState::Absent
+        };
     }
     match go_duration_ms(t) {
         Some(ms) => finite_ms(ms),
@@ -189,7 +202,18 @@ mod tests {
         assert_eq!(from_scalar(Unit::S, &Scalar::Str("-")), Absent);
         assert_eq!(from_scalar(Unit::S, &Scalar::Str("- , -")), Absent);
         assert_eq!(from_scalar(Unit::S, &Scalar::Str("")), Absent);
-        for bad in ["fast", "1.2.3s", "5 parsecs", "1x", "-1s", "inf", "NaN", "0.1, x", "ms", ".s"] {
+        for bad in [
+            "fast",
+            "1.2.3s",
+            "5 parsecs",
+            "1x",
+            "-1s",
+            "inf",
+            "NaN",
+            "0.1, x",
+            "ms",
+            ".s",
+        ] {
             assert_eq!(from_scalar(Unit::S, &Scalar::Str(bad)), Invalid, "{bad}");
         }
         assert_eq!(go_duration_ms("0"), Some(0.0));

@@ -247,7 +247,12 @@ pub struct Extractor {
 impl Extractor {
     pub fn new(m: Matcher) -> Self {
         let n = m.attr_keys().len();
-        Extractor { m, out: Extracted::new(n), scratch: String::new(), nested: Vec::new() }
+        Extractor {
+            m,
+            out: Extracted::new(n),
+            scratch: String::new(),
+            nested: Vec::new(),
+        }
     }
 
     pub fn matcher(&self) -> &Matcher {

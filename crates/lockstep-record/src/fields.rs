@@ -61,13 +61,22 @@ pub struct FieldTable {
 }
 
 fn ida(key: &str, format: IdFormat) -> IdAlias {
-    IdAlias { key: key.into(), format }
+    IdAlias {
+        key: key.into(),
+        format,
+    }
 }
 fn lva(key: &str, numbers: NumberScheme) -> LevelAlias {
-    LevelAlias { key: key.into(), numbers }
+    LevelAlias {
+        key: key.into(),
+        numbers,
+    }
 }
 fn dua(key: &str, unit: Unit) -> DurationAlias {
-    DurationAlias { key: key.into(), unit }
+    DurationAlias {
+        key: key.into(),
+        unit,
+    }
 }
 
 impl Default for FieldTable {
@@ -238,18 +247,47 @@ impl Matcher {
             table: table.clone(),
             attr_keys: attr_keys.to_vec(),
         };
-        let rank = |i: usize, role: &'static str| u8::try_from(i).ok().filter(|r| *r < u8::MAX).ok_or(FieldError::TooManyInRole { role });
+        let rank = |i: usize, role: &'static str| {
+            u8::try_from(i)
+                .ok()
+                .filter(|r| *r < u8::MAX)
+                .ok_or(FieldError::TooManyInRole { role })
+        };
         for (i, a) in table.trace_id.iter().enumerate() {
-            m.add(&a.key, Action::Trace { rank: rank(i, "trace_id")?, fmt: a.format })?;
+            m.add(
+                &a.key,
+                Action::Trace {
+                    rank: rank(i, "trace_id")?,
+                    fmt: a.format,
+                },
+            )?;
         }
         for (i, a) in table.span_id.iter().enumerate() {
-            m.add(&a.key, Action::Span { rank: rank(i, "span_id")?, fmt: a.format })?;
+            m.add(
+                &a.key,
+                Action::Span {
+                    rank: rank(i, "span_id")?,
+                    fmt: a.format,
+                },
+            )?;
         }
         for (i, a) in table.level.iter().enumerate() {
-            m.add(&a.key, Action::Level { rank: rank(i, "level")?, scheme: a.numbers })?;
+            m.add(
+                &a.key,
+                Action::Level {
+                    rank: rank(i, "level")?,
+                    scheme: a.numbers,
+                },
+            )?;
         }
         for (i, a) in table.duration.iter().enumerate() {
-            m.add(&a.key, Action::Duration { rank: rank(i, "duration")?, unit: a.unit })?;
+            m.add(
+                &a.key,
+                Action::Duration {
+                    rank: rank(i, "duration")?,
+                    unit: a.unit,
+                },
+            )?;
         }
         for (slot, k) in attr_keys.iter().enumerate() {
             m.add(k, Action::Attr { slot: slot as u16 })?;
@@ -286,7 +324,14 @@ impl Matcher {
 
     /// A matcher with no paths (extracts nothing). Infallible.
     pub fn empty() -> Self {
-        Matcher { paths: vec![], actions: vec![], top: TopTable::default(), all: 0, table: FieldTable::default(), attr_keys: vec![] }
+        Matcher {
+            paths: vec![],
+            actions: vec![],
+            top: TopTable::default(),
+            all: 0,
+            table: FieldTable::default(),
+            attr_keys: vec![],
+        }
     }
 
     pub fn table(&self) -> &FieldTable {
@@ -356,7 +401,10 @@ fn key_hash(k: &[u8]) -> u64 {
 impl TopTable {
     fn build(paths: &[Box<[u8]>]) -> TopTable {
         let mut entries: Vec<(Box<[u8]>, usize, u128)> = Vec::new();
-        let mut put = |k: &[u8], leaf: Option<usize>, desc: u128| match entries.iter_mut().find(|e| *e.0 == *k) {
+        let mut put = |k: &[u8], leaf: Option<usize>, desc: u128| match entries
+            .iter_mut()
+            .find(|e| *e.0 == *k)
+        {
             Some(e) => {
                 if let Some(l) = leaf {
                     e.1 = l;
@@ -443,7 +491,13 @@ mod tests {
     #[test]
     fn limits_are_errors() {
         let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
-        assert!(matches!(Matcher::new(FieldTable::default(), &keys), Err(FieldError::TooMany(_))));
-        assert!(matches!(Matcher::new(FieldTable::default(), &["".into()]), Err(FieldError::BadKey(_))));
+        assert!(matches!(
+            Matcher::new(FieldTable::default(), &keys),
+            Err(FieldError::TooMany(_))
+        ));
+        assert!(matches!(
+            Matcher::new(FieldTable::default(), &["".into()]),
+            Err(FieldError::BadKey(_))
+        ));
     }
 }

@@ -202,11 +202,16 @@ fn gcp_trace(s: &[u8]) -> Result<TraceId, IdError> {
     }
     // projects/<P>/traces/<32hex>
     let rest = s.strip_prefix(b"projects/").ok_or(IdError::GcpName)?;
-    let slash = rest.iter().position(|&c| c == b'/').ok_or(IdError::GcpName)?;
+    let slash = rest
+        .iter()
+        .position(|&c| c == b'/')
+        .ok_or(IdError::GcpName)?;
     if slash == 0 {
         return Err(IdError::GcpName);
     }
-    let id = rest[slash..].strip_prefix(b"/traces/").ok_or(IdError::GcpName)?;
+    let id = rest[slash..]
+        .strip_prefix(b"/traces/")
+        .ok_or(IdError::GcpName)?;
     hex_exact::<16>(id)
 }
 
@@ -295,16 +300,31 @@ mod tests {
             Err(IdError::WrongLength(15))
         );
         assert_eq!(
-            parse_trace(IdFormat::Hex, &Scalar::Str("4bf92f3577b34da6a3ce929d0e0e473g")),
+            parse_trace(
+                IdFormat::Hex,
+                &Scalar::Str("4bf92f3577b34da6a3ce929d0e0e473g")
+            ),
             Err(IdError::NotHex)
         );
         assert_eq!(
-            parse_trace(IdFormat::Hex, &Scalar::Str("00000000000000000000000000000000")),
+            parse_trace(
+                IdFormat::Hex,
+                &Scalar::Str("00000000000000000000000000000000")
+            ),
             Err(IdError::AllZero)
         );
-        assert_eq!(parse_trace(IdFormat::Hex, &Scalar::UInt(5)), Err(IdError::NotAString));
-        assert_eq!(to_hex(&parse_span(IdFormat::Hex, &Scalar::Str("00F067AA0BA902B7")).unwrap()), "00f067aa0ba902b7");
-        assert_eq!(parse_span(IdFormat::Hex, &Scalar::Str(T)), Err(IdError::WrongLength(32)));
+        assert_eq!(
+            parse_trace(IdFormat::Hex, &Scalar::UInt(5)),
+            Err(IdError::NotAString)
+        );
+        assert_eq!(
+            to_hex(&parse_span(IdFormat::Hex, &Scalar::Str("00F067AA0BA902B7")).unwrap()),
+            "00f067aa0ba902b7"
+        );
+        assert_eq!(
+            parse_span(IdFormat::Hex, &Scalar::Str(T)),
+            Err(IdError::WrongLength(32))
+        );
     }
 
     #[test]
@@ -321,7 +341,13 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
-            assert!(matches!(parse_trace(IdFormat::W3c, &Scalar::Str(bad)), Err(IdError::Traceparent(_))), "{bad}");
+            assert!(
+                matches!(
+                    parse_trace(IdFormat::W3c, &Scalar::Str(bad)),
+                    Err(IdError::Traceparent(_))
+                ),
+                "{bad}"
+            );
         }
         // A future version may carry more fields after a '-'.
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-abc";
@@ -338,11 +364,26 @@ mod tests {
         assert_eq!(t, t2);
         let (t3, _) = parse_trace(IdFormat::Decimal, &Scalar::Str(T)).unwrap();
         assert_eq!(to_hex(&t3), T);
-        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::Str("18446744073709551616")), Err(IdError::NotDecimal));
-        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::Int(-5)), Err(IdError::NotDecimal));
-        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::Float(1.5)), Err(IdError::NotDecimal));
-        assert_eq!(parse_trace(IdFormat::Decimal, &Scalar::UInt(0)), Err(IdError::AllZero));
-        assert_eq!(to_hex(&parse_span(IdFormat::Decimal, &Scalar::UInt(1)).unwrap()), "0000000000000001");
+        assert_eq!(
+            parse_trace(IdFormat::Decimal, &Scalar::Str("18446744073709551616")),
+            Err(IdError::NotDecimal)
+        );
+        assert_eq!(
+            parse_trace(IdFormat::Decimal, &Scalar::Int(-5)),
+            Err(IdError::NotDecimal)
+        );
+        assert_eq!(
+            parse_trace(IdFormat::Decimal, &Scalar::Float(1.5)),
+            Err(IdError::NotDecimal)
+        );
+        assert_eq!(
+            parse_trace(IdFormat::Decimal, &Scalar::UInt(0)),
+            Err(IdError::AllZero)
+        );
+        assert_eq!(
+            to_hex(&parse_span(IdFormat::Decimal, &Scalar::UInt(1)).unwrap()),
+            "0000000000000001"
+        );
     }
 
     #[test]
@@ -350,9 +391,20 @@ mod tests {
         let name = format!("projects/my-proj/traces/{T}");
         let (t, _) = parse_trace(IdFormat::Gcp, &Scalar::Str(&name)).unwrap();
         assert_eq!(to_hex(&t), T);
-        assert_eq!(to_hex(&parse_trace(IdFormat::Gcp, &Scalar::Str(T)).unwrap().0), T);
-        for bad in ["projects//traces/4bf92f3577b34da6a3ce929d0e0e4736", "traces/4bf92f3577b34da6a3ce929d0e0e4736", "projects/p/spans/4bf92f3577b34da6a3ce929d0e0e4736"] {
-            assert_eq!(parse_trace(IdFormat::Gcp, &Scalar::Str(bad)), Err(IdError::GcpName), "{bad}");
+        assert_eq!(
+            to_hex(&parse_trace(IdFormat::Gcp, &Scalar::Str(T)).unwrap().0),
+            T
+        );
+        for bad in [
+            "projects//traces/4bf92f3577b34da6a3ce929d0e0e4736",
+            "traces/4bf92f3577b34da6a3ce929d0e0e4736",
+            "projects/p/spans/4bf92f3577b34da6a3ce929d0e0e4736",
+        ] {
+            assert_eq!(
+                parse_trace(IdFormat::Gcp, &Scalar::Str(bad)),
+                Err(IdError::GcpName),
+                "{bad}"
+            );
         }
     }
 }

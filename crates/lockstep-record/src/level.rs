@@ -241,33 +241,80 @@ mod tests {
     #[test]
     fn numeric_schemes() {
         use Level::*;
-        let otel = [(1, Trace), (4, Trace), (5, Debug), (9, Info), (13, Warn), (16, Warn), (17, Error), (20, Error), (21, Fatal), (24, Fatal)];
+        let otel = [
+            (1, Trace),
+            (4, Trace),
+            (5, Debug),
+            (9, Info),
+            (13, Warn),
+            (16, Warn),
+            (17, Error),
+            (20, Error),
+            (21, Fatal),
+            (24, Fatal),
+        ];
         for (n, l) in otel {
             assert_eq!(from_number(NumberScheme::Otel, n), Some(l), "otel {n}");
         }
         assert_eq!(from_number(NumberScheme::Otel, 0), None);
         assert_eq!(from_number(NumberScheme::Otel, 25), None);
-        let syslog = [(0, Fatal), (1, Fatal), (2, Fatal), (3, Error), (4, Warn), (5, Info), (6, Info), (7, Debug)];
+        let syslog = [
+            (0, Fatal),
+            (1, Fatal),
+            (2, Fatal),
+            (3, Error),
+            (4, Warn),
+            (5, Info),
+            (6, Info),
+            (7, Debug),
+        ];
         for (n, l) in syslog {
             assert_eq!(from_number(NumberScheme::Syslog, n), Some(l), "syslog {n}");
         }
         assert_eq!(from_number(NumberScheme::Syslog, 8), None);
-        let pino = [(10, Trace), (20, Debug), (30, Info), (40, Warn), (50, Error), (60, Fatal)];
+        let pino = [
+            (10, Trace),
+            (20, Debug),
+            (30, Info),
+            (40, Warn),
+            (50, Error),
+            (60, Fatal),
+        ];
         for (n, l) in pino {
             assert_eq!(from_number(NumberScheme::Pino, n), Some(l), "pino {n}");
         }
         assert_eq!(from_number(NumberScheme::Pino, 35), None);
-        let py = [(10, Debug), (20, Info), (30, Warn), (40, Error), (50, Fatal)];
+        let py = [
+            (10, Debug),
+            (20, Info),
+            (30, Warn),
+            (40, Error),
+            (50, Fatal),
+        ];
         for (n, l) in py {
             assert_eq!(from_number(NumberScheme::Python, n), Some(l), "python {n}");
         }
-        let zap = [(-1, Debug), (0, Info), (1, Warn), (2, Error), (3, Fatal), (4, Fatal), (5, Fatal)];
+        let zap = [
+            (-1, Debug),
+            (0, Info),
+            (1, Warn),
+            (2, Error),
+            (3, Fatal),
+            (4, Fatal),
+            (5, Fatal),
+        ];
         for (n, l) in zap {
             assert_eq!(from_number(NumberScheme::Zap, n), Some(l), "zap {n}");
         }
         assert_eq!(from_number(NumberScheme::Zap, 6), None);
-        assert_eq!(from_scalar(NumberScheme::Otel, &Scalar::Str("17")), Some(Error));
-        assert_eq!(from_scalar(NumberScheme::Pino, &Scalar::Float(50.0)), Some(Error));
+        assert_eq!(
+            from_scalar(NumberScheme::Otel, &Scalar::Str("17")),
+            Some(Error)
+        );
+        assert_eq!(
+            from_scalar(NumberScheme::Pino, &Scalar::Float(50.0)),
+            Some(Error)
+        );
         assert_eq!(from_scalar(NumberScheme::Pino, &Scalar::Float(50.5)), None);
         assert_eq!(from_scalar(NumberScheme::None, &Scalar::UInt(50)), None);
         assert_eq!(from_scalar(NumberScheme::Pino, &Scalar::Bool(true)), None);

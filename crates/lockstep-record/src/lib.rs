@@ -35,13 +35,17 @@ mod extract;
 pub mod fields;
 pub mod ids;
 pub mod level;
+pub mod samples;
 mod scan;
 #[cfg(feature = "serde-path")]
 mod serde_path;
 
 pub use duration::{DurationState, Unit};
 pub use extract::{Attr, Extracted, Extractor};
-pub use fields::{DurationAlias, FieldError, FieldOverrides, FieldTable, IdAlias, LevelAlias, Matcher, RoleOverride};
+pub use fields::{
+    DurationAlias, FieldError, FieldOverrides, FieldTable, IdAlias, LevelAlias, Matcher,
+    RoleOverride,
+};
 pub use ids::{IdError, IdFormat, IdState, SpanId, TraceId};
 pub use level::{Level, LevelState, NumberScheme};
 pub use scan::{validate_object, ScanError};

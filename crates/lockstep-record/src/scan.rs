@@ -103,7 +103,9 @@ impl<'a> Scanner<'a> {
                     match b.get(i + 1) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                         Some(b'u') => {
-                            let ok = b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+                            let ok = b
+                                .get(i + 2..i + 6)
+                                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
                             if !ok {
                                 return err(i, "bad \\u escape");
                             }
@@ -124,7 +126,11 @@ impl<'a> Scanner<'a> {
             return err(start, "invalid UTF-8 in string");
         }
         self.i = i + 1;
-        Ok(Str { start, end: i, escaped })
+        Ok(Str {
+            start,
+            end: i,
+            escaped,
+        })
     }
 
     /// A number; returns its span and whether it is an integer.
@@ -292,7 +298,8 @@ pub(crate) fn unescape(raw: &[u8], out: &mut String) -> Result<(), &'static str>
                         return Err("bad trailing surrogate");
                     }
                     i += 6;
-                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).ok_or("bad surrogate pair")?
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        .ok_or("bad surrogate pair")?
                 } else {
                     char::from_u32(hi).ok_or("lone trailing surrogate")?
                 }
@@ -341,12 +348,18 @@ impl Sink<'_> {
     fn value_str(&mut self, b: &[u8], s: &Str, actions: &[Action]) -> R<()> {
         let raw = &b[s.start..s.end];
         if s.escaped {
-            unescape(raw, self.scratch).map_err(|msg| ScanError { offset: s.start, msg })?;
+            unescape(raw, self.scratch).map_err(|msg| ScanError {
+                offset: s.start,
+                msg,
+            })?;
             let text: &str = self.scratch;
             self.out.on_value(actions, &Scalar::Str(text));
         } else {
             // Validated in `string()` (non-ASCII strings are checked there).
-            let text = std::str::from_utf8(raw).map_err(|_| ScanError { offset: s.start, msg: "invalid UTF-8 in string" })?;
+            let text = std::str::from_utf8(raw).map_err(|_| ScanError {
+                offset: s.start,
+                msg: "invalid UTF-8 in string",
+            })?;
             self.out.on_value(actions, &Scalar::Str(text));
         }
         Ok(())
@@ -355,7 +368,14 @@ impl Sink<'_> {
 
 /// Scans an object whose `{` is at `sc.i`. `mask`/`off`: matcher state (see
 /// [`Matcher::step`]). `nested`: buffer for nested-JSON strings, `None` inside one.
-fn object(sc: &mut Scanner<'_>, sink: &mut Sink<'_>, mask: u128, off: usize, depth: u32, nested: Option<&mut Vec<u8>>) -> R<()> {
+fn object(
+    sc: &mut Scanner<'_>,
+    sink: &mut Sink<'_>,
+    mask: u128,
+    off: usize,
+    depth: u32,
+    nested: Option<&mut Vec<u8>>,
+) -> R<()> {
     if depth >= MAX_DEPTH {
         return err(sc.i, "nested too deep");
     }
@@ -375,7 +395,10 @@ fn object(sc: &mut Scanner<'_>, sink: &mut Sink<'_>, mask: u128, off: usize, dep
         let k = sc.string()?;
         let key_len;
         let (leaf, desc) = if k.escaped {
-            unescape(&sc.b[k.start..k.end], sink.scratch).map_err(|msg| ScanError { offset: k.start, msg })?;
+            unescape(&sc.b[k.start..k.end], sink.scratch).map_err(|msg| ScanError {
+                offset: k.start,
+                msg,
+            })?;
             key_len = sink.scratch.len();
             sink.m.step(mask, off, sink.scratch.as_bytes())
         } else {
@@ -391,7 +414,11 @@ fn object(sc: &mut Scanner<'_>, sink: &mut Sink<'_>, mask: u128, off: usize, dep
         if leaf == usize::MAX && desc == 0 {
             sc.skip(depth + 1)?;
         } else {
-            let actions: &[Action] = if leaf == usize::MAX { &[] } else { &sink.m.actions[leaf] };
+            let actions: &[Action] = if leaf == usize::MAX {
+                &[]
+            } else {
+                &sink.m.actions[leaf]
+            };
             match sc.peek() {
                 Some(b'"') => {
                     sc.i += 1;
@@ -406,13 +433,23 @@ fn object(sc: &mut Scanner<'_>, sink: &mut Sink<'_>, mask: u128, off: usize, dep
                     }
                 }
                 Some(b'{') if desc != 0 => {
-                    object(sc, sink, desc, off + key_len + 1, depth + 1, nested.as_deref_mut())?;
+                    object(
+                        sc,
+                        sink,
+                        desc,
+                        off + key_len + 1,
+                        depth + 1,
+                        nested.as_deref_mut(),
+                    )?;
                     sink.out.on_value(actions, &Scalar::Other);
                 }
                 Some(b'-' | b'0'..=b'9') => {
                     let (s, e, int) = sc.number()?;
                     // ASCII by construction.
-                    let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError { offset: s, msg: "bad number" })?;
+                    let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError {
+                        offset: s,
+                        msg: "bad number",
+                    })?;
                     sink.out.on_value(actions, &parse_number(text, int));
                 }
                 Some(b't') => {
@@ -454,7 +491,10 @@ fn nested_json(b: &[u8], s: &Str, sink: &mut Sink<'_>, buf: &mut Vec<u8>) -> R<(
         let r = unescape(&b[s.start..s.end], &mut tmp);
         buf.extend_from_slice(tmp.as_bytes());
         *sink.scratch = tmp;
-        r.map_err(|msg| ScanError { offset: s.start, msg })?;
+        r.map_err(|msg| ScanError {
+            offset: s.start,
+            msg,
+        })?;
     } else {
         buf.extend_from_slice(&b[s.start..s.end]);
     }
@@ -491,7 +531,11 @@ impl Extractor {
         if sc.peek() != Some(b'{') {
             return err(sc.i, "not a JSON object");
         }
-        let mut sink = Sink { m: &self.m, out: &mut self.out, scratch: &mut self.scratch };
+        let mut sink = Sink {
+            m: &self.m,
+            out: &mut self.out,
+            scratch: &mut self.scratch,
+        };
         object(&mut sc, &mut sink, self.m.all, 0, 0, Some(&mut self.nested))?;
         sc.ws();
         if sc.i != text.len() {
@@ -526,7 +570,10 @@ mod tests {
             for special in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff] {
                 let mut w = [b'a'; 8];
                 w[pos] = special;
-                assert!(word_is_special(u64::from_le_bytes(w)), "{special:#x} at {pos}");
+                assert!(
+                    word_is_special(u64::from_le_bytes(w)),
+                    "{special:#x} at {pos}"
+                );
             }
         }
         assert!(!word_is_special(u64::from_le_bytes(*b"abc 0~!}")));

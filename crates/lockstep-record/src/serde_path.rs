@@ -34,7 +34,11 @@ impl<'de> Visitor<'de> for MapSeed<'_, '_> {
         f.write_str("a map")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some((leaf, desc, klen)) = map.next_key_seed(KeySeed { m: self.ctx.m, mask: self.mask, off: self.off })? {
+        while let Some((leaf, desc, klen)) = map.next_key_seed(KeySeed {
+            m: self.ctx.m,
+            mask: self.mask,
+            off: self.off,
+        })? {
             if leaf == usize::MAX && desc == 0 {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -144,12 +148,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     }
     fn visit_str<E: de::Error>(mut self, s: &str) -> Result<(), E> {
         self.emit(Scalar::Str(s));
-        if self.nested_ok && self.actions().contains(&Action::Nested) && s.trim_start().starts_with('{') {
+        if self.nested_ok
+            && self.actions().contains(&Action::Nested)
+            && s.trim_start().starts_with('{')
+        {
             // Validate first so a broken document changes nothing.
             if serde_json::from_str::<IgnoredAny>(s).is_ok() {
                 let mut d = serde_json::Deserializer::from_str(s);
                 let all = self.ctx.m.all;
-                let seed = MapSeed { ctx: self.ctx, mask: all, off: 0, nested_ok: false };
+                let seed = MapSeed {
+                    ctx: self.ctx,
+                    mask: all,
+                    off: 0,
+                    nested_ok: false,
+                };
                 seed.deserialize(&mut d).map_err(E::custom)?;
             }
         }
@@ -198,7 +210,13 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         if self.desc != 0 {
-            MapSeed { ctx: &mut *self.ctx, mask: self.desc, off: self.off, nested_ok: self.nested_ok }.visit_map(map)?;
+            MapSeed {
+                ctx: &mut *self.ctx,
+                mask: self.desc,
+                off: self.off,
+                nested_ok: self.nested_ok,
+            }
+            .visit_map(map)?;
         } else {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         }
@@ -218,14 +236,26 @@ impl Extractor {
     /// The serde path: reads one record (a map) from any self-describing deserializer.
     pub fn extract_de<'de, D: Deserializer<'de>>(&mut self, d: D) -> Result<&Extracted, D::Error> {
         self.out.reset();
-        let mut ctx = Ctx { m: &self.m, out: &mut self.out };
+        let mut ctx = Ctx {
+            m: &self.m,
+            out: &mut self.out,
+        };
         let all = ctx.m.all;
-        MapSeed { ctx: &mut ctx, mask: all, off: 0, nested_ok: true }.deserialize(d)?;
+        MapSeed {
+            ctx: &mut ctx,
+            mask: all,
+            off: 0,
+            nested_ok: true,
+        }
+        .deserialize(d)?;
         Ok(&self.out)
     }
 
     /// The serde path over an already-decoded value.
-    pub fn extract_value(&mut self, v: &serde_json::Value) -> Result<&Extracted, serde_json::Error> {
+    pub fn extract_value(
+        &mut self,
+        v: &serde_json::Value,
+    ) -> Result<&Extracted, serde_json::Error> {
         self.extract_de(v)
     }
 }

@@ -15,7 +15,10 @@ fn extractor(attrs: &[&str]) -> Extractor {
 }
 
 fn nested_extractor() -> Extractor {
-    let t = FieldTable { nested_json: vec!["log".into()], ..FieldTable::default() };
+    let t = FieldTable {
+        nested_json: vec!["log".into()],
+        ..FieldTable::default()
+    };
     Extractor::new(Matcher::new(t, &["http.method".into()]).unwrap())
 }
 
@@ -37,9 +40,16 @@ fn summary(e: &Extracted) -> Summary {
         span: e.span_id,
         level: e.level,
         duration: e.duration,
-        sources: [e.trace_source(), e.span_source(), e.level_source(), e.duration_source()],
+        sources: [
+            e.trace_source(),
+            e.span_source(),
+            e.level_source(),
+            e.duration_source(),
+        ],
         level_raw: e.level_raw().to_string(),
-        attrs: (0..e.attr_count()).map(|i| format!("{:?}", e.attr(i))).collect(),
+        attrs: (0..e.attr_count())
+            .map(|i| format!("{:?}", e.attr(i)))
+            .collect(),
     }
 }
 
@@ -50,7 +60,10 @@ fn both(ex: &mut Extractor, v: &Value) -> Summary {
     let via_value = summary(ex.extract_value(v).unwrap());
     assert_eq!(fast, via_value, "fast vs Value path on {text}");
     let mp = rmp_serde::to_vec(v).unwrap();
-    let via_msgpack = summary(ex.extract_de(&mut rmp_serde::Deserializer::new(&mp[..])).unwrap());
+    let via_msgpack = summary(
+        ex.extract_de(&mut rmp_serde::Deserializer::new(&mp[..]))
+            .unwrap(),
+    );
     assert_eq!(fast, via_msgpack, "fast vs msgpack path on {text}");
     fast
 }
@@ -74,15 +87,43 @@ fn every_trace_context_form() {
     let dd = u64::from_str_radix(&T[16..], 16).unwrap();
     let cases = vec![
         (json!({"trace_id": T, "span_id": S}), T.to_string(), Some(S)),
-        (json!({"traceId": T.to_uppercase(), "spanId": S}), T.to_string(), Some(S)),
+        (
+            json!({"traceId": T.to_uppercase(), "spanId": S}),
+            T.to_string(),
+            Some(S),
+        ),
         (json!({"traceID": T, "spanID": S}), T.to_string(), Some(S)),
         (json!({"trace.id": T, "span.id": S}), T.to_string(), Some(S)),
-        (json!({"trace": {"id": T}, "span": {"id": S}}), T.to_string(), Some(S)),
-        (json!({"traceparent": format!("00-{T}-{S}-01")}), T.to_string(), Some(S)),
-        (json!({"dd.trace_id": dd, "dd.span_id": dd}), format!("{:032x}", dd), Some("a3ce929d0e0e4736")),
-        (json!({"dd": {"trace_id": dd.to_string(), "span_id": "1"}}), format!("{:032x}", dd), Some("0000000000000001")),
-        (json!({"logging.googleapis.com/trace": format!("projects/p1/traces/{T}"), "logging.googleapis.com/spanId": S}), T.to_string(), Some(S)),
-        (json!({"X-B3-TraceId": &T[16..], "X-B3-SpanId": S}), format!("0000000000000000{}", &T[16..]), Some(S)),
+        (
+            json!({"trace": {"id": T}, "span": {"id": S}}),
+            T.to_string(),
+            Some(S),
+        ),
+        (
+            json!({"traceparent": format!("00-{T}-{S}-01")}),
+            T.to_string(),
+            Some(S),
+        ),
+        (
+            json!({"dd.trace_id": dd, "dd.span_id": dd}),
+            format!("{:032x}", dd),
+            Some("a3ce929d0e0e4736"),
+        ),
+        (
+            json!({"dd": {"trace_id": dd.to_string(), "span_id": "1"}}),
+            format!("{:032x}", dd),
+            Some("0000000000000001"),
+        ),
+        (
+            json!({"logging.googleapis.com/trace": format!("projects/p1/traces/{T}"), "logging.googleapis.com/spanId": S}),
+            T.to_string(),
+            Some(S),
+        ),
+        (
+            json!({"X-B3-TraceId": &T[16..], "X-B3-SpanId": S}),
+            format!("0000000000000000{}", &T[16..]),
+            Some(S),
+        ),
     ];
     for (rec, want_t, want_s) in cases {
         let s = both(&mut ex, &rec);
@@ -95,9 +136,18 @@ fn every_trace_context_form() {
 fn invalid_ids_are_reported_never_guessed() {
     let mut ex = extractor(&[]);
     let cases = vec![
-        (json!({"trace_id": "00000000000000000000000000000000"}), IdError::AllZero),
-        (json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e473"}), IdError::WrongLength(31)),
-        (json!({"trace_id": "zbf92f3577b34da6a3ce929d0e0e4736"}), IdError::NotHex),
+        (
+            json!({"trace_id": "00000000000000000000000000000000"}),
+            IdError::AllZero,
+        ),
+        (
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e473"}),
+            IdError::WrongLength(31),
+        ),
+        (
+            json!({"trace_id": "zbf92f3577b34da6a3ce929d0e0e4736"}),
+            IdError::NotHex,
+        ),
         (json!({"trace_id": 12345}), IdError::NotAString),
         (json!({"dd.trace_id": -3}), IdError::NotDecimal),
     ];
@@ -108,7 +158,10 @@ fn invalid_ids_are_reported_never_guessed() {
     assert!(matches!(s.trace, IdState::Invalid(IdError::Traceparent(_))));
     assert!(matches!(s.span, IdState::Invalid(IdError::Traceparent(_))));
     // null and "" are absent
-    assert_eq!(both(&mut ex, &json!({"trace_id": null, "span_id": ""})).trace, IdState::Absent);
+    assert_eq!(
+        both(&mut ex, &json!({"trace_id": null, "span_id": ""})).trace,
+        IdState::Absent
+    );
 }
 
 #[test]
@@ -116,7 +169,10 @@ fn precedence_first_alias_wins_and_repeats_overwrite() {
     let mut ex = extractor(&[]);
     let other = "11111111111111111111111111111111";
     // trace_id (rank 0) beats traceparent (rank 4) in either document order
-    let s = both(&mut ex, &json!({"traceparent": format!("00-{other}-{S}-01"), "trace_id": T}));
+    let s = both(
+        &mut ex,
+        &json!({"traceparent": format!("00-{other}-{S}-01"), "trace_id": T}),
+    );
     assert_eq!(trace_hex(&s).as_deref(), Some(T));
     assert_eq!(s.sources[0], Some(0));
     // but the span id comes from traceparent when no span alias ranks higher
@@ -128,9 +184,13 @@ fn precedence_first_alias_wins_and_repeats_overwrite() {
     let s = both(&mut ex, &json!({"trace_id": "bad", "traceId": T}));
     assert_eq!(s.trace, IdState::Invalid(IdError::WrongLength(3)));
     // duplicate keys (only expressible in text): last wins on both paths
-    let text = format!(r#"{{"level":"info","level":"error","trace_id":"{other}","trace_id":"{T}"}}"#);
+    let text =
+        format!(r#"{{"level":"info","level":"error","trace_id":"{other}","trace_id":"{T}"}}"#);
     let fast = summary(ex.extract_json(text.as_bytes()).unwrap());
-    let slow = summary(ex.extract_de(&mut serde_json::Deserializer::from_str(&text)).unwrap());
+    let slow = summary(
+        ex.extract_de(&mut serde_json::Deserializer::from_str(&text))
+            .unwrap(),
+    );
     assert_eq!(fast, slow);
     assert_eq!(fast.level, LevelState::Known(Level::Error));
     assert_eq!(trace_hex(&fast).as_deref(), Some(T));
@@ -144,11 +204,17 @@ fn levels_from_every_source() {
         (json!({"level": "warning"}), Some(Level::Warn)),
         (json!({"level": 50}), Some(Level::Error)),
         (json!({"level": 30}), Some(Level::Info)),
-        (json!({"severity_number": 17, "severity_text": "whatever"}), Some(Level::Error)),
+        (
+            json!({"severity_number": 17, "severity_text": "whatever"}),
+            Some(Level::Error),
+        ),
         (json!({"severityText": "WARN"}), Some(Level::Warn)),
         (json!({"severity": "CRITICAL"}), Some(Level::Fatal)),
         (json!({"severity": 3}), Some(Level::Error)),
-        (json!({"levelname": "ERROR", "levelno": 40}), Some(Level::Error)),
+        (
+            json!({"levelname": "ERROR", "levelno": 40}),
+            Some(Level::Error),
+        ),
         (json!({"levelno": 20}), Some(Level::Info)),
         (json!({"log": {"level": "debug"}}), Some(Level::Debug)),
         (json!({"log.level": "dbug"}), Some(Level::Debug)),
@@ -162,7 +228,10 @@ fn levels_from_every_source() {
     assert_eq!(s.level_raw, "LOUD");
     let s = both(&mut ex, &json!({"level": 35}));
     assert_eq!((s.level, s.level_raw.as_str()), (LevelState::Unknown, "35"));
-    assert_eq!(both(&mut ex, &json!({"msg": "x"})).level, LevelState::Absent);
+    assert_eq!(
+        both(&mut ex, &json!({"msg": "x"})).level,
+        LevelState::Absent
+    );
 }
 
 #[test]
@@ -185,14 +254,30 @@ fn durations_with_units() {
         // ms alias beats seconds alias
         (json!({"duration": 9.0, "duration_ms": 5}), 5.0),
         // "-" is absent and does not block a lower alias
-        (json!({"request_time": "-", "upstream_response_time": "0.2"}), 200.0),
+        (
+            json!({"request_time": "-", "upstream_response_time": "0.2"}),
+            200.0,
+        ),
     ];
     for (rec, want) in cases {
-        assert_eq!(both(&mut ex, &rec).duration, DurationState::Ms(want), "{rec}");
+        assert_eq!(
+            both(&mut ex, &rec).duration,
+            DurationState::Ms(want),
+            "{rec}"
+        );
     }
-    assert_eq!(both(&mut ex, &json!({"duration_ms": -1})).duration, DurationState::Invalid);
-    assert_eq!(both(&mut ex, &json!({"duration": "soon"})).duration, DurationState::Invalid);
-    assert_eq!(both(&mut ex, &json!({"upstream_response_time": "-"})).duration, DurationState::Absent);
+    assert_eq!(
+        both(&mut ex, &json!({"duration_ms": -1})).duration,
+        DurationState::Invalid
+    );
+    assert_eq!(
+        both(&mut ex, &json!({"duration": "soon"})).duration,
+        DurationState::Invalid
+    );
+    assert_eq!(
+        both(&mut ex, &json!({"upstream_response_time": "-"})).duration,
+        DurationState::Absent
+    );
 }
 
 #[test]
@@ -216,14 +301,27 @@ fn nested_json_string_is_read_when_configured() {
 #[test]
 fn attributes_any_type() {
     let mut ex = extractor(&["http.status_code", "service.name", "ok", "missing"]);
-    let s = both(&mut ex, &json!({"http": {"status_code": 503}, "service.name": "checkout\n\"quoted\"", "ok": true}));
-    assert_eq!(s.attrs, vec!["UInt(503)", "Str(\"checkout\\n\\\"quoted\\\"\")", "Bool(true)", "Absent"]);
+    let s = both(
+        &mut ex,
+        &json!({"http": {"status_code": 503}, "service.name": "checkout\n\"quoted\"", "ok": true}),
+    );
+    assert_eq!(
+        s.attrs,
+        vec![
+            "UInt(503)",
+            "Str(\"checkout\\n\\\"quoted\\\"\")",
+            "Bool(true)",
+            "Absent"
+        ]
+    );
 }
 
 #[test]
 fn fast_path_rejects_invalid_json_with_offsets() {
     let mut ex = extractor(&[]);
-    let e = ex.extract_json(br#"{"level":"error","x":NaN}"#).unwrap_err();
+    let e = ex
+        .extract_json(br#"{"level":"error","x":NaN}"#)
+        .unwrap_err();
     assert_eq!(e.offset, 21);
     assert!(e.to_string().contains("byte offset 21"));
     assert!(ex.extract_json(b"[1,2]").is_err());
@@ -246,7 +344,24 @@ fn leaf() -> impl Strategy<Value = Value> {
         Just(json!(format!("00-{T}-{S}-01"))),
         Just(json!(format!("projects/x/traces/{T}"))),
         Just(json!("00000000000000000000000000000000")),
-        prop::sample::select(vec!["ERR", "info", "Warning", "E", "crit", "30", "17", "LOUD", "", "-", "0.1, 0.2", "250ms", "1m2s", "1.5s", "x\"y\\z\n\u{1}é😀"]).prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "ERR",
+            "info",
+            "Warning",
+            "E",
+            "crit",
+            "30",
+            "17",
+            "LOUD",
+            "",
+            "-",
+            "0.1, 0.2",
+            "250ms",
+            "1m2s",
+            "1.5s",
+            "x\"y\\z\n\u{1}é😀"
+        ])
+        .prop_map(|s| json!(s)),
         "\\PC{0,12}".prop_map(Value::String),
     ]
 }
@@ -258,14 +373,20 @@ fn key() -> impl Strategy<Value = String> {
     keys.extend(t.span_id.iter().map(|a| a.key.clone()));
     keys.extend(t.level.iter().map(|a| a.key.clone()));
     keys.extend(t.duration.iter().map(|a| a.key.clone()));
-    keys.extend(["trace", "span", "dd", "event", "log", "id", "http", "method", "msg", "a\"b", "é"].map(String::from));
+    keys.extend(
+        [
+            "trace", "span", "dd", "event", "log", "id", "http", "method", "msg", "a\"b", "é",
+        ]
+        .map(String::from),
+    );
     prop_oneof![4 => prop::sample::select(keys), 1 => "\\PC{0,6}"]
 }
 
 fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
-            prop::collection::vec((key(), inner.clone()), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec((key(), inner.clone()), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
             prop::collection::vec(inner, 0..4).prop_map(Value::Array),
             // a nested-JSON string
             prop::collection::vec((key(), leaf()), 0..4)
