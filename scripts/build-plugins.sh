@@ -2,6 +2,7 @@
 # Release builds of the plugins into dist/:
 #   dist/lockstep_filter.wasm       the filter (YAML or JSON policy files)
 #   dist/lockstep_filter-json.wasm  the same, reading JSON policy files only (smaller)
+#   dist/lockstep_out_loki.so       the Loki output (fluent-bit -e dist/lockstep_out_loki.so)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -13,4 +14,6 @@ cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm
 cp target/wasm32-unknown-unknown/wasm/lockstep_filter.wasm dist/lockstep_filter-json.wasm
 # leave the default build as the last one in target/ too
 cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm
+cargo build -q -p out-loki --release
+cp target/release/liblockstep_out_loki.so dist/lockstep_out_loki.so
 ls -l dist/

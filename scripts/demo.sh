@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# The main job: build the plugins, then replay the golden logs through the real
-# lockstep_filter.wasm in the filter_wasm host and show what is kept, why, and whether
-# kept logs follow kept traces 1:1. (Shipping to Loki, built-in receiver or LOKI_URL, comes
-# with the output plugin.)
+# The main job: build the plugins, replay the golden logs through the real
+# lockstep_filter.wasm in the filter_wasm host (what is kept, why, and whether kept logs
+# follow kept traces 1:1), then ship what the filter keeps through the real
+# lockstep_out_loki.so (driven as Fluent Bit drives it) into the built-in Loki-compatible
+# receiver, or into a real Loki when LOKI_URL is set (e.g. LOKI_URL=http://localhost:3100),
+# and check Loki holds exactly one entry per kept record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 scripts/build-plugins.sh
 cargo build --release -q -p lockstep-cli
 bin=target/release/lockstep
-if [ -n "${LOKI_URL:-}" ]; then
-  echo "note: LOKI_URL is set, but the Loki output plugin is not built yet; replaying the filter only"
-fi
 echo
 echo "== lockstep replay golden/four-schemas (four schemas, through dist/lockstep_filter.wasm)"
 "$bin" replay golden/four-schemas --wasm dist/lockstep_filter.wasm
+echo
+if [ -n "${LOKI_URL:-}" ]; then
+  echo "== lockstep ship: filter -> dist/lockstep_out_loki.so -> Loki at $LOKI_URL"
+  "$bin" ship golden/four-schemas --loki "$LOKI_URL"
+else
+  echo "== lockstep ship: filter -> dist/lockstep_out_loki.so -> built-in Loki receiver (set LOKI_URL for a real Loki)"
+  "$bin" ship golden/four-schemas
+fi
 echo
 echo "== lockstep explain: a few summary lines"
 explained=$(mktemp)

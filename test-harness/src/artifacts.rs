@@ -105,9 +105,12 @@ pub fn build_cdylib(package: &str) -> Result<PathBuf, ArtifactError> {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if msg["reason"] != "compiler-artifact"
-            || msg["target"]["name"] != package.replace('-', "_")
-        {
+        // Only `package` is built with `-p`; its dependencies are rlibs, so the one
+        // cdylib artifact is the package's (whatever its `[lib] name`).
+        let is_cdylib = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if msg["reason"] != "compiler-artifact" || !is_cdylib {
             continue;
         }
         let files = msg["filenames"].as_array().cloned().unwrap_or_default();

@@ -7,6 +7,7 @@
 
 mod check;
 mod explain;
+mod ship;
 mod spool_cmd;
 
 use anyhow::{Context, Result};
@@ -55,6 +56,22 @@ enum Cmd {
         /// Records per chunk handed to the host.
         #[arg(long, default_value_t = 256)]
         chunk: usize,
+    },
+    /// The main job: golden logs through the real filter `.wasm` and the real
+    /// `lockstep_out_loki.so` into the built-in Loki receiver, or a real Loki with
+    /// `--loki` (e.g. `--loki "$LOKI_URL"`); checks Loki holds one entry per kept record.
+    Ship {
+        /// The golden set directory.
+        golden_dir: PathBuf,
+        /// The filter module.
+        #[arg(long, default_value = "dist/lockstep_filter.wasm")]
+        wasm: PathBuf,
+        /// The output plugin.
+        #[arg(long, default_value = "dist/lockstep_out_loki.so")]
+        plugin: PathBuf,
+        /// Base URL of a real Loki (e.g. http://localhost:3100); default: the built-in receiver.
+        #[arg(long)]
+        loki: Option<String>,
     },
     /// Policy file tools.
     Policy {
@@ -203,6 +220,7 @@ fn run() -> Result<u8> {
             Ok(0)
         }
         Cmd::Replay { golden_dir, wasm, chunk } => replay(&golden_dir, &wasm, chunk),
+        Cmd::Ship { golden_dir, wasm, plugin, loki } => ship::run(&golden_dir, &wasm, &plugin, loki.as_deref()),
         Cmd::Spool { cmd } => spool_cmd::run(cmd).map(|c| u8::try_from(c).unwrap_or(1)),
     }
 }

@@ -235,6 +235,16 @@ fn check_url(url: &str) -> Result<(), LokiError> {
     Ok(())
 }
 
+/// Checks an `X-Scope-OrgID` value: not empty, no control characters.
+pub fn check_tenant(t: &str) -> Result<(), LokiError> {
+    if t.is_empty() || t.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(LokiError::BadTenant {
+            tenant: t.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Replace a `user:pass@` part of a URL's authority with `<redacted>@`.
 pub fn redact_userinfo(url: &str) -> String {
     let (prefix, rest) = match url.split_once("://") {
@@ -281,9 +291,7 @@ impl LokiClient {
     pub fn new(cfg: ClientConfig) -> Result<Self, LokiError> {
         check_url(&cfg.url)?;
         if let Some(t) = &cfg.tenant {
-            if t.is_empty() || t.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                return Err(LokiError::BadTenant { tenant: t.clone() });
-            }
+            check_tenant(t)?;
         }
         let auth_header = cfg.auth.header_value();
         if let Some(h) = &auth_header {
@@ -352,11 +360,30 @@ impl LokiClient {
 
     /// Send an already encoded body (in the configured encoding).
     pub fn push_body(&self, body: &[u8]) -> Outcome {
+        self.push_body_as(self.cfg.tenant.as_deref(), body, None)
+    }
+
+    /// Send an already encoded body for `tenant` (`None`: no `X-Scope-OrgID`), with a
+    /// whole-request timeout of `timeout` instead of the configured one when given
+    /// (a shutdown uses it to bound the last push). Check tenants taken from records
+    /// with [`check_tenant`] first: a header with control characters cannot be sent.
+    pub fn push_body_as(
+        &self,
+        tenant: Option<&str>,
+        body: &[u8],
+        timeout: Option<Duration>,
+    ) -> Outcome {
         let mut req = self
             .agent
             .post(&self.cfg.url)
             .header("Content-Type", self.cfg.encoding.content_type());
-        if let Some(t) = &self.cfg.tenant {
+        if let Some(t) = timeout {
+            req = req
+                .config()
+                .timeout_global(Some(t.min(self.cfg.timeout)))
+                .build();
+        }
+        if let Some(t) = tenant {
             req = req.header("X-Scope-OrgID", t);
         }
         if let Some(a) = &self.auth_header {

@@ -34,8 +34,8 @@ use std::path::PathBuf;
 pub use backoff::{Backoff, BackoffConfig, BreakerConfig, BreakerState, CircuitBreaker};
 pub use classify::{classify_status, Outcome, RetryCause, StatusClass};
 pub use client::{
-    redact_userinfo, truncate_body, Auth, ClientConfig, Encoding, LokiClient, Secret, TlsOptions,
-    MAX_BODY_CHARS, MAX_BODY_READ,
+    check_tenant, redact_userinfo, truncate_body, Auth, ClientConfig, Encoding, LokiClient, Secret,
+    TlsOptions, MAX_BODY_CHARS, MAX_BODY_READ,
 };
 pub use encode::{
     encode_json, encode_protobuf_snappy, to_json_value, to_push_request, EntryAdapter,

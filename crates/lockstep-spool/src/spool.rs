@@ -503,6 +503,14 @@ impl Spool {
         self.read_batch(max_records, max_bytes)
     }
 
+    /// True when [`FullPolicy::DropOldest`](crate::FullPolicy::DropOldest) deleted at
+    /// least part of `batch` after it was peeked. Those records are counted as dropped:
+    /// the consumer should not deliver the batch but peek again (which returns what
+    /// survived).
+    pub fn overtaken(&self, batch: &Batch) -> bool {
+        batch.start < lock(&self.inner.state).cursor
+    }
+
     /// Acknowledge a batch returned by [`Spool::peek`]: the checkpoint is written and synced
     /// before this returns, then fully acknowledged segments are deleted.
     pub fn ack(&self, batch: &Batch) -> Result<()> {

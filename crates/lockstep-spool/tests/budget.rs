@@ -165,3 +165,23 @@ fn oversized_input_is_refused_with_its_size() {
         Err(SpoolError::Config(_))
     ));
 }
+
+#[test]
+fn overtaken_tells_the_consumer_its_batch_was_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let s = Spool::open(&dir, budget_cfg(FullPolicy::DropOldest)).unwrap();
+    s.append(&[payload(0, 0), payload(0, 1)]).unwrap();
+    let batch = s.peek(2, 1 << 20).unwrap();
+    assert!(!s.overtaken(&batch), "nothing dropped yet");
+    let mut b = 1;
+    while s.gauges().dropped_records == 0 {
+        s.append(&[payload(b, 0), payload(b, 1)]).unwrap();
+        b += 1;
+    }
+    assert!(s.overtaken(&batch), "the peeked records were dropped");
+    // Peeking again starts at what survived.
+    let again = s.peek(2, 1 << 20).unwrap();
+    assert!(!s.overtaken(&again));
+    assert_ne!(again.records[0].payload, batch.records[0].payload);
+}

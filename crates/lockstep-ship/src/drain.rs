@@ -1,0 +1,556 @@
+//! The drain: one thread per output instance moving entries from the spool to Loki,
+//! oldest first, acknowledging a batch only once every entry in it is resolved
+//! (delivered, rejected, blocked or dropped by policy).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lockstep_loki::{
+    check_tenant, group_entries, Backoff, BackoffConfig, BreakerConfig, BreakerState,
+    CircuitBreaker, Entry, LokiClient, Outcome, Stream,
+};
+use lockstep_spool::{Batch, Spool};
+
+use crate::entry::SpooledEntry;
+use crate::metrics::Metrics;
+
+/// What to do with entries older than Loki accepts (`reject_old_samples_max_age`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooOld {
+    /// Drop them and count them (`lockstep_loki_entries_dropped_total{reason="too_old"}`).
+    Drop,
+    /// Send them stamped with the current time; the original timestamp (ns since the
+    /// epoch) goes into structured metadata under [`ORIGINAL_TS_KEY`].
+    Rewrite,
+}
+
+/// Structured-metadata key holding the original timestamp of a rewritten entry.
+pub const ORIGINAL_TS_KEY: &str = "lockstep_original_ts";
+
+/// Drain settings.
+#[derive(Debug, Clone)]
+pub struct DrainConfig {
+    /// Most entries per push (default 512).
+    pub batch_entries: usize,
+    /// Most payload bytes read from the spool per push (default 1 MiB).
+    pub batch_bytes: usize,
+    /// How long a batch that is not full waits for more entries, counted from when its
+    /// oldest entry was queued (default 5 s). A backlog older than this goes at once.
+    pub linger: Duration,
+    /// Retry delays.
+    pub backoff: BackoffConfig,
+    /// Circuit breaker.
+    pub breaker: BreakerConfig,
+    /// Policy for entries older than `too_old_age`.
+    pub too_old: TooOld,
+    /// Age beyond which an entry counts as too old (default 167 h: one hour under
+    /// Loki's default `reject_old_samples_max_age` of 168 h, so an entry does not age
+    /// out while in flight).
+    pub too_old_age: Duration,
+    /// File receiving rejected entries as JSON lines, if any.
+    pub dead_letter: Option<PathBuf>,
+    /// Size at which the dead-letter file stops growing (default 100 MiB).
+    pub dead_letter_max_bytes: u64,
+    /// On shutdown, how long the drain keeps sending what is queued before it leaves
+    /// the rest on disk (default 5 s). Pushes started after the stop get a timeout
+    /// that ends at this bound; a push already in flight keeps its own timeout, so
+    /// stopping takes at most `shutdown_grace` + the client's timeout.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            batch_entries: 512,
+            batch_bytes: 1 << 20,
+            linger: Duration::from_secs(5),
+            backoff: BackoffConfig::default(),
+            breaker: BreakerConfig::default(),
+            too_old: TooOld::Drop,
+            too_old_age: Duration::from_secs(167 * 3600),
+            dead_letter: None,
+            dead_letter_max_bytes: 100 << 20,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Signal {
+    /// Bumped by every [`Drain::notify`].
+    appended: u64,
+    /// Set by [`Drain::stop`]: send what can be sent until then, then exit.
+    deadline: Option<Instant>,
+}
+
+struct Shared {
+    spool: Arc<Spool>,
+    client: LokiClient,
+    cfg: DrainConfig,
+    metrics: Arc<Metrics>,
+    signal: Mutex<Signal>,
+    cv: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn deadline(&self) -> Option<Instant> {
+        lock(&self.signal).deadline
+    }
+
+    /// Waits up to `d`, or until a stop (and, when `on_append`, until an append after
+    /// generation `seen`). Returns the stop deadline if one is set.
+    fn wait(&self, d: Duration, on_append: Option<u64>) -> Option<Instant> {
+        let end = Instant::now() + d;
+        let mut s = lock(&self.signal);
+        loop {
+            if s.deadline.is_some() {
+                return s.deadline;
+            }
+            if let Some(seen) = on_append {
+                if s.appended != seen {
+                    return None;
+                }
+            }
+            let now = Instant::now();
+            if now >= end {
+                return None;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A running drain thread. [`Drain::stop`] ends it; dropping it without `stop` also
+/// stops it (with the configured grace).
+pub struct Drain {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Guard returned by the thread-start hook, kept for the thread's life (the plugin
+/// uses it to route the thread's logs to its instance).
+pub type ThreadGuard = Box<dyn std::any::Any>;
+
+impl Drain {
+    /// Starts the drain thread named `name`. `on_thread_start` runs first on the new
+    /// thread; what it returns lives until the thread ends.
+    pub fn start(
+        name: String,
+        spool: Arc<Spool>,
+        client: LokiClient,
+        cfg: DrainConfig,
+        metrics: Arc<Metrics>,
+        on_thread_start: Box<dyn FnOnce() -> ThreadGuard + Send>,
+    ) -> std::io::Result<Drain> {
+        let shared = Arc::new(Shared {
+            spool,
+            client,
+            cfg,
+            metrics,
+            signal: Mutex::new(Signal::default()),
+            cv: Condvar::new(),
+        });
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let _guard = on_thread_start();
+            run(&sh);
+            log::debug!("drain thread stopped");
+        })?;
+        Ok(Drain {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Tells the drain that records were appended.
+    pub fn notify(&self) {
+        lock(&self.shared.signal).appended += 1;
+        self.shared.cv.notify_all();
+    }
+
+    /// Asks the drain to stop: it keeps sending queued entries for at most
+    /// `shutdown_grace` (no new push starts after it; a push in flight ends within the
+    /// client's timeout), leaves the rest on disk, and exits. Returns once the thread
+    /// has ended, so no code of the plugin runs after its exit. Idempotent.
+    pub fn stop(&self) {
+        {
+            let mut s = lock(&self.shared.signal);
+            if s.deadline.is_none() {
+                s.deadline = Some(Instant::now() + self.shared.cfg.shutdown_grace);
+            }
+        }
+        self.shared.cv.notify_all();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One tenant's share of a batch, encoded once and resent as is.
+struct Push {
+    tenant: Option<String>,
+    streams: Vec<Stream>,
+    entries: u64,
+    body: Vec<u8>,
+}
+
+fn run(sh: &Shared) {
+    let cfg = &sh.cfg;
+    let m = &*sh.metrics;
+    let mut backoff = Backoff::new(cfg.backoff);
+    let mut breaker = CircuitBreaker::new(cfg.breaker);
+    let mut dead = DeadLetter::new(cfg.dead_letter.clone(), cfg.dead_letter_max_bytes);
+    loop {
+        let seen = lock(&sh.signal).appended;
+        let stopping = sh.deadline();
+        if stopping.is_some_and(|d| Instant::now() >= d) {
+            return;
+        }
+        let batch = match sh.spool.peek(cfg.batch_entries, cfg.batch_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                m.spool_errors.fetch_add(1, Relaxed);
+                log::error!("reading the queue: {e}; retrying in 1 s");
+                if sh.wait(Duration::from_secs(1), None).is_some() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            if batch.corrupt_spans() > 0 {
+                ack(sh, &batch);
+                continue;
+            }
+            if stopping.is_some() {
+                return; // everything queued was sent
+            }
+            sh.wait(Duration::from_secs(1), Some(seen));
+            continue;
+        }
+        if stopping.is_none() && !is_due(cfg, &batch) {
+            let oldest = batch.records[0].ts_ns;
+            let due = oldest.saturating_add(cfg.linger.as_nanos() as u64);
+            let left = Duration::from_nanos(due.saturating_sub(lockstep_spool::now_ns()));
+            sh.wait(left.max(Duration::from_millis(1)), Some(seen));
+            continue;
+        }
+        let mut pushes = prepare(sh, &batch, &mut dead);
+        let mut i = 0;
+        while i < pushes.len() {
+            let deadline = sh.deadline();
+            let now = Instant::now();
+            if sh.spool.overtaken(&batch) {
+                // `spool_full drop_oldest` deleted (and counted) these records while
+                // Loki was failing: sending them now would make the count a lie.
+                log::warn!("the batch in retry was dropped by spool_full drop_oldest; moving on to what survived");
+                break;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                log::info!(
+                    "stopping with {} queued entries left on disk for the next start",
+                    sh.spool.gauges().records
+                );
+                return;
+            }
+            if !breaker.allow(now) {
+                set_breaker(m, &breaker);
+                if deadline.is_some() {
+                    return; // Loki is down: leave everything on disk
+                }
+                let wait = breaker.retry_at().map_or(Duration::from_millis(100), |t| {
+                    t.saturating_duration_since(now)
+                });
+                m.retry_delay_ms.store(wait.as_millis() as u64, Relaxed);
+                if sh.wait(wait.max(Duration::from_millis(1)), None).is_some() {
+                    return;
+                }
+                continue;
+            }
+            set_breaker(m, &breaker);
+            let p = &pushes[i];
+            let timeout = deadline.map(|d| d.saturating_duration_since(now));
+            let outcome = sh
+                .client
+                .push_body_as(p.tenant.as_deref(), &p.body, timeout);
+            match outcome {
+                Outcome::Delivered { .. } => {
+                    m.pushes_delivered.fetch_add(1, Relaxed);
+                    m.entries_sent.fetch_add(p.entries, Relaxed);
+                }
+                Outcome::Blocked { status, body } => {
+                    m.pushes_blocked.fetch_add(1, Relaxed);
+                    m.entries_blocked.fetch_add(p.entries, Relaxed);
+                    log::warn!(
+                        "Loki answered {status} (ingestion blocked by its operator): {} entries discarded by Loki: {body}",
+                        p.entries
+                    );
+                }
+                Outcome::Rejected { status, body } => {
+                    m.pushes_rejected.fetch_add(1, Relaxed);
+                    m.entries_rejected.fetch_add(p.entries, Relaxed);
+                    let note = if status == 400 {
+                        " (Loki stores the valid entries of a 400; not retried)"
+                    } else {
+                        " (not retried)"
+                    };
+                    log::error!(
+                        "Loki rejected a push of {} entries with {status}{note}: {body}",
+                        p.entries
+                    );
+                    let n = dead.write(p.tenant.as_deref(), &p.streams, status, &body);
+                    m.dead_lettered.fetch_add(n, Relaxed);
+                }
+                Outcome::Retry(cause) => {
+                    m.pushes_failed.fetch_add(1, Relaxed);
+                    breaker.record_failure(Instant::now());
+                    set_breaker(m, &breaker);
+                    if sh.deadline().is_some() {
+                        log::warn!(
+                            "push failed during shutdown ({cause:?}); the batch stays on disk"
+                        );
+                        return;
+                    }
+                    let delay = backoff.next_delay();
+                    m.retry_delay_ms.store(delay.as_millis() as u64, Relaxed);
+                    log::warn!(
+                        "push of {} entries failed, retry in {} ms: {}",
+                        p.entries,
+                        delay.as_millis(),
+                        describe(&cause)
+                    );
+                    if sh.wait(delay, None).is_some()
+                        && sh.deadline().is_some_and(|d| Instant::now() >= d)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            breaker.record_success();
+            backoff.reset();
+            m.retry_delay_ms.store(0, Relaxed);
+            set_breaker(m, &breaker);
+            pushes[i].body = Vec::new();
+            i += 1;
+        }
+        if i == pushes.len() {
+            ack(sh, &batch);
+        }
+    }
+}
+
+fn describe(cause: &lockstep_loki::RetryCause) -> String {
+    match cause {
+        lockstep_loki::RetryCause::Status { status, body } => format!("status {status}: {body}"),
+        lockstep_loki::RetryCause::Transport(t) => t.to_string(),
+    }
+}
+
+fn set_breaker(m: &Metrics, b: &CircuitBreaker) {
+    let (state, failures) = match b.state() {
+        BreakerState::Closed { failures } => (0, failures as u64),
+        BreakerState::Open { .. } => (1, m.consecutive_failures.load(Relaxed).max(1)),
+        BreakerState::HalfOpen { .. } => (2, m.consecutive_failures.load(Relaxed).max(1)),
+    };
+    m.breaker_state.store(state, Relaxed);
+    m.consecutive_failures.store(failures, Relaxed);
+}
+
+/// Sends now when the batch is full, or its oldest record has waited `linger`.
+fn is_due(cfg: &DrainConfig, batch: &Batch) -> bool {
+    if batch.len() >= cfg.batch_entries || batch.payload_bytes() as usize >= cfg.batch_bytes / 2 {
+        return true;
+    }
+    let oldest = batch.records[0].ts_ns;
+    lockstep_spool::now_ns() >= oldest.saturating_add(cfg.linger.as_nanos() as u64)
+}
+
+fn ack(sh: &Shared, batch: &Batch) {
+    if let Err(e) = sh.spool.ack(batch) {
+        sh.metrics.spool_errors.fetch_add(1, Relaxed);
+        log::error!("acknowledging a delivered batch: {e}; it may be sent again");
+    }
+}
+
+/// Decodes a batch, applies the too-old policy, drops unsendable tenants, and groups
+/// the rest into one encoded push per tenant (streams sorted by time).
+fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Vec<Push> {
+    let cfg = &sh.cfg;
+    let m = &*sh.metrics;
+    let now = lockstep_spool::now_ns() as i64;
+    let cutoff = now.saturating_sub(cfg.too_old_age.as_nanos().min(i64::MAX as u128) as i64);
+    let mut by_tenant: BTreeMap<Option<String>, Vec<LabelledEntry>> = BTreeMap::new();
+    let (mut undecodable, mut too_old) = (0u64, 0u64);
+    for r in &batch.records {
+        let e = match SpooledEntry::decode(r.seq, &r.payload) {
+            Ok(e) => e,
+            Err(err) => {
+                undecodable += 1;
+                if undecodable == 1 {
+                    log::error!("dropping an undecodable queue record: {err}");
+                }
+                continue;
+            }
+        };
+        let mut entry = Entry {
+            ts_ns: e.ts_ns as i128,
+            line: e.line,
+            structured_metadata: e.structured_metadata,
+        };
+        if e.ts_ns < cutoff {
+            match cfg.too_old {
+                TooOld::Drop => {
+                    too_old += 1;
+                    continue;
+                }
+                TooOld::Rewrite => {
+                    entry
+                        .structured_metadata
+                        .push((ORIGINAL_TS_KEY.to_string(), e.ts_ns.to_string()));
+                    entry.ts_ns = now as i128;
+                    m.entries_too_old_rewritten.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        by_tenant
+            .entry(e.tenant)
+            .or_default()
+            .push((e.labels.into_iter().collect(), entry));
+    }
+    if undecodable > 0 {
+        m.entries_undecodable.fetch_add(undecodable, Relaxed);
+    }
+    if too_old > 0 {
+        m.entries_too_old_dropped.fetch_add(too_old, Relaxed);
+        log::warn!(
+            "dropped {too_old} entries older than too_old_age ({} s); set too_old rewrite to send them stamped now",
+            cfg.too_old_age.as_secs()
+        );
+    }
+    let mut out = Vec::new();
+    for (tenant, items) in by_tenant {
+        let entries = items.len() as u64;
+        let streams = group_entries(items);
+        if let Some(t) = &tenant {
+            if let Err(e) = check_tenant(t) {
+                m.entries_bad_tenant.fetch_add(entries, Relaxed);
+                log::error!("dropping {entries} entries: {e}");
+                let n = dead.write(Some(t), &streams, 0, "bad tenant");
+                m.dead_lettered.fetch_add(n, Relaxed);
+                continue;
+            }
+        }
+        match sh.client.encode(&streams) {
+            Ok(body) => out.push(Push {
+                tenant,
+                streams,
+                entries,
+                body,
+            }),
+            Err(e) => {
+                m.entries_undecodable.fetch_add(entries, Relaxed);
+                log::error!("dropping {entries} entries that cannot be encoded: {e}");
+            }
+        }
+    }
+    out
+}
+
+/// An entry with its stream's labels, as [`group_entries`] takes it.
+type LabelledEntry = (BTreeMap<String, String>, Entry);
+
+/// The dead-letter file: one JSON object per rejected entry.
+struct DeadLetter {
+    path: Option<PathBuf>,
+    max: u64,
+    full_logged: bool,
+}
+
+impl DeadLetter {
+    fn new(path: Option<PathBuf>, max: u64) -> Self {
+        DeadLetter {
+            path,
+            max,
+            full_logged: false,
+        }
+    }
+
+    /// Writes the entries of `streams`; returns how many were written.
+    fn write(
+        &mut self,
+        tenant: Option<&str>,
+        streams: &[Stream],
+        status: u16,
+        reason: &str,
+    ) -> u64 {
+        let Some(path) = &self.path else { return 0 };
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if size >= self.max {
+            if !self.full_logged {
+                log::error!(
+                    "dead-letter file {} reached dead_letter_max_bytes {}; rejected entries are now only counted",
+                    path.display(),
+                    self.max
+                );
+                self.full_logged = true;
+            }
+            return 0;
+        }
+        let mut text = String::new();
+        let mut n = 0;
+        for s in streams {
+            for e in &s.entries {
+                let sm: serde_json::Map<String, serde_json::Value> = e
+                    .structured_metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let obj = serde_json::json!({
+                    "status": status,
+                    "reason": reason,
+                    "tenant": tenant,
+                    "labels": s.labels,
+                    "ts_ns": e.ts_ns.to_string(),
+                    "line": e.line,
+                    "structured_metadata": sm,
+                });
+                text.push_str(&obj.to_string());
+                text.push('\n');
+                n += 1;
+            }
+        }
+        let res = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_data()));
+        match res {
+            Ok(()) => n,
+            Err(e) => {
+                log::error!("dead-letter file {}: {e}", path.display());
+                0
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The drain against the Loki-compatible receiver: delivery, faults, ordering,
+//! too-old policy, dead letters and bounded shutdown.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockstep_harness::loki_receiver::{LokiReceiver, Mode, ReceiverConfig};
+use lockstep_loki::{BackoffConfig, BreakerConfig, ClientConfig, LokiClient};
+use lockstep_ship::{Drain, DrainConfig, Metrics, SpooledEntry, TooOld, ORIGINAL_TS_KEY};
+use lockstep_spool::{Spool, SpoolConfig};
+
+const SEC: i64 = 1_000_000_000;
+
+fn now_ns() -> i64 {
+    lockstep_spool::now_ns() as i64
+}
+
+fn entry(tenant: Option<&str>, app: &str, ts_ns: i64, line: String) -> SpooledEntry {
+    SpooledEntry {
+        tenant: tenant.map(str::to_string),
+        labels: vec![("app".into(), app.into()), ("host".into(), "edge-1".into())],
+        ts_ns,
+        line,
+        structured_metadata: vec![("trace_id".into(), format!("{:032x}", ts_ns))],
+    }
+}
+
+fn fast_cfg() -> DrainConfig {
+    DrainConfig {
+        batch_entries: 100,
+        linger: Duration::from_millis(20),
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(80),
+            multiplier: 2,
+        },
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            hold: Duration::from_millis(400),
+        },
+        shutdown_grace: Duration::from_millis(500),
+        ..DrainConfig::default()
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+    drain: Drain,
+}
+
+fn rig(url: String, timeout: Duration, cfg: DrainConfig, pre: &[SpooledEntry]) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path().join("q"), SpoolConfig::default()).unwrap());
+    if !pre.is_empty() {
+        let payloads: Vec<Vec<u8>> = pre.iter().map(SpooledEntry::encode).collect();
+        spool.append(&payloads).unwrap();
+    }
+    let mut cc = ClientConfig::new(url);
+    cc.timeout = timeout;
+    let metrics = Arc::new(Metrics::default());
+    let drain = Drain::start(
+        "drain".into(),
+        spool.clone(),
+        LokiClient::new(cc).unwrap(),
+        cfg,
+        metrics.clone(),
+        Box::new(|| Box::new(())),
+    )
+    .unwrap();
+    Rig {
+        _dir: dir,
+        spool,
+        metrics,
+        drain,
+    }
+}
+
+fn append(r: &Rig, entries: &[SpooledEntry]) {
+    let payloads: Vec<Vec<u8>> = entries.iter().map(SpooledEntry::encode).collect();
+    r.spool.append(&payloads).unwrap();
+    r.drain.notify();
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+#[test]
+fn no_fault_delivers_every_entry_once_per_tenant_and_stream_in_time_order() {
+    let rx = LokiReceiver::start();
+    let t0 = now_ns() - 60 * SEC;
+    // Interleaved tenants and streams, timestamps shuffled within each stream.
+    let mut all = Vec::new();
+    for i in 0..1000i64 {
+        let tenant = if i % 2 == 0 { Some("team-a") } else { None };
+        let app = ["api", "db", "web"][(i % 3) as usize];
+        let ts = t0 + ((i * 7919) % 1000) * 1_000_000;
+        all.push(entry(tenant, app, ts, format!("line {i}")));
+    }
+    let r = rig(rx.url(), Duration::from_secs(5), fast_cfg(), &all[..500]);
+    append(&r, &all[500..]);
+    assert!(
+        rx.wait_for(1000, Duration::from_secs(20)),
+        "stored {}",
+        rx.total_stored()
+    );
+    assert!(wait_until(Duration::from_secs(5), || r
+        .spool
+        .gauges()
+        .records
+        == 0));
+    let stats = rx.stats();
+    assert_eq!(stats.entries_stored, 1000);
+    assert_eq!(stats.entries_rejected, 0);
+    assert_eq!(stats.duplicates_dropped, 0, "nothing was sent twice");
+    assert_eq!(r.metrics.entries_sent.load(Relaxed), 1000);
+    for (tenant, want) in [("team-a", 500usize), ("fake", 500)] {
+        let streams = rx.entries(tenant);
+        assert_eq!(streams.len(), 3, "{tenant}: {:?}", streams.keys());
+        let mut n = 0;
+        for (labels, entries) in &streams {
+            assert_eq!(labels.get("host").map(String::as_str), Some("edge-1"));
+            n += entries.len();
+            // Each push sorts its streams; pushes go oldest batch first.
+            for e in entries {
+                assert_eq!(e.structured_metadata[0].1, format!("{:032x}", e.ts_ns));
+            }
+        }
+        assert_eq!(n, want);
+    }
+    r.drain.stop();
+}
+
+#[test]
+fn outage_then_recovery_sends_backlog_before_fresh_entries_with_bounded_requests() {
+    let rx = LokiReceiver::start_with(ReceiverConfig {
+        max_behind: Some(Duration::from_secs(3600)),
+        ..ReceiverConfig::default()
+    });
+    rx.set_mode(Mode::ServerError(503));
+    // A backlog two hours old: if anything fresher of the stream landed first, the
+    // receiver (like Loki) would reject it as too far behind.
+    let old: Vec<_> = (0..300)
+        .map(|i| {
+            entry(
+                None,
+                "api",
+                now_ns() - 7200 * SEC + i * SEC,
+                format!("old {i}"),
+            )
+        })
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(2), fast_cfg(), &old);
+    let outage = Duration::from_millis(2500);
+    std::thread::sleep(outage);
+    let during = rx.request_count();
+    // threshold 3 failures, then one probe per 400 ms hold: at most 3 + 2500/400 + 1.
+    assert!(during >= 3, "the drain kept trying: {during}");
+    assert!(
+        during <= 3 + 7,
+        "request rate not bounded during the outage: {during}"
+    );
+    assert_eq!(
+        r.metrics.breaker_state.load(Relaxed),
+        1,
+        "breaker open during the outage"
+    );
+    let fresh: Vec<_> = (0..50)
+        .map(|i| entry(None, "api", now_ns() + i, format!("fresh {i}")))
+        .collect();
+    append(&r, &fresh);
+    rx.set_mode(Mode::Accept);
+    assert!(
+        rx.wait_for(350, Duration::from_secs(15)),
+        "stored {}",
+        rx.total_stored()
+    );
+    let stats = rx.stats();
+    assert_eq!(stats.entries_rejected, 0, "nothing landed too far behind");
+    let stream = rx.entries("fake").into_values().next().unwrap();
+    let first_fresh = stream
+        .iter()
+        .position(|e| e.line.starts_with("fresh"))
+        .unwrap();
+    assert!(stream[..first_fresh]
+        .iter()
+        .all(|e| e.line.starts_with("old")));
+    assert_eq!(first_fresh, 300);
+    assert!(wait_until(Duration::from_secs(5), || r
+        .metrics
+        .entries_sent
+        .load(Relaxed)
+        == 350));
+    assert_eq!(r.metrics.breaker_state.load(Relaxed), 0);
+}
+
+#[test]
+fn black_hole_is_bounded_by_the_timeout_and_recovers() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::BlackHole);
+    let es: Vec<_> = (0..150)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_millis(300), fast_cfg(), &es);
+    std::thread::sleep(Duration::from_secs(3));
+    let during = rx.request_count();
+    assert!(
+        (2..=12).contains(&during),
+        "{during} requests in 3 s of black hole"
+    );
+    assert!(r.metrics.pushes_failed.load(Relaxed) >= 2);
+    assert_eq!(rx.total_stored(), 0);
+    rx.set_mode(Mode::Accept);
+    assert!(rx.wait_for(150, Duration::from_secs(10)));
+    assert!(wait_until(Duration::from_secs(5), || r
+        .spool
+        .gauges()
+        .records
+        == 0));
+    assert_eq!(rx.stats().entries_stored, 150);
+}
+
+#[test]
+fn partial_400_is_not_retried_and_is_dead_lettered() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::PartialReject { every_nth: 4 });
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dead.jsonl");
+    let cfg = DrainConfig {
+        dead_letter: Some(dl.clone()),
+        ..fast_cfg()
+    };
+    let es: Vec<_> = (0..300)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(5), cfg, &es);
+    assert!(wait_until(Duration::from_secs(10), || r
+        .spool
+        .gauges()
+        .records
+        == 0));
+    let stats = rx.stats();
+    assert_eq!(
+        stats.requests, 3,
+        "three batches of 100, each pushed once: {stats:?}"
+    );
+    assert_eq!(stats.by_status.get(&400), Some(&3));
+    assert_eq!(stats.entries_stored + stats.entries_rejected, 300);
+    assert_eq!(stats.entries_rejected, 75);
+    assert_eq!(r.metrics.entries_rejected.load(Relaxed), 300);
+    assert_eq!(r.metrics.pushes_rejected.load(Relaxed), 3);
+    let text = std::fs::read_to_string(&dl).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 300);
+    assert_eq!(r.metrics.dead_lettered.load(Relaxed), 300);
+    assert_eq!(lines[0]["status"], 400);
+    assert_eq!(lines[0]["labels"]["app"], "api");
+    assert!(lines.iter().any(|l| l["line"] == "l299"));
+}
+
+#[test]
+fn status_260_is_counted_as_blocked_not_delivered_and_not_retried() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Blocked260);
+    let es: Vec<_> = (0..200)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(5), fast_cfg(), &es);
+    assert!(wait_until(Duration::from_secs(10), || r
+        .spool
+        .gauges()
+        .records
+        == 0));
+    assert_eq!(rx.stats().requests, 2);
+    assert_eq!(r.metrics.entries_blocked.load(Relaxed), 200);
+    assert_eq!(r.metrics.entries_sent.load(Relaxed), 0);
+}
+
+#[test]
+fn too_old_entries_are_dropped_or_rewritten() {
+    for policy in [TooOld::Drop, TooOld::Rewrite] {
+        let rx = LokiReceiver::start();
+        let cfg = DrainConfig {
+            too_old: policy,
+            too_old_age: Duration::from_secs(3600),
+            ..fast_cfg()
+        };
+        let old_ts = now_ns() - 2 * 3600 * SEC;
+        let mut es = vec![entry(None, "api", old_ts, "ancient".into())];
+        es.push(entry(None, "api", now_ns(), "recent".into()));
+        let r = rig(rx.url(), Duration::from_secs(5), cfg, &es);
+        assert!(wait_until(Duration::from_secs(10), || r
+            .spool
+            .gauges()
+            .records
+            == 0));
+        let stream = rx.entries("fake").into_values().next().unwrap();
+        match policy {
+            TooOld::Drop => {
+                assert_eq!(stream.len(), 1);
+                assert_eq!(stream[0].line, "recent");
+                assert_eq!(r.metrics.entries_too_old_dropped.load(Relaxed), 1);
+            }
+            TooOld::Rewrite => {
+                assert_eq!(stream.len(), 2);
+                let a = stream.iter().find(|e| e.line == "ancient").unwrap();
+                assert!(a.ts_ns > (now_ns() - 60 * SEC) as i128, "stamped now");
+                assert!(a
+                    .structured_metadata
+                    .contains(&(ORIGINAL_TS_KEY.into(), old_ts.to_string())));
+                assert_eq!(r.metrics.entries_too_old_rewritten.load(Relaxed), 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn stop_is_bounded_during_a_black_hole_and_leaves_the_batch_on_disk() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::BlackHole);
+    let es: Vec<_> = (0..50)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    // The push in flight when stop comes keeps its own timeout (2 s); after it, no new
+    // push starts: the drain is gone within grace + timeout.
+    let r = rig(rx.url(), Duration::from_secs(2), fast_cfg(), &es);
+    assert!(rx.wait_for_requests(1, Duration::from_secs(5)));
+    let t = Instant::now();
+    r.drain.stop();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(2600),
+        "stop took {took:?} with grace 500 ms, timeout 2 s"
+    );
+    let requests = rx.request_count();
+    assert!(requests <= 2, "no new push after the grace: {requests}");
+    assert_eq!(
+        r.spool.gauges().records,
+        50,
+        "the unsent batch stays queued"
+    );
+}
+
+#[test]
+fn stop_sends_what_is_queued_when_loki_is_up() {
+    let rx = LokiReceiver::start();
+    // A long linger: without the stop, these would wait.
+    let cfg = DrainConfig {
+        linger: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(5),
+        ..fast_cfg()
+    };
+    let es: Vec<_> = (0..10)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(5), cfg, &es);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(rx.total_stored(), 0, "lingering");
+    r.drain.stop();
+    assert_eq!(rx.total_stored(), 10);
+    assert_eq!(r.spool.gauges().records, 0);
+}
+
+#[test]
+fn undecodable_records_are_counted_and_skipped() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path().join("q"), SpoolConfig::default()).unwrap());
+    let good = entry(None, "api", now_ns(), "good".into()).encode();
+    spool.append(&[b"not an entry".to_vec(), good]).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let drain = Drain::start(
+        "d".into(),
+        spool.clone(),
+        LokiClient::new(ClientConfig::new(rx.url())).unwrap(),
+        fast_cfg(),
+        metrics.clone(),
+        Box::new(|| Box::new(())),
+    )
+    .unwrap();
+    assert!(rx.wait_for(1, Duration::from_secs(10)));
+    assert!(wait_until(Duration::from_secs(5), || spool
+        .gauges()
+        .records
+        == 0));
+    assert_eq!(metrics.entries_undecodable.load(Relaxed), 1);
+    drain.stop();
+}

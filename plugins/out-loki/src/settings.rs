@@ -1,0 +1,368 @@
+//! Every configuration key of `lockstep_loki`, read from the instance's properties
+//! into typed settings. Pure: tests build a [`Config`] from pairs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fluent_bit_plugin::{ByteSize, Config};
+use lockstep_loki::{
+    Auth, BackoffConfig, BreakerConfig, ClientConfig, Encoding, Secret, TlsOptions,
+};
+use lockstep_ship::{DrainConfig, TooOld};
+use lockstep_spool::{FullPolicy, SpoolConfig, SyncMode};
+
+use crate::mapping::MappingConfig;
+
+/// Default push URL: the built-in output's defaults (127.0.0.1, 3100, /loki/api/v1/push).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:3100/loki/api/v1/push";
+
+/// Keys Fluent Bit's core consumes for every output instance: a proxy plugin never
+/// sees them, so `lockstep_loki` cannot honour them and says so at start.
+pub const CORE_KEYS_NOT_SEEN: &[&str] = &["host", "port", "tls", "tls.verify", "tls.ca_file"];
+
+/// Keys of the built-in `loki` output that `lockstep_loki` does not implement: refused
+/// at start rather than silently ignored.
+pub const UNSUPPORTED_KEYS: &[&str] = &[
+    "label_map_path",
+    "auto_kubernetes_labels",
+    "structured_metadata_map_keys",
+];
+
+/// Everything an instance needs.
+#[derive(Debug)]
+pub struct Settings {
+    /// Loki client.
+    pub client: ClientConfig,
+    /// Spool directory.
+    pub spool_dir: PathBuf,
+    /// Spool settings.
+    pub spool: SpoolConfig,
+    /// Drain settings.
+    pub drain: DrainConfig,
+    /// Record mapping keys.
+    pub mapping: MappingConfig,
+    /// `/metrics` listen address.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+type E = Box<dyn std::error::Error + Send + Sync>;
+
+fn secret(config: &Config<'_>, key: &str) -> Result<Option<Secret>, E> {
+    let file_key = format!("{key}_file");
+    match (
+        config.get::<String>(key)?,
+        config.get::<PathBuf>(&file_key)?,
+    ) {
+        (Some(_), Some(_)) => Err(format!("set either `{key}` or `{file_key}`, not both").into()),
+        (Some(v), None) => Ok(Some(Secret::new(v))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("`{file_key}` {}: {e}", path.display()))?;
+            Ok(Some(Secret::new(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            )))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn one_of<'v>(
+    config: &Config<'_>,
+    key: &str,
+    allowed: &[&'v str],
+    default: &'v str,
+) -> Result<&'v str, E> {
+    match config.get::<String>(key)? {
+        None => Ok(default),
+        Some(v) => allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(v.trim()))
+            .copied()
+            .ok_or_else(|| {
+                format!("`{key}` must be one of {}, not `{v}`", allowed.join(", ")).into()
+            }),
+    }
+}
+
+impl Settings {
+    /// Reads and checks every key. Errors name the key.
+    pub fn from_config(config: &Config<'_>) -> Result<Settings, E> {
+        for key in UNSUPPORTED_KEYS {
+            if config.raw(key).is_some() {
+                return Err(format!(
+                    "`{key}` (a key of the built-in loki output) is not supported by lockstep_loki; \
+                     use `labels`, `label_keys` or `structured_metadata` with record accessors"
+                )
+                .into());
+            }
+        }
+        let url = match (config.get::<String>("url")?, config.get::<String>("uri")?) {
+            (Some(u), _) => u,
+            (None, Some(uri)) => {
+                let uri = if uri.starts_with('/') {
+                    uri
+                } else {
+                    format!("/{uri}")
+                };
+                format!("http://127.0.0.1:3100{uri}")
+            }
+            (None, None) => DEFAULT_URL.to_string(),
+        };
+        let user = config.get::<String>("http_user")?;
+        let password = secret(config, "http_passwd")?;
+        let bearer = secret(config, "bearer_token")?;
+        let auth = match (user, password, bearer) {
+            (Some(_), _, Some(_)) | (None, Some(_), Some(_)) => {
+                return Err(
+                    "set either `http_user`/`http_passwd` or `bearer_token`, not both".into(),
+                )
+            }
+            (Some(user), pw, None) => Auth::Basic {
+                user,
+                password: pw.unwrap_or_else(|| Secret::new("")),
+            },
+            (None, Some(_), None) => return Err("`http_passwd` is set without `http_user`".into()),
+            (None, None, Some(t)) => Auth::Bearer(t),
+            (None, None, None) => Auth::None,
+        };
+        let encoding = match one_of(config, "encoding", &["protobuf", "json"], "protobuf")? {
+            "json" => Encoding::Json,
+            _ => Encoding::ProtobufSnappy,
+        };
+        let client = ClientConfig {
+            url,
+            tenant: None, // per entry (tenant_id / tenant_id_key), sent by the drain
+            auth,
+            encoding,
+            timeout: config.get_or("timeout", Duration::from_secs(10))?,
+            tls: TlsOptions {
+                ca_file: config.get("ca_file")?,
+                insecure_skip_verify: config.get_or("insecure_skip_verify", false)?,
+            },
+        };
+
+        let spool_dir: PathBuf = config
+            .get("spool_dir")?
+            .ok_or("`spool_dir` is required: the directory of this instance's disk queue")?;
+        let full_policy = match one_of(config, "spool_full", &["block", "drop_oldest"], "block")? {
+            "drop_oldest" => FullPolicy::DropOldest,
+            _ => FullPolicy::Block,
+        };
+        let sync = match config.get::<String>("spool_sync")? {
+            None => SyncMode::Always,
+            Some(v) if v.trim().eq_ignore_ascii_case("always") => SyncMode::Always,
+            Some(v) => SyncMode::Interval(
+                fluent_bit_plugin::config::parse_duration(&v)
+                    .map_err(|e| format!("`spool_sync` must be `always` or a duration: {e}"))?,
+            ),
+        };
+        let defaults = SpoolConfig::default();
+        let max_bytes = config
+            .get_or("spool_max_bytes", ByteSize(defaults.max_bytes))?
+            .bytes();
+        let segment_bytes = config
+            .get_or(
+                "spool_segment_bytes",
+                ByteSize(defaults.segment_bytes.min(max_bytes / 2).max(1024)),
+            )?
+            .bytes();
+        let spool = SpoolConfig {
+            segment_bytes,
+            max_bytes,
+            full_policy,
+            sync,
+            max_record_bytes: defaults.max_record_bytes,
+        };
+
+        let d = DrainConfig::default();
+        let too_old = match one_of(config, "too_old", &["drop", "rewrite"], "drop")? {
+            "rewrite" => TooOld::Rewrite,
+            _ => TooOld::Drop,
+        };
+        let batch_entries: usize = config.get_or("batch_entries", d.batch_entries)?;
+        if batch_entries == 0 {
+            return Err("`batch_entries` must be at least 1".into());
+        }
+        let breaker_failures: u32 =
+            config.get_or("breaker_failures", d.breaker.failure_threshold)?;
+        if breaker_failures == 0 {
+            return Err("`breaker_failures` must be at least 1".into());
+        }
+        let drain = DrainConfig {
+            batch_entries,
+            batch_bytes: config
+                .get_or("batch_bytes", ByteSize(d.batch_bytes as u64))?
+                .bytes() as usize,
+            linger: config.get_or("linger", d.linger)?,
+            backoff: BackoffConfig {
+                initial: config.get_or("retry_initial", d.backoff.initial)?,
+                max: config.get_or("retry_max", d.backoff.max)?,
+                multiplier: d.backoff.multiplier,
+            },
+            breaker: BreakerConfig {
+                failure_threshold: breaker_failures,
+                hold: config.get_or("breaker_hold", d.breaker.hold)?,
+            },
+            too_old,
+            too_old_age: config.get_or("too_old_age", d.too_old_age)?,
+            dead_letter: config.get("dead_letter_file")?,
+            dead_letter_max_bytes: config
+                .get_or("dead_letter_max_bytes", ByteSize(d.dead_letter_max_bytes))?
+                .bytes(),
+            shutdown_grace: config.get_or("shutdown_grace", d.shutdown_grace)?,
+        };
+        if drain.batch_bytes as u64 > spool.max_record_bytes as u64 * 4 || drain.batch_bytes == 0 {
+            return Err(format!(
+                "`batch_bytes` must be in 1..={}",
+                spool.max_record_bytes as u64 * 4
+            )
+            .into());
+        }
+
+        let mapping = MappingConfig {
+            labels: config.get("labels")?,
+            label_keys: config.get("label_keys")?,
+            structured_metadata: config.get("structured_metadata")?,
+            remove_keys: config.get("remove_keys")?,
+            line_format: config.get("line_format")?,
+            drop_single_key: config.get("drop_single_key")?,
+            tenant_id: config.get("tenant_id")?,
+            tenant_id_key: config.get("tenant_id_key")?,
+        };
+        let metrics_listen = match config.get::<String>("metrics_listen")? {
+            None => None,
+            Some(v) => Some(lockstep_ship::parse_listen(&v)?),
+        };
+        Ok(Settings {
+            client,
+            spool_dir,
+            spool,
+            drain,
+            mapping,
+            metrics_listen,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::from_config(&Config::from_pairs(pairs)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let st = s(&[("spool_dir", "/q")]).unwrap();
+        assert_eq!(st.client.url, DEFAULT_URL);
+        assert_eq!(st.client.encoding, Encoding::ProtobufSnappy);
+        assert_eq!(st.client.auth, Auth::None);
+        assert_eq!(st.spool.full_policy, FullPolicy::Block);
+        assert_eq!(st.spool.sync, SyncMode::Always);
+        assert_eq!(st.drain.batch_entries, 512);
+        assert_eq!(st.drain.batch_bytes, 1 << 20);
+        assert_eq!(st.drain.linger, Duration::from_secs(5));
+        assert_eq!(st.drain.too_old, TooOld::Drop);
+        assert!(st.metrics_listen.is_none());
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let dir = tempfile_dir();
+        let tok = dir.join("tok");
+        std::fs::write(&tok, "s3cret\n").unwrap();
+        let st = s(&[
+            ("spool_dir", "/q"),
+            ("uri", "/x/push"),
+            ("encoding", "JSON"),
+            ("bearer_token_file", tok.to_str().unwrap()),
+            ("spool_full", "drop_oldest"),
+            ("spool_max_bytes", "64M"),
+            ("spool_sync", "200ms"),
+            ("too_old", "rewrite"),
+            ("too_old_age", "2h"),
+            ("batch_entries", "7"),
+            ("linger", "250ms"),
+            ("metrics_listen", "2021"),
+            ("labels", "job=x"),
+        ])
+        .unwrap();
+        assert_eq!(st.client.url, "http://127.0.0.1:3100/x/push");
+        assert_eq!(st.client.encoding, Encoding::Json);
+        assert_eq!(st.client.auth, Auth::Bearer(Secret::new("s3cret")));
+        assert_eq!(st.spool.full_policy, FullPolicy::DropOldest);
+        assert_eq!(st.spool.max_bytes, 64 << 20);
+        assert_eq!(
+            st.spool.sync,
+            SyncMode::Interval(Duration::from_millis(200))
+        );
+        assert_eq!(st.drain.too_old, TooOld::Rewrite);
+        assert_eq!(st.drain.too_old_age, Duration::from_secs(7200));
+        assert_eq!(st.drain.batch_entries, 7);
+        assert_eq!(st.drain.linger, Duration::from_millis(250));
+        assert_eq!(st.metrics_listen, Some("127.0.0.1:2021".parse().unwrap()));
+        assert_eq!(st.mapping.labels.as_deref(), Some("job=x"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (pairs, want) in [
+            (&[][..], "`spool_dir` is required"),
+            (
+                &[("spool_dir", "/q"), ("spool_full", "wait")][..],
+                "`spool_full` must be one of block, drop_oldest",
+            ),
+            (&[("spool_dir", "/q"), ("too_old", "keep")][..], "`too_old`"),
+            (
+                &[("spool_dir", "/q"), ("encoding", "xml")][..],
+                "`encoding`",
+            ),
+            (
+                &[("spool_dir", "/q"), ("http_passwd", "p")][..],
+                "`http_passwd` is set without `http_user`",
+            ),
+            (
+                &[
+                    ("spool_dir", "/q"),
+                    ("http_user", "u"),
+                    ("bearer_token", "t"),
+                ][..],
+                "not both",
+            ),
+            (
+                &[("spool_dir", "/q"), ("batch_entries", "0")][..],
+                "`batch_entries`",
+            ),
+            (
+                &[("spool_dir", "/q"), ("metrics_listen", "nowhere")][..],
+                "metrics_listen",
+            ),
+            (
+                &[("spool_dir", "/q"), ("bearer_token_file", "/nonexistent/t")][..],
+                "/nonexistent/t",
+            ),
+        ] {
+            let err = s(pairs).unwrap_err();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_in_debug() {
+        let st = s(&[
+            ("spool_dir", "/q"),
+            ("http_user", "u"),
+            ("http_passwd", "hunter2"),
+        ])
+        .unwrap();
+        assert!(!format!("{st:?}").contains("hunter2"));
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lockstep-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
