@@ -21,6 +21,48 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:3100/loki/api/v1/push";
 /// sees them, so `lockstep_loki` cannot honour them and says so at start.
 pub const CORE_KEYS_NOT_SEEN: &[&str] = &["host", "port", "tls", "tls.verify", "tls.ca_file"];
 
+/// Every key `lockstep_loki` reads (the README documents each; a test checks this list
+/// against what [`Settings::from_config`] asks for).
+pub const KNOWN_KEYS: &[&str] = &[
+    "url",
+    "uri",
+    "labels",
+    "label_keys",
+    "structured_metadata",
+    "remove_keys",
+    "line_format",
+    "drop_single_key",
+    "tenant_id",
+    "tenant_id_key",
+    "http_user",
+    "http_passwd",
+    "http_passwd_file",
+    "bearer_token",
+    "bearer_token_file",
+    "encoding",
+    "timeout",
+    "ca_file",
+    "insecure_skip_verify",
+    "spool_dir",
+    "spool_max_bytes",
+    "spool_segment_bytes",
+    "spool_full",
+    "spool_sync",
+    "batch_entries",
+    "batch_bytes",
+    "linger",
+    "retry_initial",
+    "retry_max",
+    "breaker_failures",
+    "breaker_hold",
+    "too_old",
+    "too_old_age",
+    "dead_letter_file",
+    "dead_letter_max_bytes",
+    "shutdown_grace",
+    "metrics_listen",
+];
+
 /// Keys of the built-in `loki` output that `lockstep_loki` does not implement: refused
 /// at start rather than silently ignored.
 pub const UNSUPPORTED_KEYS: &[&str] = &[
@@ -358,6 +400,78 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{st:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn known_keys_are_exactly_the_keys_read() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let cfg = Config::from_fn(|k| {
+            asked.lock().unwrap().insert(k.to_string());
+            (k == "spool_dir").then(|| "/q".to_string())
+        });
+        Settings::from_config(&cfg).unwrap();
+        drop(cfg);
+        let asked: std::collections::BTreeSet<String> = asked.into_inner().unwrap();
+        let asked: Vec<&str> = asked
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !UNSUPPORTED_KEYS.contains(k))
+            .collect();
+        let mut known = KNOWN_KEYS.to_vec();
+        known.sort();
+        assert_eq!(asked, known);
+    }
+
+    #[test]
+    fn example_configs_and_readme_use_known_keys() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for key in KNOWN_KEYS {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README does not document `{key}`"
+            );
+        }
+        let conf =
+            std::fs::read_to_string(root.join("fluent-bit-conf/loki/fluent-bit.conf")).unwrap();
+        let lines: Vec<&str> = conf
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let start = lines
+            .iter()
+            .position(|l| *l == "[OUTPUT]")
+            .expect("an [OUTPUT] section");
+        let section: Vec<&str> = lines[start + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with('['))
+            .copied()
+            .collect();
+        assert!(section
+            .iter()
+            .any(|l| l.starts_with("Name") && l.ends_with("lockstep_loki")));
+        let core = ["name", "match", "retry_limit"];
+        let mut n = 0;
+        for line in section {
+            let key = line.split_whitespace().next().unwrap().to_ascii_lowercase();
+            assert!(
+                core.contains(&key.as_str()) || KNOWN_KEYS.contains(&key.as_str()),
+                "fluent-bit.conf uses unknown key `{key}`"
+            );
+            n += 1;
+        }
+        assert!(n > 10);
+        let yaml =
+            std::fs::read_to_string(root.join("fluent-bit-conf/loki/fluent-bit.yaml")).unwrap();
+        let outputs = yaml.split("outputs:").nth(1).unwrap();
+        for line in outputs.lines().map(str::trim).filter(|l| l.contains(':')) {
+            let key = line.trim_start_matches("- ").split(':').next().unwrap();
+            assert!(
+                core.contains(&key) || KNOWN_KEYS.contains(&key),
+                "fluent-bit.yaml uses unknown key `{key}`"
+            );
+        }
     }
 
     fn tempfile_dir() -> PathBuf {
