@@ -48,7 +48,9 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Strin
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -65,27 +67,54 @@ impl GoldenSet {
             .map(str::to_string)
             .collect();
         if logs.len() != lines.len() {
-            return Err(format!("{}: {} log lines but lines.jsonl describes {}", dir.display(), logs.len(), lines.len()));
+            return Err(format!(
+                "{}: {} log lines but lines.jsonl describes {}",
+                dir.display(),
+                logs.len(),
+                lines.len()
+            ));
         }
         let pp = dir.join(POLICY_FILE);
         let text = std::fs::read_to_string(&pp).map_err(|e| format!("{}: {e}", pp.display()))?;
-        let policy = lockstep_policy::parse_policy(&text, lockstep_policy::Format::Yaml, &pp.display().to_string()).map_err(|e| e.to_string())?;
-        Ok(GoldenSet { dir: dir.to_path_buf(), spans, logs, lines, policy })
+        let policy = lockstep_policy::parse_policy(
+            &text,
+            lockstep_policy::Format::Yaml,
+            &pp.display().to_string(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(GoldenSet {
+            dir: dir.to_path_buf(),
+            spans,
+            logs,
+            lines,
+            policy,
+        })
     }
 
     /// Each trace's decision from its spans alone.
     pub fn trace_decisions(&self) -> Result<HashMap<String, bool>, String> {
         let mut by: HashMap<&str, (u64, u64, BTreeSet<&str>)> = HashMap::new();
         for s in &self.spans {
-            let e = by.entry(&s.trace_id).or_insert((u64::MAX, 0, BTreeSet::new()));
+            let e = by
+                .entry(&s.trace_id)
+                .or_insert((u64::MAX, 0, BTreeSet::new()));
             e.0 = e.0.min(s.start_ns);
             e.1 = e.1.max(s.end_ns);
             e.2.insert(&s.status);
         }
-        let inclusive = self.policy.lockstep.as_ref().is_some_and(|l| l.latency_threshold == LatencyThreshold::Inclusive);
+        let inclusive = self
+            .policy
+            .lockstep
+            .as_ref()
+            .is_some_and(|l| l.latency_threshold == LatencyThreshold::Inclusive);
         let mut out = HashMap::new();
         for (t, (start, end, statuses)) in by {
-            let tr = Trace { id: hex16(t)?, dur_ms: ((end.saturating_sub(start)) / 1_000_000) as i64, statuses, inclusive };
+            let tr = Trace {
+                id: hex16(t)?,
+                dur_ms: ((end.saturating_sub(start)) / 1_000_000) as i64,
+                statuses,
+                inclusive,
+            };
             let mut sampled = false;
             let mut dropped = false;
             for p in &self.policy.policies {
@@ -107,7 +136,8 @@ fn hex16(s: &str) -> Result<[u8; 16], String> {
         return Err(format!("span trace id {s:?} is not 32 hex"));
     }
     for i in 0..16 {
-        b[i] = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| format!("span trace id {s:?} is not hex"))?;
+        b[i] = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("span trace id {s:?} is not hex"))?;
     }
     Ok(b)
 }
@@ -132,17 +162,31 @@ fn eval(p: &PolicySpec, t: &Trace<'_>) -> Result<V, String> {
         "always_sample" => V::Sampled,
         "latency" => {
             let c = p.latency.as_ref().ok_or("latency without config")?;
-            let above = if t.inclusive { t.dur_ms >= c.threshold_ms } else { t.dur_ms > c.threshold_ms };
+            let above = if t.inclusive {
+                t.dur_ms >= c.threshold_ms
+            } else {
+                t.dur_ms > c.threshold_ms
+            };
             s(above && (c.upper_threshold_ms == 0 || t.dur_ms <= c.upper_threshold_ms))
         }
         "status_code" => {
             let c = p.status_code.as_ref().ok_or("status_code without config")?;
-            s(c.status_codes.iter().any(|code| t.statuses.contains(code.as_str())))
+            s(c.status_codes
+                .iter()
+                .any(|code| t.statuses.contains(code.as_str())))
         }
         "probabilistic" => {
-            let c = p.probabilistic.as_ref().ok_or("probabilistic without config")?;
-            let salt = if c.hash_salt.is_empty() { sampling::DEFAULT_SALT } else { &c.hash_salt };
-            s(sampling::hash_trace_id(salt.as_bytes(), &t.id) <= sampling::threshold(c.sampling_percentage))
+            let c = p
+                .probabilistic
+                .as_ref()
+                .ok_or("probabilistic without config")?;
+            let salt = if c.hash_salt.is_empty() {
+                sampling::DEFAULT_SALT
+            } else {
+                &c.hash_salt
+            };
+            s(sampling::hash_trace_id(salt.as_bytes(), &t.id)
+                <= sampling::threshold(c.sampling_percentage))
         }
         "and" => {
             let subs = &p.and.as_ref().ok_or("and without config")?.and_sub_policy;
@@ -152,13 +196,20 @@ fn eval(p: &PolicySpec, t: &Trace<'_>) -> Result<V, String> {
             }
             s(all)
         }
-        "not" => match eval(&p.not.as_ref().ok_or("not without config")?.not_sub_policy, t)? {
+        "not" => match eval(
+            &p.not.as_ref().ok_or("not without config")?.not_sub_policy,
+            t,
+        )? {
             V::Sampled => V::Not,
             V::Not => V::Sampled,
             V::Dropped => V::Dropped,
         },
         "drop" => {
-            let subs = &p.drop.as_ref().ok_or("drop without config")?.drop_sub_policy;
+            let subs = &p
+                .drop
+                .as_ref()
+                .ok_or("drop without config")?
+                .drop_sub_policy;
             let mut all = true;
             for x in subs {
                 all &= eval(x, t)? == V::Sampled;
@@ -169,7 +220,9 @@ fn eval(p: &PolicySpec, t: &Trace<'_>) -> Result<V, String> {
                 V::Not
             }
         }
-        other => return Err(format!("the golden truth evaluates span-level policies only; {other:?} needs span attributes")),
+        other => return Err(format!(
+            "the golden truth evaluates span-level policies only; {other:?} needs span attributes"
+        )),
     })
 }
 
@@ -204,58 +257,107 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// The 1:1 mapping holds.
     pub fn ok(&self) -> bool {
-        self.orphan_traces.is_empty() && self.orphan_logs.is_empty() && self.disagreements.is_empty()
+        self.orphan_traces.is_empty()
+            && self.orphan_logs.is_empty()
+            && self.disagreements.is_empty()
     }
 
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "records in: {}   kept: {}   dropped: {}", self.records_in, self.kept, self.dropped);
+        let _ = writeln!(
+            s,
+            "records in: {}   kept: {}   dropped: {}",
+            self.records_in, self.kept, self.dropped
+        );
         for ((r, k), n) in &self.by_reason {
             let _ = writeln!(s, "  {k:<5} {r:<20} {n:>6}");
         }
-        let _ = writeln!(s, "traces: {} ({} kept by the trace sampler)", self.traces, self.traces_kept);
-        let _ = writeln!(s, "orphan traces (kept trace, summary line dropped): {}", self.orphan_traces.len());
+        let _ = writeln!(
+            s,
+            "traces: {} ({} kept by the trace sampler)",
+            self.traces, self.traces_kept
+        );
+        let _ = writeln!(
+            s,
+            "orphan traces (kept trace, summary line dropped): {}",
+            self.orphan_traces.len()
+        );
         for t in &self.orphan_traces {
             let _ = writeln!(s, "  {t}");
         }
-        let _ = writeln!(s, "orphan logs (kept line of a dropped trace): {}", self.orphan_logs.len());
+        let _ = writeln!(
+            s,
+            "orphan logs (kept line of a dropped trace): {}",
+            self.orphan_logs.len()
+        );
         for l in &self.orphan_logs {
             let _ = writeln!(s, "  line {l}");
         }
         if !self.disagreements.is_empty() {
-            let _ = writeln!(s, "the .wasm and the native filter disagree on lines {:?}", self.disagreements);
+            let _ = writeln!(
+                s,
+                "the .wasm and the native filter disagree on lines {:?}",
+                self.disagreements
+            );
         }
-        let _ = writeln!(s, "detail lines of kept traces dropped before their deciding line: {}", self.early_details_dropped);
+        let _ = writeln!(
+            s,
+            "detail lines of kept traces dropped before their deciding line: {}",
+            self.early_details_dropped
+        );
         let _ = writeln!(s, "fields read, per service:");
         for (svc, roles) in &self.sources {
-            let parts: Vec<String> = roles.iter().map(|(r, keys)| format!("{r} from {}", keys.iter().cloned().collect::<Vec<_>>().join("|"))).collect();
+            let parts: Vec<String> = roles
+                .iter()
+                .map(|(r, keys)| {
+                    format!(
+                        "{r} from {}",
+                        keys.iter().cloned().collect::<Vec<_>>().join("|")
+                    )
+                })
+                .collect();
             let _ = writeln!(s, "  {svc}: {}", parts.join("; "));
         }
         if self.drift.is_empty() && self.unknown_levels.is_empty() {
             let _ = writeln!(s, "drift: none");
         }
         for ((svc, field, kind), n) in &self.drift {
-            let _ = writeln!(s, "DRIFT {svc}: {kind}-like field {field:?} matches no alias ({n} lines)");
+            let _ = writeln!(
+                s,
+                "DRIFT {svc}: {kind}-like field {field:?} matches no alias ({n} lines)"
+            );
         }
         for ((svc, v), n) in &self.unknown_levels {
             let _ = writeln!(s, "DRIFT {svc}: unknown level {v:?} ({n} lines)");
         }
-        let _ = writeln!(s, "1:1 mapping: {}", if self.ok() { "holds" } else { "BROKEN" });
+        let _ = writeln!(
+            s,
+            "1:1 mapping: {}",
+            if self.ok() { "holds" } else { "BROKEN" }
+        );
         s
     }
 }
 
 /// Replays the set through `host` (a fresh host whose `Accessible_Paths` hold the set's
 /// policy) in chunks of `chunk` records.
-pub fn replay(set: &GoldenSet, host: &mut WasmFilterHost, chunk: usize) -> Result<ReplayReport, String> {
+pub fn replay(
+    set: &GoldenSet,
+    host: &mut WasmFilterHost,
+    chunk: usize,
+) -> Result<ReplayReport, String> {
     let decisions = set.trace_decisions()?;
     let pp = set.dir.join(POLICY_FILE);
     let policy = lockstep_policy::load_policy(&pp).map_err(|e| e.to_string())?;
     let table = policy.matcher().table().clone();
     let mut native = lockstep_filter::Filter::new(policy.clone());
     let mut extractor = policy.extractor();
-    let mut r = ReplayReport { traces: decisions.len(), traces_kept: decisions.values().filter(|k| **k).count(), ..Default::default() };
+    let mut r = ReplayReport {
+        traces: decisions.len(),
+        traces_kept: decisions.values().filter(|k| **k).count(),
+        ..Default::default()
+    };
     let mut summary_kept: HashMap<&str, bool> = HashMap::new();
     for (i, (text, truth)) in set.logs.iter().zip(&set.lines).enumerate() {
         if i % chunk.max(1) == 0 {
@@ -263,23 +365,39 @@ pub fn replay(set: &GoldenSet, host: &mut WasmFilterHost, chunk: usize) -> Resul
         }
         r.records_in += 1;
         // The host hands the filter its own msgpack→JSON rendering: compact JSON.
-        let host_text = serde_json::from_str::<serde_json::Value>(text).map(|v| v.to_string()).unwrap_or_else(|_| text.clone());
-        let kept = match host.filter_text("golden", (0, 0), &host_text).map_err(|HostAbort(m)| m)? {
+        let host_text = serde_json::from_str::<serde_json::Value>(text)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| text.clone());
+        let kept = match host
+            .filter_text("golden", (0, 0), &host_text)
+            .map_err(|HostAbort(m)| m)?
+        {
             FilterResult::Kept(_) => true,
             FilterResult::Dropped => false,
         };
-        let native_kept = !matches!(native.process(host_text.as_bytes()), lockstep_filter::Outcome::Drop);
+        let native_kept = !matches!(
+            native.process(host_text.as_bytes()),
+            lockstep_filter::Outcome::Drop
+        );
         if native_kept != kept {
             r.disagreements.push(truth.line);
         }
-        *r.by_reason.entry((native.last_reason().to_string(), if kept { "keep" } else { "drop" })).or_default() += 1;
+        *r.by_reason
+            .entry((
+                native.last_reason().to_string(),
+                if kept { "keep" } else { "drop" },
+            ))
+            .or_default() += 1;
         if kept {
             r.kept += 1;
         } else {
             r.dropped += 1;
         }
         if let Some(t) = &truth.trace_id {
-            let trace_kept = decisions.get(t).copied().ok_or_else(|| format!("line {}: trace {t} has no spans", truth.line))?;
+            let trace_kept = decisions
+                .get(t)
+                .copied()
+                .ok_or_else(|| format!("line {}: trace {t} has no spans", truth.line))?;
             if kept && !trace_kept {
                 r.orphan_logs.push(truth.line);
             }
@@ -293,16 +411,24 @@ pub fn replay(set: &GoldenSet, host: &mut WasmFilterHost, chunk: usize) -> Resul
         if let Ok(e) = extractor.extract_json(host_text.as_bytes()) {
             let src = r.sources.entry(truth.service.clone()).or_default();
             if let Some(i) = e.trace_source() {
-                src.entry("trace_id").or_default().insert(table.trace_id[i].key.clone());
+                src.entry("trace_id")
+                    .or_default()
+                    .insert(table.trace_id[i].key.clone());
             }
             if let Some(i) = e.level_source() {
-                src.entry("level").or_default().insert(table.level[i].key.clone());
+                src.entry("level")
+                    .or_default()
+                    .insert(table.level[i].key.clone());
             }
             if let Some(i) = e.duration_source() {
-                src.entry("duration").or_default().insert(table.duration[i].key.clone());
+                src.entry("duration")
+                    .or_default()
+                    .insert(table.duration[i].key.clone());
             }
             if e.level == lockstep_record::LevelState::Unknown {
-                *r.unknown_levels.entry((truth.service.clone(), e.level_raw().to_string())).or_default() += 1;
+                *r.unknown_levels
+                    .entry((truth.service.clone(), e.level_raw().to_string()))
+                    .or_default() += 1;
             }
         }
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&host_text) {
@@ -311,7 +437,9 @@ pub fn replay(set: &GoldenSet, host: &mut WasmFilterHost, chunk: usize) -> Resul
                     DriftKind::Duration => "duration",
                     DriftKind::Level => "level",
                 };
-                *r.drift.entry((truth.service.clone(), field, k.to_string())).or_default() += 1;
+                *r.drift
+                    .entry((truth.service.clone(), field, k.to_string()))
+                    .or_default() += 1;
             }
         }
     }

@@ -18,7 +18,7 @@
 //! because the host's `log_print` is process-global, as in Fluent Bit.
 
 pub mod artifacts;
-pub mod proxy;
 pub mod golden;
 pub mod loki_receiver;
+pub mod proxy;
 pub mod wasm;

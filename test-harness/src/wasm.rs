@@ -25,7 +25,9 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use wasmtime::{Caller, Engine, Extern, Func, Instance, Linker, Memory, Module, Store, TypedFunc, Val};
+use wasmtime::{
+    Caller, Engine, Extern, Func, Instance, Linker, Memory, Module, Store, TypedFunc, Val,
+};
 
 /// `Event_Format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,50 +164,96 @@ fn read_bytes(caller: &mut Caller<'_, Wasi>, at: i32, len: usize) -> Option<Vec<
 
 fn iovecs(caller: &mut Caller<'_, Wasi>, iovs: i32, n: i32) -> Option<Vec<(u32, u32)>> {
     let raw = read_bytes(caller, iovs, n as u32 as usize * 8)?;
-    Some(raw.chunks_exact(8).map(|c| (u32::from_le_bytes([c[0], c[1], c[2], c[3]]), u32::from_le_bytes([c[4], c[5], c[6], c[7]]))).collect())
+    Some(
+        raw.chunks_exact(8)
+            .map(|c| {
+                (
+                    u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                    u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect(),
+    )
 }
 
 fn add_wasi(linker: &mut Linker<Wasi>) -> wasmtime::Result<()> {
     let m = "wasi_snapshot_preview1";
-    linker.func_wrap(m, "fd_prestat_get", |mut c: Caller<'_, Wasi>, fd: i32, out: i32| -> i32 {
-        let Some(name_len) = (fd as usize).checked_sub(3).and_then(|i| c.data().preopens.get(i)).map(|p| p.0.len()) else {
-            return EBADF;
-        };
-        let mut b = [0u8; 8];
-        b[4..].copy_from_slice(&(name_len as u32).to_le_bytes());
-        if write_bytes(&mut c, out, &b) {
-            0
-        } else {
-            EINVAL
-        }
-    })?;
-    linker.func_wrap(m, "fd_prestat_dir_name", |mut c: Caller<'_, Wasi>, fd: i32, path: i32, len: i32| -> i32 {
-        let Some(name) = (fd as usize).checked_sub(3).and_then(|i| c.data().preopens.get(i)).map(|p| p.0.clone()) else {
-            return EBADF;
-        };
-        let n = name.len().min(len as u32 as usize);
-        if write_bytes(&mut c, path, &name.as_bytes()[..n]) {
-            0
-        } else {
-            EINVAL
-        }
-    })?;
+    linker.func_wrap(
+        m,
+        "fd_prestat_get",
+        |mut c: Caller<'_, Wasi>, fd: i32, out: i32| -> i32 {
+            let Some(name_len) = (fd as usize)
+                .checked_sub(3)
+                .and_then(|i| c.data().preopens.get(i))
+                .map(|p| p.0.len())
+            else {
+                return EBADF;
+            };
+            let mut b = [0u8; 8];
+            b[4..].copy_from_slice(&(name_len as u32).to_le_bytes());
+            if write_bytes(&mut c, out, &b) {
+                0
+            } else {
+                EINVAL
+            }
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_prestat_dir_name",
+        |mut c: Caller<'_, Wasi>, fd: i32, path: i32, len: i32| -> i32 {
+            let Some(name) = (fd as usize)
+                .checked_sub(3)
+                .and_then(|i| c.data().preopens.get(i))
+                .map(|p| p.0.clone())
+            else {
+                return EBADF;
+            };
+            let n = name.len().min(len as u32 as usize);
+            if write_bytes(&mut c, path, &name.as_bytes()[..n]) {
+                0
+            } else {
+                EINVAL
+            }
+        },
+    )?;
     linker.func_wrap(
         m,
         "path_open",
-        |mut c: Caller<'_, Wasi>, dirfd: i32, _df: i32, path: i32, len: i32, oflags: i32, _rb: i64, _ri: i64, _fdf: i32, fd_out: i32| -> i32 {
-            let Some(dir) = (dirfd as usize).checked_sub(3).and_then(|i| c.data().preopens.get(i)).map(|p| p.1.clone()) else {
+        |mut c: Caller<'_, Wasi>,
+         dirfd: i32,
+         _df: i32,
+         path: i32,
+         len: i32,
+         oflags: i32,
+         _rb: i64,
+         _ri: i64,
+         _fdf: i32,
+         fd_out: i32|
+         -> i32 {
+            let Some(dir) = (dirfd as usize)
+                .checked_sub(3)
+                .and_then(|i| c.data().preopens.get(i))
+                .map(|p| p.1.clone())
+            else {
                 return EBADF;
             };
             if oflags != 0 {
                 return ENOTCAPABLE; // the filter only reads
             }
-            let Some(raw) = read_bytes(&mut c, path, len as u32 as usize) else { return EINVAL };
+            let Some(raw) = read_bytes(&mut c, path, len as u32 as usize) else {
+                return EINVAL;
+            };
             let rel = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
-            if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            if rel
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+            {
                 return ENOTCAPABLE; // no escaping the preopened directory
             }
-            let Ok(f) = File::open(dir.join(rel)) else { return ENOENT };
+            let Ok(f) = File::open(dir.join(rel)) else {
+                return ENOENT;
+            };
             let files = &mut c.data_mut().files;
             files.push(Some(f));
             let fd = (files.len() - 1 + 3 + 64) as u32;
@@ -216,30 +264,36 @@ fn add_wasi(linker: &mut Linker<Wasi>) -> wasmtime::Result<()> {
             }
         },
     )?;
-    linker.func_wrap(m, "fd_read", |mut c: Caller<'_, Wasi>, fd: i32, iovs: i32, n: i32, nread: i32| -> i32 {
-        let idx = (fd as usize).wrapping_sub(3 + 64);
-        let Some(list) = iovecs(&mut c, iovs, n) else { return EINVAL };
-        let mut total = 0u32;
-        for (buf, len) in list {
-            let mut tmp = vec![0u8; len as usize];
-            let got = match c.data_mut().files.get_mut(idx) {
-                Some(Some(f)) => f.read(&mut tmp).unwrap_or(0),
-                _ => return EBADF,
-            };
-            if !write_bytes(&mut c, buf as i32, &tmp[..got]) {
+    linker.func_wrap(
+        m,
+        "fd_read",
+        |mut c: Caller<'_, Wasi>, fd: i32, iovs: i32, n: i32, nread: i32| -> i32 {
+            let idx = (fd as usize).wrapping_sub(3 + 64);
+            let Some(list) = iovecs(&mut c, iovs, n) else {
                 return EINVAL;
+            };
+            let mut total = 0u32;
+            for (buf, len) in list {
+                let mut tmp = vec![0u8; len as usize];
+                let got = match c.data_mut().files.get_mut(idx) {
+                    Some(Some(f)) => f.read(&mut tmp).unwrap_or(0),
+                    _ => return EBADF,
+                };
+                if !write_bytes(&mut c, buf as i32, &tmp[..got]) {
+                    return EINVAL;
+                }
+                total += got as u32;
+                if got < len as usize {
+                    break;
+                }
             }
-            total += got as u32;
-            if got < len as usize {
-                break;
+            if write_bytes(&mut c, nread, &total.to_le_bytes()) {
+                0
+            } else {
+                EINVAL
             }
-        }
-        if write_bytes(&mut c, nread, &total.to_le_bytes()) {
-            0
-        } else {
-            EINVAL
-        }
-    })?;
+        },
+    )?;
     linker.func_wrap(m, "fd_close", |mut c: Caller<'_, Wasi>, fd: i32| -> i32 {
         let idx = (fd as usize).wrapping_sub(3 + 64);
         match c.data_mut().files.get_mut(idx) {
@@ -250,27 +304,35 @@ fn add_wasi(linker: &mut Linker<Wasi>) -> wasmtime::Result<()> {
             _ => EBADF,
         }
     })?;
-    linker.func_wrap(m, "fd_write", |mut c: Caller<'_, Wasi>, fd: i32, iovs: i32, n: i32, nwritten: i32| -> i32 {
-        if fd != 1 && fd != 2 {
-            return EBADF;
-        }
-        let Some(list) = iovecs(&mut c, iovs, n) else { return EINVAL };
-        let mut total = 0u32;
-        for (buf, len) in list {
-            let Some(bytes) = read_bytes(&mut c, buf as i32, len as usize) else { return EINVAL };
-            if fd == 2 {
-                c.data_mut().stderr.extend_from_slice(&bytes);
-            } else {
-                c.data_mut().stdout.extend_from_slice(&bytes);
+    linker.func_wrap(
+        m,
+        "fd_write",
+        |mut c: Caller<'_, Wasi>, fd: i32, iovs: i32, n: i32, nwritten: i32| -> i32 {
+            if fd != 1 && fd != 2 {
+                return EBADF;
             }
-            total += len;
-        }
-        if write_bytes(&mut c, nwritten, &total.to_le_bytes()) {
-            0
-        } else {
-            EINVAL
-        }
-    })?;
+            let Some(list) = iovecs(&mut c, iovs, n) else {
+                return EINVAL;
+            };
+            let mut total = 0u32;
+            for (buf, len) in list {
+                let Some(bytes) = read_bytes(&mut c, buf as i32, len as usize) else {
+                    return EINVAL;
+                };
+                if fd == 2 {
+                    c.data_mut().stderr.extend_from_slice(&bytes);
+                } else {
+                    c.data_mut().stdout.extend_from_slice(&bytes);
+                }
+                total += len;
+            }
+            if write_bytes(&mut c, nwritten, &total.to_le_bytes()) {
+                0
+            } else {
+                EINVAL
+            }
+        },
+    )?;
     Ok(())
 }
 
@@ -278,21 +340,45 @@ impl WasmFilterHost {
     /// Loads the module and instantiates it once, as `filter_wasm` does at init.
     pub fn new(cfg: FilterConfig) -> Result<Self, WasmHostError> {
         let path = cfg.wasm_path.display().to_string();
-        let err = |msg: String| WasmHostError::Load { path: path.clone(), msg };
+        let err = |msg: String| WasmHostError::Load {
+            path: path.clone(),
+            msg,
+        };
         let mut ecfg = wasmtime::Config::new();
         ecfg.consume_fuel(cfg.meter);
         let engine = Engine::new(&ecfg).map_err(|e| err(format!("{e:#}")))?;
-        let module = Module::from_file(&engine, &cfg.wasm_path).map_err(|e| err(format!("{e:#}")))?;
-        let preopens = cfg.accessible_paths.iter().map(|p| (p.display().to_string(), p.clone())).collect();
-        let mut store = Store::new(&engine, Wasi { preopens, files: vec![], stderr: vec![], stdout: vec![] });
+        let module =
+            Module::from_file(&engine, &cfg.wasm_path).map_err(|e| err(format!("{e:#}")))?;
+        let preopens = cfg
+            .accessible_paths
+            .iter()
+            .map(|p| (p.display().to_string(), p.clone()))
+            .collect();
+        let mut store = Store::new(
+            &engine,
+            Wasi {
+                preopens,
+                files: vec![],
+                stderr: vec![],
+                stdout: vec![],
+            },
+        );
         if cfg.meter {
-            store.set_fuel(u64::MAX).map_err(|e| err(format!("{e:#}")))?;
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| err(format!("{e:#}")))?;
         }
         let mut linker = Linker::new(&engine);
         add_wasi(&mut linker).map_err(|e| err(format!("{e:#}")))?;
-        let instance = linker.instantiate(&mut store, &module).map_err(|e| err(format!("instantiate: {e:#}")))?;
-        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| err("no exported memory".into()))?;
-        let malloc = instance.get_typed_func::<i32, i32>(&mut store, "malloc").ok();
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .map_err(|e| err(format!("instantiate: {e:#}")))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| err("no exported memory".into()))?;
+        let malloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "malloc")
+            .ok();
         let free = instance.get_typed_func::<i32, ()>(&mut store, "free").ok();
         let (malloc, free) = match (malloc, free) {
             (Some(m), Some(f)) => (Some(m), Some(f)),
@@ -301,12 +387,31 @@ impl WasmFilterHost {
         let heap = if malloc.is_none() {
             let size = cfg.heap_size.max(8192);
             let pages = size.div_ceil(65536);
-            let base = memory.grow(&mut store, pages as u64).map_err(|e| err(format!("app heap: {e:#}")))? as usize * 65536;
-            Some(AppHeap { base, size: pages * 65536 - 1024, used: vec![] })
+            let base = memory
+                .grow(&mut store, pages as u64)
+                .map_err(|e| err(format!("app heap: {e:#}")))? as usize
+                * 65536;
+            Some(AppHeap {
+                base,
+                size: pages * 65536 - 1024,
+                used: vec![],
+            })
         } else {
             None
         };
-        Ok(WasmFilterHost { store, instance, memory, malloc, free, heap, cfg, stale_exception: false, parsed_in_chunk: false, logs: vec![], traps: 0 })
+        Ok(WasmFilterHost {
+            store,
+            instance,
+            memory,
+            malloc,
+            free,
+            heap,
+            cfg,
+            stale_exception: false,
+            parsed_in_chunk: false,
+            logs: vec![],
+            traps: 0,
+        })
     }
 
     /// Wasm instructions executed so far (with `meter`), host-side copies excluded.
@@ -351,7 +456,11 @@ impl WasmFilterHost {
         if nul {
             bytes.push(0);
         }
-        if self.memory.write(&mut self.store, ptr as u32 as usize, &bytes).is_err() {
+        if self
+            .memory
+            .write(&mut self.store, ptr as u32 as usize, &bytes)
+            .is_err()
+        {
             return 0;
         }
         ptr
@@ -380,19 +489,30 @@ impl WasmFilterHost {
     }
 
     /// Runs one record (its JSON text, as the host's msgpack→JSON conversion wrote it).
-    pub fn filter_text(&mut self, tag: &str, time: (u32, u32), record_json: &str) -> Result<FilterResult, HostAbort> {
+    pub fn filter_text(
+        &mut self,
+        tag: &str,
+        time: (u32, u32),
+        record_json: &str,
+    ) -> Result<FilterResult, HostAbort> {
         let payload: Vec<u8> = match self.cfg.event_format {
             EventFormat::Json => record_json.as_bytes().to_vec(),
             EventFormat::Msgpack => {
-                let v: serde_json::Value = serde_json::from_str(record_json).map_err(|e| HostAbort(format!("test input is not JSON: {e}")))?;
+                let v: serde_json::Value = serde_json::from_str(record_json)
+                    .map_err(|e| HostAbort(format!("test input is not JSON: {e}")))?;
                 rmp_serde::to_vec(&v).map_err(|e| HostAbort(e.to_string()))?
             }
         };
         // The function is looked up by name on every record.
-        let func: Option<Func> = self.instance.get_func(&mut self.store, &self.cfg.function_name);
+        let func: Option<Func> = self
+            .instance
+            .get_func(&mut self.store, &self.cfg.function_name);
         let Some(func) = func else {
             let n = self.cfg.function_name.clone();
-            self.log(LogLevel::Error, format!("The {n} wasm function is not found."));
+            self.log(
+                LogLevel::Error,
+                format!("The {n} wasm function is not found."),
+            );
             return Ok(FilterResult::Dropped);
         };
         let tag_ptr = self.dup(tag.as_bytes(), true);
@@ -421,7 +541,10 @@ impl WasmFilterHost {
                 None
             }
             Ok(()) if stale => {
-                self.log(LogLevel::Error, "Got exception running wasm code: stale exception".into());
+                self.log(
+                    LogLevel::Error,
+                    "Got exception running wasm code: stale exception".into(),
+                );
                 None
             }
             Ok(()) => Some(results[0].i32().unwrap_or(0)),
@@ -439,7 +562,9 @@ impl WasmFilterHost {
         };
         self.release(tag_ptr);
         self.release(rec_ptr);
-        let Some(text) = text else { return Ok(FilterResult::Dropped) };
+        let Some(text) = text else {
+            return Ok(FilterResult::Dropped);
+        };
         if text.is_empty() && self.cfg.event_format == EventFormat::Json {
             self.log(LogLevel::Debug, "record dropped (empty result)".into());
             return Ok(FilterResult::Dropped);
@@ -449,7 +574,10 @@ impl WasmFilterHost {
             EventFormat::Msgpack => match rmp_serde::from_slice::<serde_json::Value>(&text) {
                 Ok(v) if v.is_object() => Ok(FilterResult::Kept(vec![v])),
                 Ok(_) | Err(_) => {
-                    self.log(LogLevel::Error, "could not unpack the msgpack returned by the wasm function".into());
+                    self.log(
+                        LogLevel::Error,
+                        "could not unpack the msgpack returned by the wasm function".into(),
+                    );
                     Ok(FilterResult::Dropped)
                 }
             },
@@ -458,20 +586,27 @@ impl WasmFilterHost {
 
     /// yyjson as Fluent Bit calls it.
     fn parse_json_result(&mut self, text: &[u8]) -> Result<FilterResult, HostAbort> {
-        let mut stream = serde_json::Deserializer::from_slice(text).into_iter::<serde_json::Value>();
+        let mut stream =
+            serde_json::Deserializer::from_slice(text).into_iter::<serde_json::Value>();
         let first = match stream.next() {
             Some(Ok(v)) => v,
             _ => {
                 if self.parsed_in_chunk {
                     return Err(HostAbort("double free or corruption: invalid JSON returned after an earlier parse in the chunk".into()));
                 }
-                self.log(LogLevel::Error, "invalid JSON returned by the wasm function".into());
+                self.log(
+                    LogLevel::Error,
+                    "invalid JSON returned by the wasm function".into(),
+                );
                 return Ok(FilterResult::Dropped);
             }
         };
         self.parsed_in_chunk = true;
         if !first.is_object() {
-            self.log(LogLevel::Error, "the wasm function returned JSON that is not an object".into());
+            self.log(
+                LogLevel::Error,
+                "the wasm function returned JSON that is not an object".into(),
+            );
             return Ok(FilterResult::Dropped);
         }
         let mut out = vec![first];
@@ -487,7 +622,12 @@ impl WasmFilterHost {
     }
 
     /// Runs a record given as a JSON value (converted to compact JSON as the host does).
-    pub fn filter(&mut self, tag: &str, time: (u32, u32), record: &serde_json::Value) -> Result<FilterResult, HostAbort> {
+    pub fn filter(
+        &mut self,
+        tag: &str,
+        time: (u32, u32),
+        record: &serde_json::Value,
+    ) -> Result<FilterResult, HostAbort> {
         let text = record.to_string();
         self.filter_text(tag, time, &text)
     }
@@ -502,7 +642,16 @@ pub fn build_filter_wasm(features: &[&str]) -> Result<PathBuf, String> {
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(&root)
         .env("CARGO_TARGET_DIR", &target_dir)
-        .args(["build", "-q", "-p", "filter-lockstep", "--target", "wasm32-unknown-unknown", "--profile", "wasm"]);
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "filter-lockstep",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm",
+        ]);
     // `["json-only"]`: no default features (the JSON-only build shipped as
     // dist/lockstep_filter-json.wasm).
     if features == ["json-only"] {
@@ -512,10 +661,17 @@ pub fn build_filter_wasm(features: &[&str]) -> Result<PathBuf, String> {
     }
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("building the filter failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "building the filter failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let built = target_dir.join("wasm32-unknown-unknown/wasm/lockstep_filter.wasm");
-    let name = if features.is_empty() { "lockstep_filter.wasm".to_string() } else { format!("lockstep_filter-{}.wasm", features.join("-")) };
+    let name = if features.is_empty() {
+        "lockstep_filter.wasm".to_string()
+    } else {
+        format!("lockstep_filter-{}.wasm", features.join("-"))
+    };
     let dest = target_dir.join(name);
     std::fs::copy(&built, &dest).map_err(|e| format!("{}: {e}", built.display()))?;
     Ok(dest)

@@ -3,7 +3,9 @@
 //! Accessible_Paths, record sizes, invalid input.
 
 use lockstep_harness::golden::{replay, GoldenSet};
-use lockstep_harness::wasm::{build_filter_wasm, EventFormat, FilterConfig, FilterResult, HostAbort, LogLevel, WasmFilterHost};
+use lockstep_harness::wasm::{
+    build_filter_wasm, EventFormat, FilterConfig, FilterResult, HostAbort, LogLevel, WasmFilterHost,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -53,7 +55,11 @@ fn name(s: &str, out: &mut Vec<u8>) {
 /// whose body is `body` (instructions, without the final `end`).
 fn probe(body: &[u8]) -> Vec<u8> {
     let mut m = b"\0asm\x01\0\0\0".to_vec();
-    section(1, vec![1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f], &mut m);
+    section(
+        1,
+        vec![1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f],
+        &mut m,
+    );
     section(3, vec![1, 0], &mut m);
     section(5, vec![1, 0, 2], &mut m); // memory: min 2 pages
     let mut ex = vec![2];
@@ -80,7 +86,10 @@ fn const_module(v: i64) -> Vec<u8> {
     probe(&b)
 }
 
-fn host_for(bytes: &[u8], cfg: impl FnOnce(&mut FilterConfig)) -> (WasmFilterHost, tempfile::TempDir) {
+fn host_for(
+    bytes: &[u8],
+    cfg: impl FnOnce(&mut FilterConfig),
+) -> (WasmFilterHost, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("probe.wasm");
     std::fs::write(&p, bytes).unwrap();
@@ -102,16 +111,39 @@ fn host_parses_results_like_yyjson() {
     let (mut h, _d) = host_for(&echo_module(), |_| {});
     assert!(!h.module_allocates());
     h.begin_chunk();
-    assert_eq!(h.filter_text("t", (0, 0), "").unwrap(), FilterResult::Dropped, "empty string drops");
-    assert_eq!(h.filter_text("t", (0, 0), "[1,2]").unwrap(), FilterResult::Dropped);
-    assert!(h.logs.iter().any(|(l, m)| *l == LogLevel::Error && m.contains("not an object")));
-    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"a":1} junk"#).unwrap()), vec![json!({"a":1})]);
-    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"a":1}{"b":2}"#).unwrap()).len(), 2, "two objects pack as two records");
+    assert_eq!(
+        h.filter_text("t", (0, 0), "").unwrap(),
+        FilterResult::Dropped,
+        "empty string drops"
+    );
+    assert_eq!(
+        h.filter_text("t", (0, 0), "[1,2]").unwrap(),
+        FilterResult::Dropped
+    );
+    assert!(h
+        .logs
+        .iter()
+        .any(|(l, m)| *l == LogLevel::Error && m.contains("not an object")));
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), r#"{"a":1} junk"#).unwrap()),
+        vec![json!({"a":1})]
+    );
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), r#"{"a":1}{"b":2}"#).unwrap()).len(),
+        2,
+        "two objects pack as two records"
+    );
     // invalid JSON after an earlier parse in the same chunk: the host's double free
-    assert!(matches!(h.filter_text("t", (0, 0), r#"{"a":nan}"#), Err(HostAbort(_))));
+    assert!(matches!(
+        h.filter_text("t", (0, 0), r#"{"a":nan}"#),
+        Err(HostAbort(_))
+    ));
     // ... but not as the first return of a chunk
     h.begin_chunk();
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"a":nan}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"a":nan}"#).unwrap(),
+        FilterResult::Dropped
+    );
 }
 
 #[test]
@@ -120,26 +152,53 @@ fn app_heap_without_exported_malloc() {
     // is dropped without any host log line (the function sees pointer 0).
     let (mut h, _d) = host_for(&echo_module(), |_| {});
     let rec = |n: usize| format!(r#"{{"pad":"{}"}}"#, "x".repeat(n));
-    assert_eq!(kept(h.filter_text("t", (0, 0), &rec(50_000)).unwrap()).len(), 1);
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), &rec(50_000)).unwrap()).len(),
+        1
+    );
     let logs_before = h.logs.len();
-    assert_eq!(h.filter_text("t", (0, 0), &rec(500_000)).unwrap(), FilterResult::Dropped);
-    assert!(h.logs[logs_before..].iter().all(|(l, _)| *l == LogLevel::Debug), "no log line above debug for a failed copy: {:?}", h.logs);
+    assert_eq!(
+        h.filter_text("t", (0, 0), &rec(500_000)).unwrap(),
+        FilterResult::Dropped
+    );
+    assert!(
+        h.logs[logs_before..]
+            .iter()
+            .all(|(l, _)| *l == LogLevel::Debug),
+        "no log line above debug for a failed copy: {:?}",
+        h.logs
+    );
     // A larger heap lets it through.
     let (mut h, _d) = host_for(&echo_module(), |c| c.heap_size = 1 << 20);
-    assert_eq!(kept(h.filter_text("t", (0, 0), &rec(500_000)).unwrap()).len(), 1);
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), &rec(500_000)).unwrap()).len(),
+        1
+    );
 }
 
 #[test]
 fn invalid_pointer_drops_and_leaves_a_stale_exception() {
     let (mut h, _d) = host_for(&const_module(0x7fff_fff0), |_| {});
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(), FilterResult::Dropped);
-    assert!(h.logs.iter().any(|(l, m)| *l == LogLevel::Warn && m.contains("invalid")));
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(),
+        FilterResult::Dropped
+    );
+    assert!(h
+        .logs
+        .iter()
+        .any(|(l, m)| *l == LogLevel::Warn && m.contains("invalid")));
     // pointer 0 reads as "" (zeroed memory) and drops
     let (mut h0, _d0) = host_for(&const_module(0), |_| {});
-    assert_eq!(h0.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(
+        h0.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(),
+        FilterResult::Dropped
+    );
     // the stale exception drops the next record too, even from a well-behaved call
     let n = h.logs.len();
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(),
+        FilterResult::Dropped
+    );
     assert!(h.logs[n..].iter().any(|(_, m)| m.contains("stale")));
 }
 
@@ -147,24 +206,43 @@ fn invalid_pointer_drops_and_leaves_a_stale_exception() {
 fn wrong_function_name_drops_every_record() {
     let (mut h, _d) = host_for(&echo_module(), |c| c.function_name = "nope".into());
     for _ in 0..2 {
-        assert_eq!(h.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(), FilterResult::Dropped);
+        assert_eq!(
+            h.filter_text("t", (0, 0), r#"{"a":1}"#).unwrap(),
+            FilterResult::Dropped
+        );
     }
-    assert_eq!(h.logs.iter().filter(|(_, m)| m.contains("nope wasm function is not found")).count(), 2);
+    assert_eq!(
+        h.logs
+            .iter()
+            .filter(|(_, m)| m.contains("nope wasm function is not found"))
+            .count(),
+        2
+    );
 }
 
 #[test]
 fn msgpack_mode_truncates_at_the_first_zero_byte() {
     // Why the filter uses JSON mode: the host reads msgpack results with strlen.
     let (mut h, _d) = host_for(&echo_module(), |c| c.event_format = EventFormat::Msgpack);
-    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"a":"x"}"#).unwrap()), vec![json!({"a":"x"})]);
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), r#"{"a":"x"}"#).unwrap()),
+        vec![json!({"a":"x"})]
+    );
     // integer 0 encodes a 0x00 byte: the echoed record is cut and lost
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"a":0,"b":"kept?"}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"a":0,"b":"kept?"}"#)
+            .unwrap(),
+        FilterResult::Dropped
+    );
     // lockstep_filter reads JSON: fed msgpack, it fails open with a JSON wrapper the
     // msgpack host cannot unpack either — JSON mode is the only working mode.
     let mut c = FilterConfig::new(filter_wasm(), "lockstep_filter");
     c.event_format = EventFormat::Msgpack;
     let mut h = WasmFilterHost::new(c).unwrap();
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap(),
+        FilterResult::Dropped
+    );
 }
 
 fn lockstep_host(paths: Vec<PathBuf>) -> WasmFilterHost {
@@ -181,17 +259,37 @@ fn real_filter_keeps_records_intact_and_drops_with_empty_string() {
     let rec = r#"{"level":"ERR","n":1.0,"big":12345678901234567890,"z":null,"nested":{"k":[1,2]},"s":"é\"q"}"#;
     let out = kept(h.filter_text("t", (1, 2), rec).unwrap());
     assert_eq!(out, vec![serde_json::from_str::<Value>(rec).unwrap()]);
-    assert_eq!(out[0].to_string(), rec, "key order, integral floats, big integers and nulls survive");
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"level":"info","duration_ms":5}"#).unwrap(), FilterResult::Dropped);
+    assert_eq!(
+        out[0].to_string(),
+        rec,
+        "key order, integral floats, big integers and nulls survive"
+    );
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"level":"info","duration_ms":5}"#)
+            .unwrap(),
+        FilterResult::Dropped
+    );
     assert!(h.stderr().contains("built-in policy"), "{}", h.stderr());
     // 4 MB records go through the module's own allocator
     let big = format!(r#"{{"level":"error","pad":"{}"}}"#, "x".repeat(4 << 20));
-    assert_eq!(kept(h.filter_text("t", (0, 0), &big).unwrap())[0]["pad"].as_str().unwrap().len(), 4 << 20);
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), &big).unwrap())[0]["pad"]
+            .as_str()
+            .unwrap()
+            .len(),
+        4 << 20
+    );
     // NaN from the host's conversion: kept, rewritten as valid JSON, never echoed
     h.begin_chunk();
     kept(h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap());
-    let out = kept(h.filter_text("t", (0, 0), r#"{"level":"error","ratio":nan}"#).unwrap());
-    assert_eq!(out[0]["lockstep_unparsed"], r#"{"level":"error","ratio":nan}"#);
+    let out = kept(
+        h.filter_text("t", (0, 0), r#"{"level":"error","ratio":nan}"#)
+            .unwrap(),
+    );
+    assert_eq!(
+        out[0]["lockstep_unparsed"],
+        r#"{"level":"error","ratio":nan}"#
+    );
     assert_eq!(h.traps, 0);
 }
 
@@ -200,18 +298,39 @@ fn policy_from_the_first_accessible_path_that_holds_one() {
     let empty = tempfile::tempdir().unwrap();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    std::fs::write(a.path().join("lockstep-policy.yaml"), "policies: [{name: debug-only, type: status_code, status_code: {status_codes: [OK]}}]").unwrap();
-    std::fs::write(b.path().join("lockstep-policy.yaml"), "policies: [{name: all, type: always_sample}]").unwrap();
+    std::fs::write(
+        a.path().join("lockstep-policy.yaml"),
+        "policies: [{name: debug-only, type: status_code, status_code: {status_codes: [OK]}}]",
+    )
+    .unwrap();
+    std::fs::write(
+        b.path().join("lockstep-policy.yaml"),
+        "policies: [{name: all, type: always_sample}]",
+    )
+    .unwrap();
     let mut h = lockstep_host(vec![empty.path().into(), a.path().into(), b.path().into()]);
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap(), FilterResult::Dropped);
-    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"level":"debug"}"#).unwrap()).len(), 1);
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap(),
+        FilterResult::Dropped
+    );
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), r#"{"level":"debug"}"#).unwrap()).len(),
+        1
+    );
     assert!(h.stderr().contains("debug-only"), "{}", h.stderr());
     // a broken policy: reported once with path, line and reason; every record kept
     let bad = tempfile::tempdir().unwrap();
-    std::fs::write(bad.path().join("lockstep-policy.yaml"), "policies:\n  - name: x\n    type: latency\n    latency: {threshold_ms: soon}\n").unwrap();
+    std::fs::write(
+        bad.path().join("lockstep-policy.yaml"),
+        "policies:\n  - name: x\n    type: latency\n    latency: {threshold_ms: soon}\n",
+    )
+    .unwrap();
     let mut h = lockstep_host(vec![bad.path().into()]);
     for _ in 0..3 {
-        assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap()).len(), 1);
+        assert_eq!(
+            kept(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap()).len(),
+            1
+        );
     }
     let err = h.stderr();
     assert_eq!(err.matches("fail-open").count(), 1, "{err}");
@@ -229,12 +348,31 @@ fn golden_replay_through_the_real_wasm() {
     assert_eq!(r.records_in, set.logs.len());
     assert!(r.traces_kept > 10 && r.traces_kept < r.traces);
     for reason in ["errors", "slow", "baseline", "not_sampled"] {
-        assert!(r.by_reason.keys().any(|(k, _)| k == reason), "{reason}: {:?}", r.by_reason);
+        assert!(
+            r.by_reason.keys().any(|(k, _)| k == reason),
+            "{reason}: {:?}",
+            r.by_reason
+        );
     }
-    assert!(r.by_reason.keys().any(|(k, d)| k == "kept_trace" && *d == "keep"), "later lines of kept traces are kept");
-    assert_eq!(r.sources["billing"]["duration"].iter().collect::<Vec<_>>(), vec!["duration"]);
-    assert_eq!(r.sources["web"]["trace_id"].iter().collect::<Vec<_>>(), vec!["traceId"]);
-    assert!(r.module_stderr.contains("lockstep-policy.yaml"), "{}", r.module_stderr);
+    assert!(
+        r.by_reason
+            .keys()
+            .any(|(k, d)| k == "kept_trace" && *d == "keep"),
+        "later lines of kept traces are kept"
+    );
+    assert_eq!(
+        r.sources["billing"]["duration"].iter().collect::<Vec<_>>(),
+        vec!["duration"]
+    );
+    assert_eq!(
+        r.sources["web"]["trace_id"].iter().collect::<Vec<_>>(),
+        vec!["traceId"]
+    );
+    assert!(
+        r.module_stderr.contains("lockstep-policy.yaml"),
+        "{}",
+        r.module_stderr
+    );
 }
 
 #[test]
@@ -254,8 +392,17 @@ fn golden_replay_detects_a_broken_mapping() {
     let r = replay(&set, &mut h, 64).unwrap();
     assert!(!r.ok());
     assert!(!r.orphan_traces.is_empty());
-    assert!(r.disagreements.is_empty(), "the native filter drifts the same way");
-    assert!(r.drift.keys().any(|(svc, field, _)| svc == "billing" && field == "duration"), "{:?}", r.drift);
+    assert!(
+        r.disagreements.is_empty(),
+        "the native filter drifts the same way"
+    );
+    assert!(
+        r.drift
+            .keys()
+            .any(|(svc, field, _)| svc == "billing" && field == "duration"),
+        "{:?}",
+        r.drift
+    );
     assert!(r.render().contains("BROKEN"));
 }
 
@@ -269,11 +416,28 @@ fn json_only_build_uses_the_built_in_policy_and_json_files() {
         WasmFilterHost::new(c).unwrap()
     };
     let mut h = host(vec![d.path().into()]);
-    assert_eq!(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap(), FilterResult::Dropped);
-    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap()).len(), 1);
+    assert_eq!(
+        h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap(),
+        FilterResult::Dropped
+    );
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), r#"{"level":"error"}"#).unwrap()).len(),
+        1
+    );
     assert_eq!(h.traps, 0);
-    std::fs::write(d.path().join("lockstep-policy.json"), r#"{"policies":[{"name":"all","type":"always_sample"}]}"#).unwrap();
+    std::fs::write(
+        d.path().join("lockstep-policy.json"),
+        r#"{"policies":[{"name":"all","type":"always_sample"}]}"#,
+    )
+    .unwrap();
     let mut h = host(vec![d.path().into()]);
-    assert_eq!(kept(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap()).len(), 1);
-    assert!(h.stderr().contains("lockstep-policy.json: all"), "{}", h.stderr());
+    assert_eq!(
+        kept(h.filter_text("t", (0, 0), r#"{"level":"info"}"#).unwrap()).len(),
+        1
+    );
+    assert!(
+        h.stderr().contains("lockstep-policy.json: all"),
+        "{}",
+        h.stderr()
+    );
 }
