@@ -22,7 +22,7 @@ fuzz_status=0
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
 if [ "$FUZZ_SECONDS" != 0 ]; then
   if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
-    for dir in crates/*/fuzz; do
+    for dir in crates/*/fuzz plugins/*/fuzz; do
       [ -f "$dir/Cargo.toml" ] || continue
       for target in $(cargo +nightly fuzz list --fuzz-dir "$dir"); do
         echo "== fuzz $dir $target (${FUZZ_SECONDS}s)"

@@ -374,6 +374,80 @@ fn full_spool_in_drop_oldest_mode_keeps_the_newest_and_counts_the_rest() {
     host.shutdown(false);
 }
 
+/// Fluent Bit's `Workers`: flushes of one instance run concurrently.
+#[test]
+fn concurrent_flushes_lose_nothing() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = start(&dir.path().join("q"), &url(&rx), &[]);
+    let chunks: Vec<Vec<u8>> = (0..8).map(|c| chunk(c * 250, (c + 1) * 250)).collect();
+    for r in host.flush_concurrently(0, "t", &chunks) {
+        assert_eq!(r.unwrap().code, FlushCode::Ok);
+    }
+    assert!(rx.wait_for(2000, Duration::from_secs(20)));
+    let msgs: BTreeSet<_> = stored_msgs(&rx).into_iter().collect();
+    assert_eq!(msgs.len(), 2000);
+    assert_eq!(rx.total_stored(), 2000);
+    host.shutdown(false);
+}
+
+/// Hot reload: the instance exits (shutdown_by_hot_reloading), the plugin is unloaded,
+/// and a new instance in the same process opens the same queue and sends its backlog.
+#[test]
+fn hot_reload_releases_the_queue_and_the_next_instance_sends_the_backlog() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("q");
+    let mut host = start(&spool, &url(&rx), &[("shutdown_grace", "200ms")]);
+    assert_eq!(
+        host.flush(0, "t", &chunk(0, 300)).unwrap().code,
+        FlushCode::Ok
+    );
+    let t = Instant::now();
+    host.shutdown(true);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "exit took {:?}",
+        t.elapsed()
+    );
+    drop(host);
+    assert_eq!(
+        lockstep_spool::inspect(&spool).unwrap().records,
+        300,
+        "the backlog stays on disk"
+    );
+    rx.set_mode(Mode::Accept);
+    let mut host = start(&spool, &url(&rx), &[]);
+    assert!(rx.wait_for(300, Duration::from_secs(20)));
+    assert_eq!(
+        stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>().len(),
+        300
+    );
+    host.shutdown(false);
+}
+
+#[test]
+fn a_second_instance_on_the_same_spool_dir_fails_init_clearly() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("q");
+    let spool_s = spool.to_str().unwrap().to_string();
+    let mut host = ProxyHost::load(plugin(), HostOptions::default()).unwrap();
+    let u = url(&rx);
+    for _ in 0..2 {
+        host.add_output("lockstep_loki", &[("url", &u), ("spool_dir", &spool_s)])
+            .unwrap();
+    }
+    assert!(host.start().is_err());
+    let logs = host.take_logs();
+    assert!(
+        logs.iter().any(|l| l.message.contains("locked")),
+        "{logs:?}"
+    );
+    host.shutdown(false);
+}
+
 #[test]
 fn a_bad_configuration_fails_init_with_a_message_naming_the_key() {
     let mut host = ProxyHost::load(plugin(), HostOptions::default()).unwrap();
