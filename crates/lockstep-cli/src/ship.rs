@@ -211,7 +211,7 @@ fn query_loki(base: &str, run_id: &str, want: usize) -> Result<(usize, BTreeSet<
             "{}/loki/api/v1/query_range?query={}&start={start}&end={end}&limit={}&direction=forward",
             base.trim_end_matches('/'),
             urlencode(&query),
-            want + 100
+            (want + 100).min(5000) // Loki's default max_entries_limit_per_query
         );
         let body: serde_json::Value = ureq::get(&url).call()?.body_mut().read_json()?;
         let mut n = 0;

@@ -25,8 +25,10 @@ use crate::metrics::Metrics;
 pub enum TooOld {
     /// Drop them and count them (`lockstep_loki_entries_dropped_total{reason="too_old"}`).
     Drop,
-    /// Send them stamped with the current time; the original timestamp (ns since the
-    /// epoch) goes into structured metadata under [`ORIGINAL_TS_KEY`].
+    /// Send them stamped with the oldest time Loki still accepts (now − `too_old_age`;
+    /// stamping them *now* would put the rest of the stream's backlog "too far behind");
+    /// the original timestamp (ns since the epoch) goes into structured metadata under
+    /// [`ORIGINAL_TS_KEY`].
     Rewrite,
 }
 
@@ -85,6 +87,8 @@ impl Default for DrainConfig {
 struct Signal {
     /// Bumped by every [`Drain::notify`].
     appended: u64,
+    /// Records appended, as told by [`Drain::notify`].
+    appended_records: u64,
     /// Set by [`Drain::stop`]: send what can be sent until then, then exit.
     deadline: Option<Instant>,
 }
@@ -110,7 +114,7 @@ impl Shared {
     /// Waits up to `d`, or until a stop (and, when `on_append`, until an append after
     /// generation `seen`). Returns the stop deadline if one is set.
     fn wait(&self, d: Duration, on_append: Option<u64>) -> Option<Instant> {
-        let end = Instant::now() + d;
+        let end = after(d);
         let mut s = lock(&self.signal);
         loop {
             if s.deadline.is_some() {
@@ -124,6 +128,29 @@ impl Shared {
             let now = Instant::now();
             if now >= end {
                 return None;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Shared {
+    /// Waits up to `d`, or until a stop, or until `missing` more records were appended
+    /// since `seen_records`.
+    fn wait_fill(&self, d: Duration, seen_records: u64, missing: u64) {
+        let end = after(d);
+        let mut s = lock(&self.signal);
+        loop {
+            let now = Instant::now();
+            if s.deadline.is_some()
+                || s.appended_records.saturating_sub(seen_records) >= missing
+                || now >= end
+            {
+                return;
             }
             s = self
                 .cv
@@ -176,9 +203,13 @@ impl Drain {
         })
     }
 
-    /// Tells the drain that records were appended.
-    pub fn notify(&self) {
-        lock(&self.shared.signal).appended += 1;
+    /// Tells the drain that `records` records were appended.
+    pub fn notify(&self, records: usize) {
+        {
+            let mut s = lock(&self.shared.signal);
+            s.appended += 1;
+            s.appended_records += records as u64;
+        }
         self.shared.cv.notify_all();
     }
 
@@ -190,7 +221,7 @@ impl Drain {
         {
             let mut s = lock(&self.shared.signal);
             if s.deadline.is_none() {
-                s.deadline = Some(Instant::now() + self.shared.cfg.shutdown_grace);
+                s.deadline = Some(after(self.shared.cfg.shutdown_grace));
             }
         }
         self.shared.cv.notify_all();
@@ -211,17 +242,109 @@ struct Push {
     tenant: Option<String>,
     streams: Vec<Stream>,
     entries: u64,
+    /// Oldest entry (ns), to notice when a push in retry ages past `too_old_age`.
+    oldest_ns: i128,
     body: Vec<u8>,
 }
 
+impl Push {
+    fn new(sh: &Shared, tenant: Option<String>, streams: Vec<Stream>) -> Option<Push> {
+        let entries: u64 = streams.iter().map(|s| s.entries.len() as u64).sum();
+        if entries == 0 {
+            return None;
+        }
+        let oldest_ns = streams
+            .iter()
+            .flat_map(|s| s.entries.first())
+            .map(|e| e.ts_ns)
+            .min()
+            .unwrap_or(0);
+        match sh.client.encode(&streams) {
+            Ok(body) => Some(Push {
+                tenant,
+                streams,
+                entries,
+                oldest_ns,
+                body,
+            }),
+            Err(e) => {
+                sh.metrics.entries_undecodable.fetch_add(entries, Relaxed);
+                log::error!("dropping {entries} entries that cannot be encoded: {e}");
+                None
+            }
+        }
+    }
+
+    /// Halves of this push (by entries, in order), for a 413: Loki stored nothing.
+    fn split(self, sh: &Shared) -> Vec<Push> {
+        let items: Vec<LabelledEntry> = self
+            .streams
+            .into_iter()
+            .flat_map(|s| {
+                let labels = s.labels;
+                s.entries.into_iter().map(move |e| (labels.clone(), e))
+            })
+            .collect();
+        let mid = items.len() / 2;
+        let mut items = items;
+        let second = items.split_off(mid);
+        [items, second]
+            .into_iter()
+            .filter_map(|half| Push::new(sh, self.tenant.clone(), group_entries(half)))
+            .collect()
+    }
+}
+
+/// The instant `d` from now, saturating far in the future instead of overflowing.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// Runs the drain loop; a panic in it (a bug) is logged and the loop restarted after
+/// a second, so shipping resumes instead of stopping silently while flushes go on.
 fn run(sh: &Shared) {
+    loop {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(sh)));
+        match r {
+            Ok(()) => return,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                sh.metrics.spool_errors.fetch_add(1, Relaxed);
+                log::error!(
+                    "drain failed ({msg}); restarting it in 1 s; queued entries stay on disk"
+                );
+                if sh.wait(Duration::from_secs(1), None).is_some() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What [`prepare`] found.
+enum Prepared {
+    Pushes(Vec<Push>),
+    /// A record of a format this version does not know: never ack (and lose) it.
+    Stall(String),
+}
+
+fn run_loop(sh: &Shared) {
     let cfg = &sh.cfg;
     let m = &*sh.metrics;
     let mut backoff = Backoff::new(cfg.backoff);
     let mut breaker = CircuitBreaker::new(cfg.breaker);
     let mut dead = DeadLetter::new(cfg.dead_letter.clone(), cfg.dead_letter_max_bytes);
     loop {
-        let seen = lock(&sh.signal).appended;
+        let (seen, seen_records) = {
+            let s = lock(&sh.signal);
+            (s.appended, s.appended_records)
+        };
         let stopping = sh.deadline();
         if stopping.is_some_and(|d| Instant::now() >= d) {
             return;
@@ -239,7 +362,9 @@ fn run(sh: &Shared) {
         };
         if batch.is_empty() {
             if batch.corrupt_spans() > 0 {
-                ack(sh, &batch);
+                if !ack(sh, &batch) {
+                    return;
+                }
                 continue;
             }
             if stopping.is_some() {
@@ -249,13 +374,26 @@ fn run(sh: &Shared) {
             continue;
         }
         if stopping.is_none() && !is_due(cfg, &batch) {
+            // Wait for the linger to end, or for enough appends to fill the batch (a
+            // wake-up per flush would re-read the partial batch each time).
             let oldest = batch.records[0].ts_ns;
-            let due = oldest.saturating_add(cfg.linger.as_nanos() as u64);
+            let due = oldest.saturating_add(cfg.linger.as_nanos().min(u64::MAX as u128) as u64);
             let left = Duration::from_nanos(due.saturating_sub(lockstep_spool::now_ns()));
-            sh.wait(left.max(Duration::from_millis(1)), Some(seen));
+            let missing = (cfg.batch_entries - batch.len()) as u64;
+            sh.wait_fill(left.max(Duration::from_millis(1)), seen_records, missing);
             continue;
         }
-        let mut pushes = prepare(sh, &batch, &mut dead);
+        let mut pushes = match prepare(sh, &batch, &mut dead) {
+            Prepared::Pushes(p) => p,
+            Prepared::Stall(why) => {
+                m.spool_errors.fetch_add(1, Relaxed);
+                log::error!("{why}: the queue is held (nothing is dropped) until a version that reads it runs");
+                if sh.wait(Duration::from_secs(30), None).is_some() {
+                    return;
+                }
+                continue;
+            }
+        };
         let mut i = 0;
         while i < pushes.len() {
             let deadline = sh.deadline();
@@ -287,6 +425,17 @@ fn run(sh: &Shared) {
                 }
                 continue;
             }
+            // A push that waited in retry may have aged past too_old_age since it was
+            // prepared: apply the policy again rather than let Loki reject it.
+            // (With slack: a rewritten entry sits right at the cutoff, and too_old_age is
+            // an hour inside Loki's limit.)
+            if pushes[i].oldest_ns < cutoff_ns(cfg) - REFRESH_SLACK_NS {
+                let p = pushes.remove(i);
+                if let Some(p) = refresh_too_old(sh, p) {
+                    pushes.insert(i, p);
+                }
+                continue;
+            }
             set_breaker(m, &breaker);
             let p = &pushes[i];
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
@@ -305,6 +454,19 @@ fn run(sh: &Shared) {
                         "Loki answered {status} (ingestion blocked by its operator): {} entries discarded by Loki: {body}",
                         p.entries
                     );
+                }
+                Outcome::Rejected { status: 413, body } if p.entries > 1 => {
+                    // Too large: Loki stored nothing, so halves cannot duplicate.
+                    log::warn!(
+                        "Loki answered 413 to a push of {} entries ({body}); splitting it",
+                        p.entries
+                    );
+                    let p = pushes.remove(i);
+                    for (k, half) in p.split(sh).into_iter().enumerate() {
+                        pushes.insert(i + k, half);
+                    }
+                    breaker.record_success();
+                    continue;
                 }
                 Outcome::Rejected { status, body } => {
                     m.pushes_rejected.fetch_add(1, Relaxed);
@@ -327,7 +489,8 @@ fn run(sh: &Shared) {
                     set_breaker(m, &breaker);
                     if sh.deadline().is_some() {
                         log::warn!(
-                            "push failed during shutdown ({cause:?}); the batch stays on disk"
+                            "push failed during shutdown ({}); the batch stays on disk",
+                            describe(&cause)
                         );
                         return;
                     }
@@ -354,8 +517,8 @@ fn run(sh: &Shared) {
             pushes[i].body = Vec::new();
             i += 1;
         }
-        if i == pushes.len() {
-            ack(sh, &batch);
+        if i == pushes.len() && !ack(sh, &batch) {
+            return;
         }
     }
 }
@@ -383,28 +546,106 @@ fn is_due(cfg: &DrainConfig, batch: &Batch) -> bool {
         return true;
     }
     let oldest = batch.records[0].ts_ns;
-    lockstep_spool::now_ns() >= oldest.saturating_add(cfg.linger.as_nanos() as u64)
+    lockstep_spool::now_ns()
+        >= oldest.saturating_add(cfg.linger.as_nanos().min(u64::MAX as u128) as u64)
 }
 
-fn ack(sh: &Shared, batch: &Batch) {
-    if let Err(e) = sh.spool.ack(batch) {
-        sh.metrics.spool_errors.fetch_add(1, Relaxed);
-        log::error!("acknowledging a delivered batch: {e}; it may be sent again");
+/// Acknowledges a resolved batch. A failing ack (EIO, ENOSPC, a read-only remount) is
+/// retried every second, never by sending the batch again; false when stopping.
+fn ack(sh: &Shared, batch: &Batch) -> bool {
+    let mut logged = false;
+    loop {
+        match sh.spool.ack(batch) {
+            Ok(()) => return true,
+            Err(e) => {
+                sh.metrics.spool_errors.fetch_add(1, Relaxed);
+                if !logged {
+                    log::error!("acknowledging a delivered batch: {e}; retrying the acknowledgement every second");
+                    logged = true;
+                }
+                if sh.wait(Duration::from_secs(1), None).is_some() {
+                    // Stopping: the batch stays unacknowledged and is sent again at
+                    // the next start (Loki absorbs most exact duplicates).
+                    return false;
+                }
+            }
+        }
     }
+}
+
+/// How far past the cutoff a push in retry may age before the policy is applied again.
+const REFRESH_SLACK_NS: i128 = 10 * 60 * 1_000_000_000;
+
+/// Entries older than this (ns since the epoch) are too old for Loki.
+fn cutoff_ns(cfg: &DrainConfig) -> i128 {
+    lockstep_spool::now_ns() as i128 - cfg.too_old_age.as_nanos().min(i64::MAX as u128) as i128
+}
+
+/// Applies the too-old policy to one entry; `false` when it is dropped. A rewritten
+/// entry is stamped with the oldest time Loki still accepts (the cutoff), not now: a
+/// stamp of now would move its stream's newest time ahead of the rest of the backlog,
+/// which Loki would then reject as too far behind.
+fn too_old(sh: &Shared, e: &mut Entry, cutoff: i128) -> bool {
+    if e.ts_ns >= cutoff {
+        return true;
+    }
+    match sh.cfg.too_old {
+        TooOld::Drop => {
+            sh.metrics.entries_too_old_dropped.fetch_add(1, Relaxed);
+            false
+        }
+        TooOld::Rewrite => {
+            if !e
+                .structured_metadata
+                .iter()
+                .any(|(k, _)| k == ORIGINAL_TS_KEY)
+            {
+                e.structured_metadata
+                    .push((ORIGINAL_TS_KEY.to_string(), e.ts_ns.to_string()));
+                sh.metrics.entries_too_old_rewritten.fetch_add(1, Relaxed);
+            }
+            e.ts_ns = cutoff + 1;
+            true
+        }
+    }
+}
+
+/// Re-applies the too-old policy to a push that aged in retry.
+fn refresh_too_old(sh: &Shared, p: Push) -> Option<Push> {
+    let cutoff = cutoff_ns(&sh.cfg);
+    let before = p.entries;
+    let items: Vec<LabelledEntry> = p
+        .streams
+        .into_iter()
+        .flat_map(|s| {
+            let labels = s.labels;
+            s.entries.into_iter().map(move |e| (labels.clone(), e))
+        })
+        .filter_map(|(l, mut e)| too_old(sh, &mut e, cutoff).then_some((l, e)))
+        .collect();
+    if (items.len() as u64) < before {
+        log::warn!(
+            "dropped {} entries that aged past too_old_age while Loki was failing",
+            before - items.len() as u64
+        );
+    }
+    Push::new(sh, p.tenant, group_entries(items))
 }
 
 /// Decodes a batch, applies the too-old policy, drops unsendable tenants, and groups
 /// the rest into one encoded push per tenant (streams sorted by time).
-fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Vec<Push> {
+fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
     let cfg = &sh.cfg;
     let m = &*sh.metrics;
-    let now = lockstep_spool::now_ns() as i64;
-    let cutoff = now.saturating_sub(cfg.too_old_age.as_nanos().min(i64::MAX as u128) as i64);
+    let cutoff = cutoff_ns(cfg);
     let mut by_tenant: BTreeMap<Option<String>, Vec<LabelledEntry>> = BTreeMap::new();
-    let (mut undecodable, mut too_old) = (0u64, 0u64);
+    let (mut undecodable, mut old) = (0u64, 0u64);
     for r in &batch.records {
         let e = match SpooledEntry::decode(r.seq, &r.payload) {
             Ok(e) => e,
+            Err(err @ crate::EntryError::Version { .. }) => {
+                return Prepared::Stall(err.to_string())
+            }
             Err(err) => {
                 undecodable += 1;
                 if undecodable == 1 {
@@ -418,20 +659,9 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Vec<Push> {
             line: e.line,
             structured_metadata: e.structured_metadata,
         };
-        if e.ts_ns < cutoff {
-            match cfg.too_old {
-                TooOld::Drop => {
-                    too_old += 1;
-                    continue;
-                }
-                TooOld::Rewrite => {
-                    entry
-                        .structured_metadata
-                        .push((ORIGINAL_TS_KEY.to_string(), e.ts_ns.to_string()));
-                    entry.ts_ns = now as i128;
-                    m.entries_too_old_rewritten.fetch_add(1, Relaxed);
-                }
-            }
+        if !too_old(sh, &mut entry, cutoff) {
+            old += 1;
+            continue;
         }
         by_tenant
             .entry(e.tenant)
@@ -441,10 +671,9 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Vec<Push> {
     if undecodable > 0 {
         m.entries_undecodable.fetch_add(undecodable, Relaxed);
     }
-    if too_old > 0 {
-        m.entries_too_old_dropped.fetch_add(too_old, Relaxed);
+    if old > 0 {
         log::warn!(
-            "dropped {too_old} entries older than too_old_age ({} s); set too_old rewrite to send them stamped now",
+            "dropped {old} entries older than too_old_age ({} s); set too_old rewrite to send them",
             cfg.too_old_age.as_secs()
         );
     }
@@ -461,20 +690,9 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Vec<Push> {
                 continue;
             }
         }
-        match sh.client.encode(&streams) {
-            Ok(body) => out.push(Push {
-                tenant,
-                streams,
-                entries,
-                body,
-            }),
-            Err(e) => {
-                m.entries_undecodable.fetch_add(entries, Relaxed);
-                log::error!("dropping {entries} entries that cannot be encoded: {e}");
-            }
-        }
+        out.extend(Push::new(sh, tenant, streams));
     }
-    out
+    Prepared::Pushes(out)
 }
 
 /// An entry with its stream's labels, as [`group_entries`] takes it.
@@ -528,6 +746,9 @@ impl DeadLetter {
                     .collect();
                 let obj = serde_json::json!({
                     "status": status,
+                    // Loki stores the valid entries of a 400: replaying this file can
+                    // duplicate some of them.
+                    "may_be_stored": status == 400,
                     "reason": reason,
                     "tenant": tenant,
                     "labels": s.labels,

@@ -14,7 +14,7 @@
 //!   discarded by Loki on purpose (260: counted, not retried, not "delivered"), or
 //!   dropped by policy (too old, undecodable, unsendable tenant: counted). A retryable
 //!   failure (429, 5xx, timeout, connection) keeps the batch, so a crash or restart
-//!   replays at most the batch in flight (Loki absorbs exact duplicates).
+//!   replays at most the batch in flight (Loki absorbs most exact duplicates).
 //! - **Bounded request rate.** Retries back off (jittered exponential, capped) and a
 //!   circuit breaker opens after consecutive failures, letting one probe through per
 //!   hold time: a dead Loki sees a bounded request rate, whatever the backlog.

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub invalid_utf8_fixed: AtomicU64,
     /// Label names that had to be sanitised.
     pub label_names_sanitised: AtomicU64,
+    /// Label values cut to 2048 bytes.
+    pub label_values_truncated: AtomicU64,
+    /// Structured-metadata items left out (empty or unrepresentable values).
+    pub metadata_dropped: AtomicU64,
     /// Pushes answered 2xx (not 260).
     pub pushes_delivered: AtomicU64,
     /// Pushes answered 260.
@@ -201,7 +205,7 @@ impl Metrics {
             &mut s,
             "lockstep_loki_entries_rewritten_total",
             "counter",
-            "Entries older than too_old_age sent with the timestamp rewritten to now.",
+            "Entries older than too_old_age sent with the timestamp rewritten to the cutoff.",
             &[(&base, r(&self.entries_too_old_rewritten))],
         );
         add(
@@ -330,7 +334,14 @@ fn serve(mut conn: TcpStream, render: &dyn Fn() -> String) {
     let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
     let mut buf = vec![0u8; 8192];
     let mut n = 0;
+    // One slow client must not hold the listener (and the instance's exit): 2 s in all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let path = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let _ = conn.set_read_timeout(Some(left));
         match conn.read(&mut buf[n..]) {
             Ok(0) | Err(_) => return,
             Ok(k) => n += k,

@@ -81,7 +81,7 @@ fn rig(url: String, timeout: Duration, cfg: DrainConfig, pre: &[SpooledEntry]) -
 fn append(r: &Rig, entries: &[SpooledEntry]) {
     let payloads: Vec<Vec<u8>> = entries.iter().map(SpooledEntry::encode).collect();
     r.spool.append(&payloads).unwrap();
-    r.drain.notify();
+    r.drain.notify(entries.len());
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -96,7 +96,7 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
-fn no_fault_delivers_every_entry_once_per_tenant_and_stream_in_time_order() {
+fn no_fault_delivers_every_entry_once_per_tenant_and_stream() {
     let rx = LokiReceiver::start();
     let t0 = now_ns() - 60 * SEC;
     // Interleaved tenants and streams, timestamps shuffled within each stream.
@@ -317,7 +317,11 @@ fn too_old_entries_are_dropped_or_rewritten() {
             TooOld::Rewrite => {
                 assert_eq!(stream.len(), 2);
                 let a = stream.iter().find(|e| e.line == "ancient").unwrap();
-                assert!(a.ts_ns > (now_ns() - 60 * SEC) as i128, "stamped now");
+                let cutoff = (now_ns() - 3600 * SEC) as i128;
+                assert!(
+                    (a.ts_ns - cutoff).abs() < (60 * SEC) as i128,
+                    "stamped at the cutoff"
+                );
                 assert!(a
                     .structured_metadata
                     .contains(&(ORIGINAL_TS_KEY.into(), old_ts.to_string())));
@@ -397,5 +401,109 @@ fn undecodable_records_are_counted_and_skipped() {
         .records
         == 0));
     assert_eq!(metrics.entries_undecodable.load(Relaxed), 1);
+    drain.stop();
+}
+
+/// Rewritten entries are stamped at the cutoff, not now: the rest of an outage's
+/// backlog (older than an hour, younger than the cutoff) must still be accepted by a
+/// Loki that rejects entries more than an hour behind a stream's newest.
+#[test]
+fn rewrite_does_not_push_the_rest_of_the_backlog_too_far_behind() {
+    let rx = LokiReceiver::start();
+    let cfg = DrainConfig {
+        too_old: TooOld::Rewrite,
+        too_old_age: Duration::from_secs(2 * 3600),
+        batch_entries: 10,
+        ..fast_cfg()
+    };
+    let mut es: Vec<_> = (0..10)
+        .map(|i| {
+            entry(
+                None,
+                "api",
+                now_ns() - 3 * 3600 * SEC + i,
+                format!("ancient {i}"),
+            )
+        })
+        .collect();
+    es.extend((0..50).map(|i| {
+        entry(
+            None,
+            "api",
+            now_ns() - 5400 * SEC + i,
+            format!("backlog {i}"),
+        )
+    }));
+    let r = rig(rx.url(), Duration::from_secs(5), cfg, &es);
+    assert!(wait_until(Duration::from_secs(10), || r
+        .spool
+        .gauges()
+        .records
+        == 0));
+    let stats = rx.stats();
+    assert_eq!(stats.entries_rejected, 0, "{stats:?}");
+    assert_eq!(stats.entries_stored, 60);
+    assert_eq!(r.metrics.entries_too_old_rewritten.load(Relaxed), 10);
+}
+
+/// 413: Loki stored nothing, so the push is split and the halves sent; nothing is lost.
+#[test]
+fn a_413_splits_the_push_instead_of_dropping_it() {
+    let rx = LokiReceiver::start_with(ReceiverConfig {
+        max_body_bytes: 16 * 1024,
+        ..ReceiverConfig::default()
+    });
+    // Lines that do not compress: 100 x ~600 bytes is far above 16 KiB.
+    let es: Vec<_> = (0..100u64)
+        .map(|i| {
+            let line: String = (0..40u64)
+                .map(|k| format!("{:016x}", (i * 40 + k).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .collect();
+            entry(None, "api", now_ns() + i as i64, line)
+        })
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(5), fast_cfg(), &es);
+    assert!(wait_until(Duration::from_secs(10), || r
+        .spool
+        .gauges()
+        .records
+        == 0));
+    // The receiver answers 413 before reading a body that is too large, so those
+    // requests are not in its log. One batch of 100 went out as several requests, each
+    // under the limit (unsplit, it would have been one rejected push).
+    let stats = rx.stats();
+    assert!(stats.requests >= 2, "{stats:?}");
+    assert!(rx.requests().iter().all(|r| r.body_len <= 16 * 1024));
+    assert_eq!(stats.entries_stored, 100);
+    assert_eq!(r.metrics.entries_rejected.load(Relaxed), 0);
+}
+
+/// A record written by a newer format version is never dropped: the queue is held.
+#[test]
+fn an_unknown_entry_version_holds_the_queue_instead_of_dropping() {
+    let rx = LokiReceiver::start();
+    let mut newer = entry(None, "api", now_ns(), "from the future".into()).encode();
+    newer[1] = lockstep_ship::ENTRY_VERSION + 1;
+    let good = entry(None, "api", now_ns(), "good".into()).encode();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path().join("q"), SpoolConfig::default()).unwrap());
+    spool.append(&[newer, good]).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let drain = Drain::start(
+        "d".into(),
+        spool.clone(),
+        LokiClient::new(ClientConfig::new(rx.url())).unwrap(),
+        fast_cfg(),
+        metrics.clone(),
+        Box::new(|| Box::new(())),
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || metrics
+        .spool_errors
+        .load(Relaxed)
+        > 0));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(spool.gauges().records, 2, "nothing acknowledged");
+    assert_eq!(rx.request_count(), 0);
     drain.stop();
 }

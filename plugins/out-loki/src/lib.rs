@@ -77,15 +77,7 @@ impl OutputPlugin for LokiOutput {
         );
         let client = LokiClient::new(st.client.clone())?;
         let metrics = Arc::new(Metrics::default());
-        let instance = Instance::current();
-        let drain = Drain::start(
-            format!("{label}.drain"),
-            spool.clone(),
-            client,
-            st.drain.clone(),
-            metrics.clone(),
-            Box::new(move || Box::new(instance.as_ref().map(Instance::enter))),
-        )?;
+        // The listener first: a failed bind must fail init before any thread starts.
         let metrics_server = match st.metrics_listen {
             None => None,
             Some(addr) => {
@@ -98,6 +90,15 @@ impl OutputPlugin for LokiOutput {
                 Some(srv)
             }
         };
+        let instance = Instance::current();
+        let drain = Drain::start(
+            format!("{label}.drain"),
+            spool.clone(),
+            client,
+            st.drain.clone(),
+            metrics.clone(),
+            Box::new(move || Box::new(instance.as_ref().map(Instance::enter))),
+        )?;
         Ok(LokiOutput {
             mapping,
             spool,
@@ -147,7 +148,7 @@ impl OutputPlugin for LokiOutput {
             Ok(a) => {
                 m.records_in.fetch_add(a.count as u64, Relaxed);
                 m.chunks_ok.fetch_add(1, Relaxed);
-                self.drain.notify();
+                self.drain.notify(a.count);
                 FlushResult::Ok
             }
             Err(e @ SpoolError::Full { .. }) => {

@@ -14,9 +14,6 @@ use lockstep_spool::{FullPolicy, SpoolConfig, SyncMode};
 
 use crate::mapping::MappingConfig;
 
-/// Default push URL: the built-in output's defaults (127.0.0.1, 3100, /loki/api/v1/push).
-pub const DEFAULT_URL: &str = "http://127.0.0.1:3100/loki/api/v1/push";
-
 /// Keys Fluent Bit's core consumes for every output instance: a proxy plugin never
 /// sees them, so `lockstep_loki` cannot honour them and says so at start.
 pub const CORE_KEYS_NOT_SEEN: &[&str] = &["host", "port", "tls", "tls.verify", "tls.ca_file"];
@@ -25,7 +22,6 @@ pub const CORE_KEYS_NOT_SEEN: &[&str] = &["host", "port", "tls", "tls.verify", "
 /// against what [`Settings::from_config`] asks for).
 pub const KNOWN_KEYS: &[&str] = &[
     "url",
-    "uri",
     "labels",
     "label_keys",
     "structured_metadata",
@@ -90,6 +86,26 @@ pub struct Settings {
 
 type E = Box<dyn std::error::Error + Send + Sync>;
 
+/// Reads a duration key and checks it against `max` (larger values would overflow
+/// time arithmetic and mean nothing here).
+fn duration(
+    config: &Config<'_>,
+    key: &str,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, E> {
+    let d = config.get_or(key, default)?;
+    if d > max {
+        return Err(format!("`{key}` {d:?} is above its maximum {max:?}").into());
+    }
+    Ok(d)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Most labels per stream Loki accepts by default (`max_label_names_per_series`).
+pub const MAX_LABELS: usize = 15;
+
 fn secret(config: &Config<'_>, key: &str) -> Result<Option<Secret>, E> {
     let file_key = format!("{key}_file");
     match (
@@ -139,18 +155,12 @@ impl Settings {
                 .into());
             }
         }
-        let url = match (config.get::<String>("url")?, config.get::<String>("uri")?) {
-            (Some(u), _) => u,
-            (None, Some(uri)) => {
-                let uri = if uri.starts_with('/') {
-                    uri
-                } else {
-                    format!("/{uri}")
-                };
-                format!("http://127.0.0.1:3100{uri}")
-            }
-            (None, None) => DEFAULT_URL.to_string(),
-        };
+        // Required: a config migrated from the built-in output that kept `Host`/`Port`
+        // (which Fluent Bit's core consumes) must not silently ship to a default.
+        let url: String = config.get("url")?.ok_or(
+            "`url` is required: the full push URL, e.g. https://loki:3100/loki/api/v1/push \
+             (Host, Port and tls.* are read by Fluent Bit's core and never reach lockstep_loki)",
+        )?;
         let user = config.get::<String>("http_user")?;
         let password = secret(config, "http_passwd")?;
         let bearer = secret(config, "bearer_token")?;
@@ -177,7 +187,7 @@ impl Settings {
             tenant: None, // per entry (tenant_id / tenant_id_key), sent by the drain
             auth,
             encoding,
-            timeout: config.get_or("timeout", Duration::from_secs(10))?,
+            timeout: duration(config, "timeout", Duration::from_secs(10), HOUR)?,
             tls: TlsOptions {
                 ca_file: config.get("ca_file")?,
                 insecure_skip_verify: config.get_or("insecure_skip_verify", false)?,
@@ -236,23 +246,23 @@ impl Settings {
             batch_bytes: config
                 .get_or("batch_bytes", ByteSize(d.batch_bytes as u64))?
                 .bytes() as usize,
-            linger: config.get_or("linger", d.linger)?,
+            linger: duration(config, "linger", d.linger, HOUR)?,
             backoff: BackoffConfig {
-                initial: config.get_or("retry_initial", d.backoff.initial)?,
-                max: config.get_or("retry_max", d.backoff.max)?,
+                initial: duration(config, "retry_initial", d.backoff.initial, HOUR)?,
+                max: duration(config, "retry_max", d.backoff.max, HOUR)?,
                 multiplier: d.backoff.multiplier,
             },
             breaker: BreakerConfig {
                 failure_threshold: breaker_failures,
-                hold: config.get_or("breaker_hold", d.breaker.hold)?,
+                hold: duration(config, "breaker_hold", d.breaker.hold, HOUR)?,
             },
             too_old,
-            too_old_age: config.get_or("too_old_age", d.too_old_age)?,
+            too_old_age: duration(config, "too_old_age", d.too_old_age, 3650 * 24 * HOUR)?,
             dead_letter: config.get("dead_letter_file")?,
             dead_letter_max_bytes: config
                 .get_or("dead_letter_max_bytes", ByteSize(d.dead_letter_max_bytes))?
                 .bytes(),
-            shutdown_grace: config.get_or("shutdown_grace", d.shutdown_grace)?,
+            shutdown_grace: duration(config, "shutdown_grace", d.shutdown_grace, HOUR)?,
         };
         if drain.batch_bytes as u64 > spool.max_record_bytes as u64 * 4 || drain.batch_bytes == 0 {
             return Err(format!(
@@ -272,6 +282,19 @@ impl Settings {
             tenant_id: config.get("tenant_id")?,
             tenant_id_key: config.get("tenant_id_key")?,
         };
+        let configured_labels = [&mapping.labels, &mapping.label_keys]
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v.split(','))
+            .filter(|e| !e.trim().is_empty())
+            .count();
+        if configured_labels > MAX_LABELS {
+            return Err(format!(
+                "`labels` and `label_keys` name {configured_labels} labels; Loki refuses more than \
+                 {MAX_LABELS} per stream (every push would get a 400): move some to `structured_metadata`"
+            )
+            .into());
+        }
         let metrics_listen = match config.get::<String>("metrics_listen")? {
             None => None,
             Some(v) => Some(lockstep_ship::parse_listen(&v)?),
@@ -291,14 +314,41 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// Settings from `pairs`, plus a `url` when they have none.
     fn s(pairs: &[(&str, &str)]) -> Result<Settings, String> {
-        Settings::from_config(&Config::from_pairs(pairs)).map_err(|e| e.to_string())
+        let mut all = pairs.to_vec();
+        all.push(("url", "http://loki:3100/loki/api/v1/push"));
+        Settings::from_config(&Config::from_pairs(&all)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn url_is_required_and_labels_are_bounded() {
+        let err = Settings::from_config(&Config::from_pairs(&[("spool_dir", "/q")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`url` is required") && err.contains("Host, Port"),
+            "{err}"
+        );
+        let many: Vec<String> = (0..16).map(|i| format!("l{i}=v")).collect();
+        let err = s(&[("spool_dir", "/q"), ("labels", &many.join(", "))]).unwrap_err();
+        assert!(
+            err.contains("16 labels") && err.contains("structured_metadata"),
+            "{err}"
+        );
+        assert!(s(&[("spool_dir", "/q"), ("labels", &many[..15].join(", "))]).is_ok());
+        let err = s(&[("spool_dir", "/q"), ("linger", "100000h")]).unwrap_err();
+        assert!(err.contains("`linger`") && err.contains("maximum"), "{err}");
     }
 
     #[test]
     fn defaults() {
-        let st = s(&[("spool_dir", "/q")]).unwrap();
-        assert_eq!(st.client.url, DEFAULT_URL);
+        let st = s(&[
+            ("spool_dir", "/q"),
+            ("url", "http://l:3100/loki/api/v1/push"),
+        ])
+        .unwrap();
+        assert_eq!(st.client.url, "http://l:3100/loki/api/v1/push");
         assert_eq!(st.client.encoding, Encoding::ProtobufSnappy);
         assert_eq!(st.client.auth, Auth::None);
         assert_eq!(st.spool.full_policy, FullPolicy::Block);
@@ -317,7 +367,7 @@ mod tests {
         std::fs::write(&tok, "s3cret\n").unwrap();
         let st = s(&[
             ("spool_dir", "/q"),
-            ("uri", "/x/push"),
+            ("url", "http://l/x/push"),
             ("encoding", "JSON"),
             ("bearer_token_file", tok.to_str().unwrap()),
             ("spool_full", "drop_oldest"),
@@ -331,7 +381,7 @@ mod tests {
             ("labels", "job=x"),
         ])
         .unwrap();
-        assert_eq!(st.client.url, "http://127.0.0.1:3100/x/push");
+        assert_eq!(st.client.url, "http://l/x/push");
         assert_eq!(st.client.encoding, Encoding::Json);
         assert_eq!(st.client.auth, Auth::Bearer(Secret::new("s3cret")));
         assert_eq!(st.spool.full_policy, FullPolicy::DropOldest);
@@ -407,7 +457,11 @@ mod tests {
         let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
         let cfg = Config::from_fn(|k| {
             asked.lock().unwrap().insert(k.to_string());
-            (k == "spool_dir").then(|| "/q".to_string())
+            match k {
+                "spool_dir" => Some("/q".to_string()),
+                "url" => Some("http://l/x".to_string()),
+                _ => None,
+            }
         });
         Settings::from_config(&cfg).unwrap();
         drop(cfg);
