@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Benchmark lockstep_out_loki.so inside a real Fluent Bit against Fluent Bit's built-in
+# `loki` output and the `null` floor. Manual only: CI must not run it (it needs a
+# Fluent Bit binary, and its timings are only meaningful on a quiet machine).
+#
+# Usage:
+#   FLUENT_BIT=/path/to/fluent-bit scripts/bench-fluent-bit.sh
+#
+# Needs, already built (this script builds and fetches nothing):
+#   $FLUENT_BIT      a RELEASE build of Fluent Bit 5.1.x with the Go proxy loader
+#                    (FLB_PROXY_GO=On) and in_tail, out_loki, out_null
+#   $PLUGIN_SO       default dist/lockstep_out_loki.so (scripts/build-plugins.sh)
+#   $RECEIVER_BIN    default target/release/examples/loki_receiver
+#                    (cargo build --release -p lockstep-harness --example loki_receiver)
+# Optional:
+#   BENCH_INPUT      JSON lines file (default /tmp/bench-input.jsonl; generated with
+#                    BENCH_RECORDS lines, default 500000, when missing)
+#   BENCH_RUNS       runs to do, default "a b c d"
+#   BENCH_WORK       scratch dir (default: a fresh mktemp dir)
+#   BENCH_TIMEOUT    seconds a run may take before it is declared stuck (default 300)
+#
+# Runs (configs in fluent-bit-conf/bench/):
+#   a  lockstep_loki, spool_sync always     c  built-in loki, Retry_Limit 10
+#   b  lockstep_loki, spool_sync 200ms      d  null output (Fluent Bit's own cost)
+# (e-lockstep-outage.conf and f-lockstep-two-instances.conf in the same dir are for manual
+# checks: outage + restart on the same spool_dir, and two instances / Workers 2.)
+# Per run: entries the receiver stored, exact duplicates it dropped, distinct records
+# among what it stored (by the `seq=` in each line), Fluent Bit CPU (user+sys) and wall
+# time from start until the receiver held every record (null: until Fluent Bit counted
+# them all), peak RSS (VmHWM) then, and how long Fluent Bit took to exit on SIGTERM.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+: "${FLUENT_BIT:?set FLUENT_BIT to an already-built fluent-bit binary}"
+PLUGIN_SO=${PLUGIN_SO:-$ROOT/dist/lockstep_out_loki.so}
+RECEIVER_BIN=${RECEIVER_BIN:-$ROOT/target/release/examples/loki_receiver}
+CONF_DIR=$ROOT/fluent-bit-conf/bench
+BENCH_INPUT=${BENCH_INPUT:-/tmp/bench-input.jsonl}
+BENCH_RECORDS=${BENCH_RECORDS:-500000}
+BENCH_RUNS=${BENCH_RUNS:-a b c d}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+WORK=${BENCH_WORK:-$(mktemp -d /tmp/bench-fluent-bit.XXXXXX)}
+mkdir -p "$WORK"
+
+[ -x "$FLUENT_BIT" ] || { echo "not executable: $FLUENT_BIT" >&2; exit 2; }
+[ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
+[ -x "$RECEIVER_BIN" ] || {
+  echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-harness --example loki_receiver" >&2
+  exit 2
+}
+command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 2; }
+command -v curl >/dev/null || { echo "curl is needed" >&2; exit 2; }
+
+if [ ! -f "$BENCH_INPUT" ]; then
+  echo "generating $BENCH_RECORDS lines into $BENCH_INPUT" >&2
+  python3 - "$BENCH_INPUT" "$BENCH_RECORDS" <<'EOF'
+import json, random, sys
+path, n = sys.argv[1], int(sys.argv[2])
+random.seed(42)
+apps = ["checkout", "payments", "search", "auth"]
+levels = ["info", "info", "info", "warn", "error", "debug"]
+words = ("request completed user cart item order token session cache miss hit "
+         "backend upstream latency retry timeout").split()
+with open(path, "w") as f:
+    for i in range(n):
+        r = {"time": "2026-09-01T12:%02d:%02d.%06dZ" % ((i // 60000) % 60, (i // 1000) % 60, (i % 1000) * 1000),
+             "level": random.choice(levels), "app": apps[i % 4],
+             "msg": "seq=%d %s" % (i, " ".join(random.choice(words) for _ in range(6))),
+             "trace_id": "%032x" % random.getrandbits(128),
+             "span_id": "%016x" % random.getrandbits(64),
+             "duration_ms": round(random.random() * 500, 3)}
+        f.write(json.dumps(r, separators=(",", ":")) + "\n")
+EOF
+fi
+N=$(wc -l < "$BENCH_INPUT")
+
+now() { date +%s.%N; }
+# utime+stime of a live process, seconds.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
+hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+last_stored() { tail -n 1 "$1" 2>/dev/null | sed -n 's/^stored=\([0-9]*\).*/\1/p'; }
+null_records() {
+  curl -s --max-time 1 "http://127.0.0.1:$1/api/v1/metrics" 2>/dev/null |
+    python3 -c 'import json,sys
+try: print(sum(v.get("proc_records",0) for v in json.load(sys.stdin)["output"].values()))
+except Exception: print(0)'
+}
+
+RESULTS=$WORK/results.tsv
+: > "$RESULTS"
+
+run_one() {
+  local run=$1 conf plugin=yes
+  case $run in
+    a) conf=a-lockstep-sync-always.conf ;;
+    b) conf=b-lockstep-sync-200ms.conf ;;
+    c) conf=c-builtin-loki.conf; plugin=no ;;
+    d) conf=d-null.conf; plugin=no ;;
+    *) echo "unknown run $run" >&2; return 1 ;;
+  esac
+  local d=$WORK/$run
+  rm -rf "$d"; mkdir -p "$d/spool"
+  mkfifo "$d/recv.stdin"
+  LOKI_RECEIVER_INTERVAL_MS=100 LOKI_RECEIVER_DUMP=$d/stored.jsonl \
+    "$RECEIVER_BIN" < "$d/recv.stdin" > "$d/recv.out" 2> "$d/recv.err" &
+  local rpid=$! rfd
+  exec {rfd}> "$d/recv.stdin"
+  local url=""
+  for _ in $(seq 100); do url=$(head -n 1 "$d/recv.out" 2>/dev/null || true); [ -n "$url" ] && break; sleep 0.05; done
+  [ -n "$url" ] || { echo "receiver did not start" >&2; return 1; }
+  local port=${url#http://127.0.0.1:}; port=${port%%/*}
+  local http_port=$((24000 + RANDOM % 8000))
+
+  local args=(-c "$CONF_DIR/$conf")
+  [ "$plugin" = yes ] && args=(-e "$PLUGIN_SO" "${args[@]}")
+  echo "run $run: $FLUENT_BIT ${args[*]}  (receiver $url)" >&2
+  local t0; t0=$(now)
+  BENCH_INPUT=$BENCH_INPUT RECEIVER_URL=$url RECEIVER_PORT=$port SPOOL_DIR=$d/spool \
+    FB_HTTP_PORT=$http_port BENCH_CONF_DIR=$CONF_DIR \
+    "$FLUENT_BIT" "${args[@]}" > "$d/fluent-bit.log" 2>&1 &
+  local fb=$!
+  local done_at="" cpu="" rss="" got=0
+  while :; do
+    if ! kill -0 "$fb" 2>/dev/null; then echo "run $run: fluent-bit exited early (see $d/fluent-bit.log)" >&2; break; fi
+    if [ "$run" = d ]; then got=$(null_records "$http_port"); else got=$(last_stored "$d/recv.out"); fi
+    got=${got:-0}
+    if [ "$got" -ge "$N" ]; then
+      done_at=$(now); cpu=$(cpu_of "$fb"); rss=$(hwm_mb "$fb"); break
+    fi
+    if [ "$(echo "$(now) - $t0 > $BENCH_TIMEOUT" | bc)" = 1 ]; then
+      echo "run $run: only $got of $N after ${BENCH_TIMEOUT}s" >&2
+      cpu=$(cpu_of "$fb"); rss=$(hwm_mb "$fb"); break
+    fi
+    sleep 0.05
+  done
+  # Let late retries land, so duplicates show.
+  sleep 3
+  local exit_s="-" rc="-"
+  if kill -0 "$fb" 2>/dev/null; then
+    local t2; t2=$(now)
+    kill -TERM "$fb"
+    for _ in $(seq 600); do kill -0 "$fb" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$fb" 2>/dev/null; then
+      echo "run $run: fluent-bit still running 30 s after SIGTERM: killing it" >&2
+      kill -KILL "$fb"; exit_s=HANG
+    else
+      exit_s=$(printf "%.2f" "$(echo "$(now) - $t2" | bc)")
+    fi
+    set +e; wait "$fb"; rc=$?; set -e
+  fi
+  exec {rfd}>&-
+  wait "$rpid" || true
+  local last; last=$(tail -n 1 "$d/recv.out")
+  local stored dup; stored=$(sed -n 's/^stored=\([0-9]*\).*/\1/p' <<< "$last")
+  # null: nothing reaches the receiver; show what Fluent Bit's null output counted.
+  [ "$run" = d ] && stored="(null: ${got})"
+  dup=$(sed -n 's/.* duplicates=\([0-9]*\).*/\1/p' <<< "$last")
+  local distinct=-
+  if [ "$run" != d ]; then
+    distinct=$(python3 - "$d/stored.jsonl" <<'EOF'
+import json, re, sys
+seqs, bad = set(), 0
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    m = re.search(r"seq=(\d+)", e["line"])
+    if m: seqs.add(int(m.group(1)))
+    if e["labels"].get("job") != "bench" or "app" not in e["labels"] or \
+       not any(k == "trace_id" for k, _ in e["structured_metadata"]):
+        bad += 1
+print(len(seqs) if not bad else "%d(%d-bad-labels)" % (len(seqs), bad))
+EOF
+)
+  fi
+  local wall=-
+  [ -n "$done_at" ] && wall=$(printf '%.2f' "$(echo "$done_at - $t0" | bc)")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$conf" "${stored:-0}" "${dup:-0}" "$distinct" \
+    "${cpu:--}" "$wall" "${rss:--}" "$exit_s" "$rc" >> "$RESULTS"
+  grep -E '\[(error|warn)\]|lockstep' "$d/fluent-bit.log" | grep -v 'caught signal\|service will shutdown' | head -n 20 | sed "s/^/  [$run] /" >&2 || true
+}
+
+for r in $BENCH_RUNS; do run_one "$r"; done
+
+python3 - "$RESULTS" "$N" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+n = int(sys.argv[2])
+print(f"\nrecords in input: {n}")
+hdr = ("run", "config", "stored", "dup dropped", "distinct", "CPU s", "wall s", "peak RSS MB", "SIGTERM exit s", "rc")
+print("| " + " | ".join(hdr) + " |")
+print("|" + "---|" * len(hdr))
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+by = {r[0]: r for r in rows}
+def f(run, i):
+    try: return float(by[run][i])
+    except (KeyError, ValueError): return None
+floor = f("d", 5)
+for run in ("a", "b"):
+    cpu, rss, bcpu, brss = f(run, 5), f(run, 7), f("c", 5), f("c", 7)
+    if cpu is not None and bcpu:
+        print(f"{run}/c CPU ratio: {cpu / bcpu:.2f}", end="")
+        if floor is not None and bcpu - floor > 0:
+            print(f"   above null floor: {cpu - floor:.2f} s vs {bcpu - floor:.2f} s (ratio {(cpu - floor) / (bcpu - floor):.2f})", end="")
+        print()
+    if rss is not None and brss:
+        print(f"{run}/c peak RSS ratio: {rss / brss:.2f}")
+EOF
+echo "logs and receiver dumps: $WORK" >&2
