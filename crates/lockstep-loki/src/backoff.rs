@@ -141,6 +141,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// The hold time before a probe.
+    pub fn hold(&self) -> Duration {
+        self.cfg.hold
+    }
+
     /// Current state (after no transition; call [`allow`](Self::allow) to advance time).
     pub fn state(&self) -> BreakerState {
         self.state

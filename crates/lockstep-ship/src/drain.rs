@@ -485,6 +485,7 @@ fn run_loop(sh: &Shared) {
                 }
                 Outcome::Retry(cause) => {
                     m.pushes_failed.fetch_add(1, Relaxed);
+                    m.consecutive_failures.fetch_add(1, Relaxed);
                     breaker.record_failure(Instant::now());
                     set_breaker(m, &breaker);
                     if sh.deadline().is_some() {
@@ -512,6 +513,7 @@ fn run_loop(sh: &Shared) {
             }
             breaker.record_success();
             backoff.reset();
+            m.consecutive_failures.store(0, Relaxed);
             m.retry_delay_ms.store(0, Relaxed);
             set_breaker(m, &breaker);
             pushes[i].body = Vec::new();
@@ -530,16 +532,26 @@ fn describe(cause: &lockstep_loki::RetryCause) -> String {
     }
 }
 
+/// Publishes the breaker's state and logs its transitions (an operator watching the
+/// log must see the drain go quiet on purpose).
 fn set_breaker(m: &Metrics, b: &CircuitBreaker) {
-    let (state, failures) = match b.state() {
-        BreakerState::Closed { failures } => (0, failures as u64),
-        BreakerState::Open { .. } => (1, m.consecutive_failures.load(Relaxed).max(1)),
-        BreakerState::HalfOpen { .. } => (2, m.consecutive_failures.load(Relaxed).max(1)),
+    let state = match b.state() {
+        BreakerState::Closed { .. } => 0,
+        BreakerState::Open { .. } => 1,
+        BreakerState::HalfOpen { .. } => 2,
     };
-    m.breaker_state.store(state, Relaxed);
-    m.consecutive_failures.store(failures, Relaxed);
+    let before = m.breaker_state.swap(state, Relaxed);
+    match (before, state) {
+        (0, 1) => log::warn!(
+            "circuit breaker open after {} consecutive failed pushes: one probe every {} s until Loki answers; entries stay queued",
+            m.consecutive_failures.load(Relaxed),
+            b.hold().as_secs_f64()
+        ),
+        (2, 1) => log::debug!("probe failed; breaker open again"),
+        (1 | 2, 0) => log::info!("Loki answers again; circuit breaker closed, draining the queue"),
+        _ => {}
+    }
 }
-
 /// Sends now when the batch is full, or its oldest record has waited `linger`.
 fn is_due(cfg: &DrainConfig, batch: &Batch) -> bool {
     if batch.len() >= cfg.batch_entries || batch.payload_bytes() as usize >= cfg.batch_bytes / 2 {
@@ -638,7 +650,10 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
     let cfg = &sh.cfg;
     let m = &*sh.metrics;
     let cutoff = cutoff_ns(cfg);
-    let mut by_tenant: BTreeMap<Option<String>, Vec<LabelledEntry>> = BTreeMap::new();
+    // Grouped by tenant, then by the entry's label list as spooled (the mapping already
+    // made it valid, sorted and unique), moved rather than cloned: this is the drain's
+    // hot path, one lookup per entry instead of a label map built per entry.
+    let mut by_tenant: BTreeMap<Option<String>, Streams> = BTreeMap::new();
     let (mut undecodable, mut old) = (0u64, 0u64);
     for r in &batch.records {
         let e = match SpooledEntry::decode(r.seq, &r.payload) {
@@ -663,10 +678,7 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
             old += 1;
             continue;
         }
-        by_tenant
-            .entry(e.tenant)
-            .or_default()
-            .push((e.labels.into_iter().collect(), entry));
+        by_tenant.entry(e.tenant).or_default().push(e.labels, entry);
     }
     if undecodable > 0 {
         m.entries_undecodable.fetch_add(undecodable, Relaxed);
@@ -678,9 +690,9 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
         );
     }
     let mut out = Vec::new();
-    for (tenant, items) in by_tenant {
-        let entries = items.len() as u64;
-        let streams = group_entries(items);
+    for (tenant, grouped) in by_tenant {
+        let entries = grouped.entries;
+        let streams = grouped.finish();
         if let Some(t) = &tenant {
             if let Err(e) = check_tenant(t) {
                 m.entries_bad_tenant.fetch_add(entries, Relaxed);
@@ -693,6 +705,48 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
         out.extend(Push::new(sh, tenant, streams));
     }
     Prepared::Pushes(out)
+}
+
+/// One tenant's entries grouped into streams by their spooled label lists.
+#[derive(Default)]
+struct Streams {
+    index: std::collections::HashMap<Vec<(String, String)>, usize>,
+    streams: Vec<Stream>,
+    entries: u64,
+}
+
+impl Streams {
+    fn push(&mut self, labels: Vec<(String, String)>, e: Entry) {
+        self.entries += 1;
+        if let Some(&i) = self.index.get(&labels) {
+            self.streams[i].entries.push(e);
+            return;
+        }
+        let map: BTreeMap<String, String> = labels.iter().cloned().collect();
+        self.index.insert(labels, self.streams.len());
+        self.streams.push(Stream {
+            labels: map,
+            entries: vec![e],
+        });
+    }
+
+    /// The streams, each sorted by time (stable), merged where two label lists render
+    /// the same under Loki's rules (never, for lists the mapping produced).
+    fn finish(self) -> Vec<Stream> {
+        let mut streams = self.streams;
+        if streams
+            .iter()
+            .all(|s| lockstep_loki::effective_labels(&s.labels) == s.labels)
+            && streams.len() == self.index.len()
+        {
+            for s in &mut streams {
+                s.entries.sort_by_key(|e| e.ts_ns);
+            }
+            streams
+        } else {
+            lockstep_loki::group_streams(streams)
+        }
+    }
 }
 
 /// An entry with its stream's labels, as [`group_entries`] takes it.

@@ -175,6 +175,11 @@ fn outage_then_recovery_sends_backlog_before_fresh_entries_with_bounded_requests
         1,
         "breaker open during the outage"
     );
+    assert_eq!(
+        r.metrics.consecutive_failures.load(Relaxed),
+        r.metrics.pushes_failed.load(Relaxed),
+        "every push so far failed"
+    );
     let fresh: Vec<_> = (0..50)
         .map(|i| entry(None, "api", now_ns() + i, format!("fresh {i}")))
         .collect();

@@ -204,10 +204,11 @@ impl Settings {
         let sync = match config.get::<String>("spool_sync")? {
             None => SyncMode::Always,
             Some(v) if v.trim().eq_ignore_ascii_case("always") => SyncMode::Always,
-            Some(v) => SyncMode::Interval(
-                fluent_bit_plugin::config::parse_duration(&v)
-                    .map_err(|e| format!("`spool_sync` must be `always` or a duration: {e}"))?,
-            ),
+            Some(v) => {
+                SyncMode::Interval(fluent_bit_plugin::config::parse_duration(&v).map_err(|e| {
+                    format!("`spool_sync` must be `always` or a duration, not `{v}`: {e}")
+                })?)
+            }
         };
         let defaults = SpoolConfig::default();
         let max_bytes = config
