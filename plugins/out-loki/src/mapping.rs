@@ -702,18 +702,21 @@ impl Mapping {
         body: MapView<'_>,
         stats: &mut MapStats,
     ) -> SpooledEntry {
+        // One pass over the top level serves every accessor and removal below (each
+        // used to scan the whole record: the flush path's largest cost).
+        let top = Top::new(body);
         SpooledEntry {
-            tenant: self.tenant(body, stats),
-            labels: self.labels(tag, body, stats),
+            tenant: self.tenant(&top, stats),
+            labels: self.labels(tag, &top, stats),
             ts_ns,
-            line: self.line(body, stats),
-            structured_metadata: self.metadata(tag, body, stats),
+            line: self.line(&top, stats),
+            structured_metadata: self.metadata(tag, &top, stats),
         }
     }
 
-    fn tenant(&self, body: MapView<'_>, stats: &mut MapStats) -> Option<String> {
+    fn tenant(&self, top: &Top<'_>, stats: &mut MapStats) -> Option<String> {
         if let Some(path) = &self.tenant_key {
-            if let Some((_, ValueRef::Str(s))) = resolve(body, path) {
+            if let Some((_, ValueRef::Str(s))) = resolve(top, path) {
                 if !s.0.is_empty() {
                     return Some(lossy(s.0, stats));
                 }
@@ -722,14 +725,14 @@ impl Mapping {
         self.tenant_id.clone()
     }
 
-    fn labels(&self, tag: &str, body: MapView<'_>, stats: &mut MapStats) -> Vec<(String, String)> {
+    fn labels(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::with_capacity(self.labels.len() + 1);
         for p in &self.labels {
             let mut value = match &p.value {
                 Value::Static(s) => s.clone(),
                 Value::Dynamic(parts) => {
                     let mut v = String::new();
-                    translate(parts, tag, body, &mut v, Flavour::Label, stats);
+                    translate(parts, tag, top, &mut v, Flavour::Label, stats);
                     v
                 }
             };
@@ -765,19 +768,14 @@ impl Mapping {
         dedup
     }
 
-    fn metadata(
-        &self,
-        tag: &str,
-        body: MapView<'_>,
-        stats: &mut MapStats,
-    ) -> Vec<(String, String)> {
+    fn metadata(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::with_capacity(self.metadata.len());
         for p in &self.metadata {
             let value = match &p.value {
                 Value::Static(s) => s.clone(),
                 Value::Dynamic(parts) => {
                     let mut v = String::new();
-                    let found = translate(parts, tag, body, &mut v, Flavour::Metadata, stats);
+                    let found = translate(parts, tag, top, &mut v, Flavour::Metadata, stats);
                     if v.is_empty() {
                         if found {
                             stats.metadata_dropped += 1;
@@ -797,11 +795,12 @@ impl Mapping {
     }
 
     /// The line: the record minus removed keys, in the configured format.
-    fn line(&self, body: MapView<'_>, stats: &mut MapStats) -> String {
+    fn line(&self, top: &Top<'_>, stats: &mut MapStats) -> String {
+        let body = top.body;
         let mut removed: Vec<Vec<u32>> = self
             .removals
             .iter()
-            .filter_map(|p| resolve(body, p).map(|(idx, _)| idx))
+            .filter_map(|p| resolve(top, p).map(|(idx, _)| idx))
             .collect();
         removed.sort();
         removed.dedup();
@@ -860,6 +859,26 @@ impl Mapping {
     }
 }
 
+/// The record's top level, read once: (position, key, value) of every string key.
+struct Top<'a> {
+    body: MapView<'a>,
+    keys: Vec<(u32, &'a [u8], ValueRef<'a>)>,
+}
+
+impl<'a> Top<'a> {
+    fn new(body: MapView<'a>) -> Self {
+        let keys = body
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (k, v))| match k {
+                ValueRef::Str(s) => Some((i as u32, s.0, v)),
+                _ => None,
+            })
+            .collect();
+        Top { body, keys }
+    }
+}
+
 /// Removal paths below child `i`, relative to it.
 fn children<'r>(rel: &[&'r [u32]], i: u32) -> Vec<&'r [u32]> {
     rel.iter()
@@ -871,10 +890,18 @@ fn children<'r>(rel: &[&'r [u32]], i: u32) -> Vec<&'r [u32]> {
 /// Follows an accessor path: the last occurrence of a key in a map (as
 /// Fluent Bit's `ra_key_val_id`), an index in an array. Returns the index
 /// path and the value.
-fn resolve<'a>(root: MapView<'a>, path: &[Step]) -> Option<(Vec<u32>, ValueRef<'a>)> {
-    let mut cur = ValueRef::Map(root);
+fn resolve<'a>(top: &Top<'a>, path: &[Step]) -> Option<(Vec<u32>, ValueRef<'a>)> {
     let mut idx = Vec::with_capacity(path.len());
-    for step in path {
+    let (first, rest) = path.split_first()?;
+    let Step::Key(k) = first else { return None };
+    let &(i, _, v) = top
+        .keys
+        .iter()
+        .rev()
+        .find(|(_, key, _)| *key == k.as_bytes())?;
+    idx.push(i);
+    let mut cur = v;
+    for step in rest {
         match (step, cur) {
             (Step::Key(k), ValueRef::Map(m)) => {
                 let mut found = None;
@@ -910,7 +937,7 @@ enum Flavour {
 fn translate(
     parts: &[Part],
     tag: &str,
-    body: MapView<'_>,
+    top: &Top<'_>,
     out: &mut String,
     flavour: Flavour,
     stats: &mut MapStats,
@@ -922,7 +949,7 @@ fn translate(
             Part::Tag => out.push_str(tag),
             Part::TagIndex(n) => out.push_str(tag.split('.').nth(*n).unwrap_or("")),
             Part::Key(path) => {
-                if let Some((_, v)) = resolve(body, path) {
+                if let Some((_, v)) = resolve(top, path) {
                     found = true;
                     value_text(out, v, flavour, stats);
                 }
