@@ -116,18 +116,18 @@ impl OutputPlugin for LokiOutput {
             m.chunks_retry.fetch_add(1, Relaxed);
             return FlushResult::Retry;
         }
-        if let Err(e) = chunk.validate() {
-            m.chunks_error.fetch_add(1, Relaxed);
-            log::error!("dropping an undecodable chunk for tag {tag}: {e}");
-            return FlushResult::Error;
-        }
+        // All or nothing without a separate validation pass: nothing is appended until
+        // every record decoded, so a bad record drops the chunk with nothing queued.
         let mut stats = MapStats::default();
         let mut payloads: Vec<Vec<u8>> = Vec::new();
         for record in chunk.records() {
-            let Ok(r) = record else {
-                // validate() passed, so this cannot happen; refuse rather than guess.
-                m.chunks_error.fetch_add(1, Relaxed);
-                return FlushResult::Error;
+            let r = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    m.chunks_error.fetch_add(1, Relaxed);
+                    log::error!("dropping an undecodable chunk for tag {tag}: {e}");
+                    return FlushResult::Error;
+                }
             };
             let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
             payloads.push(

@@ -1372,7 +1372,8 @@ fn render_container_inner(
         let (map, on_path) = (top.map, top.on_path);
         if on_path
             && removals.iter().any(|r| {
-                r.len() == path.len() + 1 && r[..path.len()] == path[..] && r[path.len()] == i
+                // Cheapest test first: the slice compare is a memcmp call.
+                r.len() == path.len() + 1 && r[path.len()] == i && r[..path.len()] == path[..]
             })
         {
             if map {
