@@ -132,7 +132,29 @@ fn gauges_text(dir: &std::path::Path, g: &Gauges, now: u64) -> String {
     )
 }
 
+/// The Loki entry a `lockstep_loki` queue record holds, as JSON.
+fn entry_json(r: &Record) -> Option<serde_json::Value> {
+    let e = lockstep_ship::SpooledEntry::decode(r.seq, &r.payload).ok()?;
+    let labels: serde_json::Map<String, serde_json::Value> =
+        e.labels.into_iter().map(|(k, v)| (k, v.into())).collect();
+    let sm: serde_json::Map<String, serde_json::Value> = e
+        .structured_metadata
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    Some(json!({
+        "tenant": e.tenant,
+        "labels": labels,
+        "ts_ns": e.ts_ns.to_string(),
+        "line": e.line,
+        "structured_metadata": sm,
+    }))
+}
+
 fn record_json(r: &Record) -> serde_json::Value {
+    if let Some(entry) = entry_json(r) {
+        return json!({ "seq": r.seq, "ts_ns": r.ts_ns, "len": r.payload.len(), "entry": entry });
+    }
     let text = std::str::from_utf8(&r.payload);
     json!({
         "seq": r.seq,
@@ -145,6 +167,23 @@ fn record_json(r: &Record) -> serde_json::Value {
 
 fn record_text(r: &Record, now: u64, max_len: usize) -> String {
     let age = human_duration(Duration::from_nanos(now.saturating_sub(r.ts_ns)));
+    if let Some(e) = entry_json(r) {
+        let mut s = format!("{} {} {}", e["labels"], e["line"], e["structured_metadata"]);
+        if s.len() > max_len {
+            let mut cut = max_len;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push_str("...");
+        }
+        return format!(
+            "seq {} | {} ago | {} bytes | {s}",
+            r.seq,
+            age,
+            r.payload.len()
+        );
+    }
     let shown = &r.payload[..r.payload.len().min(max_len)];
     let mut s = String::from_utf8_lossy(shown).escape_debug().to_string();
     if shown.len() < r.payload.len() {

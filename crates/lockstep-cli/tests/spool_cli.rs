@@ -89,3 +89,34 @@ fn missing_directory_is_a_clear_error() {
     assert_ne!(code, 0);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn peek_shows_the_loki_entry_of_a_lockstep_loki_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("spool");
+    let spool = Spool::open(&dir, SpoolConfig::default()).unwrap();
+    let e = lockstep_ship::SpooledEntry {
+        tenant: Some("edge".into()),
+        labels: vec![("app".into(), "api".into()), ("job".into(), "x".into())],
+        ts_ns: 1_795_000_000_000_000_000,
+        line: "{\"msg\":\"hello\"}".into(),
+        structured_metadata: vec![("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())],
+    };
+    spool.append(&[e.encode()]).unwrap();
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = lockstep(&["spool", "peek", d, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["entry"]["tenant"], "edge");
+    assert_eq!(r["entry"]["labels"]["app"], "api");
+    assert_eq!(r["entry"]["line"], "{\"msg\":\"hello\"}");
+    assert_eq!(
+        r["entry"]["structured_metadata"]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let (_, out, _) = lockstep(&["spool", "peek", d]);
+    assert!(
+        out.contains(r#"{"app":"api","job":"x"}"#) && out.contains("hello"),
+        "{out}"
+    );
+}

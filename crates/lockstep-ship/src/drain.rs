@@ -277,14 +277,7 @@ impl Push {
 
     /// Halves of this push (by entries, in order), for a 413: Loki stored nothing.
     fn split(self, sh: &Shared) -> Vec<Push> {
-        let items: Vec<LabelledEntry> = self
-            .streams
-            .into_iter()
-            .flat_map(|s| {
-                let labels = s.labels;
-                s.entries.into_iter().map(move |e| (labels.clone(), e))
-            })
-            .collect();
+        let items: Vec<LabelledEntry> = flatten(self.streams).collect();
         let mid = items.len() / 2;
         let mut items = items;
         let second = items.split_off(mid);
@@ -626,13 +619,7 @@ fn too_old(sh: &Shared, e: &mut Entry, cutoff: i128) -> bool {
 fn refresh_too_old(sh: &Shared, p: Push) -> Option<Push> {
     let cutoff = cutoff_ns(&sh.cfg);
     let before = p.entries;
-    let items: Vec<LabelledEntry> = p
-        .streams
-        .into_iter()
-        .flat_map(|s| {
-            let labels = s.labels;
-            s.entries.into_iter().map(move |e| (labels.clone(), e))
-        })
+    let items: Vec<LabelledEntry> = flatten(p.streams)
         .filter_map(|(l, mut e)| too_old(sh, &mut e, cutoff).then_some((l, e)))
         .collect();
     if (items.len() as u64) < before {
@@ -751,6 +738,14 @@ impl Streams {
 
 /// An entry with its stream's labels, as [`group_entries`] takes it.
 type LabelledEntry = (BTreeMap<String, String>, Entry);
+
+/// The entries of `streams`, each with its stream's labels (for regrouping).
+fn flatten(streams: Vec<Stream>) -> impl Iterator<Item = LabelledEntry> {
+    streams.into_iter().flat_map(|s| {
+        let labels = s.labels;
+        s.entries.into_iter().map(move |e| (labels.clone(), e))
+    })
+}
 
 /// The dead-letter file: one JSON object per rejected entry.
 struct DeadLetter {
