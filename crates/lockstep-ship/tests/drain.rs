@@ -164,21 +164,24 @@ fn outage_then_recovery_sends_backlog_before_fresh_entries_with_bounded_requests
     let outage = Duration::from_millis(2500);
     std::thread::sleep(outage);
     let during = rx.request_count();
-    // threshold 3 failures, then one probe per 400 ms hold: at most 3 + 2500/400 + 1.
+    // Threshold 3 failures, then one probe per 400 ms hold: about 3 + 2500/400 + 1 = 10;
+    // without the breaker (20-80 ms backoff) it would be ~50. Slack for a loaded CI box.
     assert!(during >= 3, "the drain kept trying: {during}");
     assert!(
-        during <= 3 + 7,
+        during <= 16,
         "request rate not bounded during the outage: {during}"
     );
-    assert_eq!(
+    assert_ne!(
         r.metrics.breaker_state.load(Relaxed),
-        1,
-        "breaker open during the outage"
+        0,
+        "breaker open (or half-open, probing) during the outage"
     );
-    assert_eq!(
-        r.metrics.consecutive_failures.load(Relaxed),
-        r.metrics.pushes_failed.load(Relaxed),
-        "every push so far failed"
+    let before = r.metrics.pushes_failed.load(Relaxed);
+    let consecutive = r.metrics.consecutive_failures.load(Relaxed);
+    let after = r.metrics.pushes_failed.load(Relaxed);
+    assert!(
+        (before..=after).contains(&consecutive),
+        "every push so far failed: {consecutive} consecutive, {before}..={after} failed"
     );
     let fresh: Vec<_> = (0..50)
         .map(|i| entry(None, "api", now_ns() + i, format!("fresh {i}")))
@@ -351,7 +354,7 @@ fn stop_is_bounded_during_a_black_hole_and_leaves_the_batch_on_disk() {
     r.drain.stop();
     let took = t.elapsed();
     assert!(
-        took < Duration::from_millis(2600),
+        took < Duration::from_millis(3500),
         "stop took {took:?} with grace 500 ms, timeout 2 s"
     );
     let requests = rx.request_count();
