@@ -6,15 +6,17 @@
 //! What it owns:
 //! - [`output_plugin!`], which exports `FLBPluginRegister`, `FLBPluginInit`,
 //!   `FLBPluginFlushCtx`, `FLBPluginExitCtx`, `FLBPluginOutputPreRun` and
-//!   `FLBPluginOutputPreExit` for one plugin type, and the shell code behind
-//!   them (module `shell`, the only module with `unsafe`);
+//!   `FLBPluginOutputPreExit` for one plugin type, through the FFI shell in
+//!   `fluent_bit_sys::export` (all the FFI code is there; this crate forbids unsafe_code);
 //! - [`Config`]: typed property access in Fluent Bit's notations (pure);
 //! - [`decode`]: a zero-copy, non-recursive decoder of flush chunks (pure);
 //! - [`json`]: non-recursive rendering of decoded values as JSON (pure);
-//! - a `log` backend writing through the host's `log_print` with `"%s"` and
-//!   honouring each instance's `Log_Level` through `output_log_check`.
+//! - [`Instance`] (re-exported from the shell) for logging from plugin threads;
+//!   the shell's `log` backend writes through the host's `log_print` with
+//!   `"%s"`, honouring each instance's `Log_Level`.
 //!
-//! Invariants:
+//! Invariants (kept by the shell in `fluent_bit_sys::export`, stated here for
+//! plugin authors):
 //! - one plugin value per `[OUTPUT]` instance, boxed behind the instance's
 //!   `remote_context`; the shared `flbgo_output_plugin` struct the host passes
 //!   to init is read only during that init (its api, o_ins and context are
@@ -32,16 +34,16 @@
 //!   the instance whose `FLBPluginExitCtx` follows it (the host always calls
 //!   them as a pair), just before its `exit`.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod decode;
 pub mod json;
-#[doc(hidden)]
-pub mod shell;
 
 pub use config::{ByteSize, CommaList, Config, ConfigError, FromProperty};
 pub use decode::{Chunk, DecodeError, Event, EventKind, MapView, Record, Timestamp, ValueRef};
 pub use fluent_bit_sys as sys;
-pub use shell::{Instance, LogScope};
+pub use fluent_bit_sys::export::{Instance, LogScope};
 
 use std::ffi::CStr;
 
@@ -114,6 +116,45 @@ pub trait OutputPlugin: Sized + Send + Sync + 'static {
     }
 }
 
+/// Adapts an [`OutputPlugin`] to the shell's [`sys::export::ProxyOutput`]
+/// (typed config, decoded chunks, [`FlushResult`], [`ExitReason`]). Used by
+/// [`output_plugin!`]; plugins do not name it.
+#[doc(hidden)]
+pub struct Adapter<P>(P);
+
+impl<P: OutputPlugin> sys::export::ProxyOutput for Adapter<P> {
+    const NAME: &'static CStr = P::NAME;
+    const DESCRIPTION: &'static CStr = P::DESCRIPTION;
+
+    fn init(property: &dyn Fn(&str) -> Option<String>) -> Result<Self, InitError> {
+        P::init(&Config::from_fn(property)).map(Adapter)
+    }
+
+    fn flush(&self, tag: &str, data: &[u8]) -> std::ffi::c_int {
+        self.0.flush(tag, Chunk::new(data)).code()
+    }
+
+    fn pre_run(&self, enable_hot_reload: bool) {
+        self.0.pre_run(enable_hot_reload)
+    }
+
+    fn pre_exit(&self, hot_reload: bool) {
+        self.0.pre_exit(exit_reason(hot_reload))
+    }
+
+    fn exit(self, hot_reload: bool) {
+        self.0.exit(exit_reason(hot_reload))
+    }
+}
+
+fn exit_reason(hot_reload: bool) -> ExitReason {
+    if hot_reload {
+        ExitReason::HotReload
+    } else {
+        ExitReason::Shutdown
+    }
+}
+
 /// Exports the proxy ABI symbols for `$plugin`, a type implementing
 /// [`OutputPlugin`]. Use once, in a `cdylib` crate.
 ///
@@ -125,74 +166,6 @@ pub trait OutputPlugin: Sized + Send + Sync + 'static {
 #[macro_export]
 macro_rules! output_plugin {
     ($plugin:ty) => {
-        /// Fluent Bit proxy ABI: registration.
-        ///
-        /// # Safety
-        /// Called by Fluent Bit with a valid, writable definition.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn FLBPluginRegister(
-            def: *mut $crate::sys::flb_plugin_proxy_def,
-        ) -> ::std::ffi::c_int {
-            // SAFETY: the host passes a calloc'ed, writable definition (or
-            // NULL, which the shell rejects).
-            unsafe { $crate::shell::register::<$plugin>(def) }
-        }
-
-        /// Fluent Bit proxy ABI: instance initialisation.
-        ///
-        /// # Safety
-        /// Called by Fluent Bit with its `flbgo_output_plugin` struct.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn FLBPluginInit(
-            plugin: *mut ::std::ffi::c_void,
-        ) -> ::std::ffi::c_int {
-            // SAFETY: the host passes its flbgo_output_plugin with api, o_ins
-            // and context set for the instance being initialised.
-            unsafe { $crate::shell::init::<$plugin>(plugin) }
-        }
-
-        /// Fluent Bit proxy ABI: flush with the instance context.
-        ///
-        /// # Safety
-        /// Called by Fluent Bit with the instance's remote context, a chunk
-        /// of `size` bytes and a NUL-terminated tag.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn FLBPluginFlushCtx(
-            remote_ctx: *mut ::std::ffi::c_void,
-            data: *const ::std::ffi::c_void,
-            size: usize,
-            tag: *mut ::std::ffi::c_char,
-        ) -> ::std::ffi::c_int {
-            // SAFETY: remote_ctx is what init stored (or NULL), data points
-            // to size readable bytes and tag is NUL-terminated, per the ABI.
-            unsafe { $crate::shell::flush_ctx::<$plugin>(remote_ctx, data, size, tag) }
-        }
-
-        /// Fluent Bit proxy ABI: instance exit.
-        ///
-        /// # Safety
-        /// Called by Fluent Bit once per instance with its remote context.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn FLBPluginExitCtx(
-            remote_ctx: *mut ::std::ffi::c_void,
-        ) -> ::std::ffi::c_int {
-            // SAFETY: remote_ctx is what init stored (or NULL); the host calls
-            // exit once per instance, after its last flush.
-            unsafe { $crate::shell::exit_ctx::<$plugin>(remote_ctx) }
-        }
-
-        /// Fluent Bit proxy ABI: called once per instance before the first flush.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn FLBPluginOutputPreRun(
-            enable_hot_reload: ::std::ffi::c_int,
-        ) -> ::std::ffi::c_int {
-            $crate::shell::output_pre_run::<$plugin>(enable_hot_reload)
-        }
-
-        /// Fluent Bit proxy ABI: called right before each instance's exit.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn FLBPluginOutputPreExit(shutdown_by_hot_reloading: ::std::ffi::c_int) {
-            $crate::shell::output_pre_exit::<$plugin>(shutdown_by_hot_reloading)
-        }
+        $crate::sys::export_proxy_output!($crate::Adapter<$plugin>);
     };
 }

@@ -12,19 +12,29 @@
 //!   and constants a C compiler sees; the `layout_check` unit test compares
 //!   every entry with what Rust sees.
 //!
+//! - [`export`]: the FFI shell every plugin's exported symbols call (through
+//!   [`export_proxy_output!`]): instance boxes behind `remote_context`,
+//!   `catch_unwind` at every entry point, the `log` backend over `log_print`.
+//!   It is the only module with behaviour, and with `bindings` the only place of
+//!   the plugin side's `unsafe`.
+//!
 //! Invariants:
-//! - nothing here but declarations: no behaviour, no allocation;
+//! - the bindings are declarations only: no behaviour, no allocation;
 //! - every struct is `#[repr(C)]` with the C layout, proven on the build
 //!   machine by the layout test and by bindgen's own layout assertions;
 //! - `flbgo_output_plugin` states only the four leading fields a plugin may
 //!   read; the host's callbacks that follow are deliberately absent, so the
 //!   struct must only ever be used behind a pointer the host provides.
 //!
-//! Safe use of these types lives in the `fluent-bit-plugin` crate.
+//! - no panic crosses the FFI boundary: see [`export`].
+//!
+//! The safe API for plugin authors (`OutputPlugin`, `Config`, the chunk
+//! decoder) is the `fluent-bit-plugin` crate, which has no `unsafe`.
 
-#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
-#![allow(clippy::all)]
+pub mod export;
 
+#[allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
+#[allow(clippy::all)]
 mod bindings {
     include!("bindings.rs");
 }

@@ -1,7 +1,9 @@
-//! The FFI shell behind [`output_plugin!`](crate::output_plugin): the only
-//! module of this crate with `unsafe`. It turns the host's raw calls into
-//! calls on one boxed [`OutputPlugin`] value per instance, catches every
-//! panic, and provides the `log` backend.
+//! The export shell behind [`export_proxy_output!`](crate::export_proxy_output)
+//! (and `fluent-bit-plugin`'s `output_plugin!`, which expands to it): it turns
+//! the host's raw calls into calls on one boxed [`ProxyOutput`] value per
+//! instance, catches every panic, and provides the `log` backend. All the FFI
+//! `unsafe` of a plugin lives here, in the sys crate; the safe layer above
+//! (`fluent-bit-plugin`) has none.
 //!
 //! Invariants:
 //! - `remote_context` of an initialised instance points to a leaked
@@ -20,9 +22,28 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
-use fluent_bit_sys as sys;
+use crate as sys;
 
-use crate::{Chunk, Config, ExitReason, OutputPlugin};
+/// What the shell calls for one output instance, in safe types. `fluent-bit-plugin`
+/// implements it for every `ProxyOutput`; plugins do not implement it directly.
+pub trait ProxyOutput: Sized + Send + Sync + 'static {
+    /// The name used in `[OUTPUT] Name` (the host copies it).
+    const NAME: &'static CStr;
+    /// A one-line description (the host keeps the pointer).
+    const DESCRIPTION: &'static CStr;
+    /// Creates the instance; `property` is the host's `output_get_property`.
+    fn init(
+        property: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>>;
+    /// One chunk for `tag`; returns FLB_OK, FLB_RETRY or FLB_ERROR. May run concurrently.
+    fn flush(&self, tag: &str, data: &[u8]) -> c_int;
+    /// After every instance initialised.
+    fn pre_run(&self, enable_hot_reload: bool);
+    /// Right before `exit`, when the host announced it.
+    fn pre_exit(&self, hot_reload: bool);
+    /// The instance's last call.
+    fn exit(self, hot_reload: bool);
+}
 
 /// What the shell keeps about one instance's host side.
 pub(crate) struct HostRef {
@@ -174,7 +195,8 @@ struct LiveEntry {
 /// Initialised, not yet exited instances, in init order.
 static LIVE: Mutex<Vec<LiveEntry>> = Mutex::new(Vec::new());
 /// The reason announced by the latest FLBPluginOutputPreExit, not yet consumed.
-static PENDING_PRE_EXIT: Mutex<Option<ExitReason>> = Mutex::new(None);
+/// (`true`: shutdown by hot reload.)
+static PENDING_PRE_EXIT: Mutex<Option<bool>> = Mutex::new(None);
 /// Counter for instance labels.
 static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
 /// The plugin's name for log lines without an instance.
@@ -327,7 +349,7 @@ fn install_logger(name: &str) {
 ///
 /// # Safety
 /// `def` is NULL or points to a writable `flb_plugin_proxy_def`.
-pub unsafe fn register<P: OutputPlugin>(def: *mut sys::flb_plugin_proxy_def) -> c_int {
+pub unsafe fn register<P: ProxyOutput>(def: *mut sys::flb_plugin_proxy_def) -> c_int {
     install_panic_hook();
     guard("FLBPluginRegister", -1, || {
         install_logger(&P::NAME.to_string_lossy());
@@ -355,7 +377,7 @@ pub unsafe fn register<P: OutputPlugin>(def: *mut sys::flb_plugin_proxy_def) -> 
 /// # Safety
 /// `plugin` is NULL or points to the host's `flbgo_output_plugin` whose api,
 /// o_ins and context are set for the instance being initialised.
-pub unsafe fn init<P: OutputPlugin>(plugin: *mut c_void) -> c_int {
+pub unsafe fn init<P: ProxyOutput>(plugin: *mut c_void) -> c_int {
     install_panic_hook();
     if plugin.is_null() {
         guard("FLBPluginInit", (), || {
@@ -382,8 +404,7 @@ pub unsafe fn init<P: OutputPlugin>(plugin: *mut c_void) -> c_int {
         return -1;
     }
     let created = guard("FLBPluginInit", None, || {
-        let config = Config::from_fn(|key| host.property(key));
-        match P::init(&config) {
+        match P::init(&|key: &str| host.property(key)) {
             Ok(p) => Some(p),
             Err(e) => {
                 log::error!("initialisation failed: {e}");
@@ -417,7 +438,7 @@ pub unsafe fn init<P: OutputPlugin>(plugin: *mut c_void) -> c_int {
 /// `remote_ctx` is NULL or a pointer stored by [`init`] and not yet passed
 /// to [`exit_ctx`]; `data` points to `size` readable bytes (or `size` is 0);
 /// `tag` is NULL or NUL-terminated. All stay valid during the call.
-pub unsafe fn flush_ctx<P: OutputPlugin>(
+pub unsafe fn flush_ctx<P: ProxyOutput>(
     remote_ctx: *mut c_void,
     data: *const c_void,
     size: usize,
@@ -450,13 +471,11 @@ pub unsafe fn flush_ctx<P: OutputPlugin>(
         // SAFETY: data points to size readable bytes, valid during the call.
         unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) }
     };
-    guard("flush", sys::FLB_ERROR, || {
-        inst.plugin.flush(&tag, Chunk::new(bytes)).code()
-    })
+    guard("flush", sys::FLB_ERROR, || inst.plugin.flush(&tag, bytes))
 }
 
 /// `FLBPluginOutputPreRun`: delivered to the first instance not yet pre-run.
-pub fn output_pre_run<P: OutputPlugin>(enable_hot_reload: c_int) -> c_int {
+pub fn output_pre_run<P: ProxyOutput>(enable_hot_reload: c_int) -> c_int {
     install_panic_hook();
     let picked = {
         let mut live = live();
@@ -483,14 +502,9 @@ pub fn output_pre_run<P: OutputPlugin>(enable_hot_reload: c_int) -> c_int {
 }
 
 /// `FLBPluginOutputPreExit`: remembered for the `exit_ctx` that follows.
-pub fn output_pre_exit<P: OutputPlugin>(shutdown_by_hot_reloading: c_int) {
-    let reason = if shutdown_by_hot_reloading != 0 {
-        ExitReason::HotReload
-    } else {
-        ExitReason::Shutdown
-    };
+pub fn output_pre_exit<P: ProxyOutput>(shutdown_by_hot_reloading: c_int) {
     if let Ok(mut p) = PENDING_PRE_EXIT.lock() {
-        *p = Some(reason);
+        *p = Some(shutdown_by_hot_reloading != 0);
     }
 }
 
@@ -499,7 +513,7 @@ pub fn output_pre_exit<P: OutputPlugin>(shutdown_by_hot_reloading: c_int) {
 /// # Safety
 /// `remote_ctx` is NULL or a pointer stored by [`init`], passed here once,
 /// with no flush running for it.
-pub unsafe fn exit_ctx<P: OutputPlugin>(remote_ctx: *mut c_void) -> c_int {
+pub unsafe fn exit_ctx<P: ProxyOutput>(remote_ctx: *mut c_void) -> c_int {
     install_panic_hook();
     let announced = PENDING_PRE_EXIT.lock().ok().and_then(|mut p| p.take());
     if remote_ctx.is_null() {
@@ -524,7 +538,7 @@ pub unsafe fn exit_ctx<P: OutputPlugin>(remote_ctx: *mut c_void) -> c_int {
             (*context).remote_context = std::ptr::null_mut();
         }
     }
-    let reason = announced.unwrap_or(ExitReason::Shutdown);
+    let reason = announced.unwrap_or(false);
     {
         let _scope = LogScope::enter(host.clone());
         if let Some(reason) = announced {
@@ -534,4 +548,83 @@ pub unsafe fn exit_ctx<P: OutputPlugin>(remote_ctx: *mut c_void) -> c_int {
     }
     host.alive.store(false, Ordering::Release);
     sys::FLB_OK
+}
+
+/// Exports the proxy ABI symbols (`FLBPluginRegister`, `FLBPluginInit`,
+/// `FLBPluginFlushCtx`, `FLBPluginExitCtx`, `FLBPluginOutputPreRun`,
+/// `FLBPluginOutputPreExit`) for `$plugin`, a [`ProxyOutput`]. Use once, in a
+/// `cdylib`; plugin authors use `fluent_bit_plugin::output_plugin!` instead.
+#[macro_export]
+macro_rules! export_proxy_output {
+    ($plugin:ty) => {
+        /// Fluent Bit proxy ABI: registration.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit with a valid, writable definition.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginRegister(
+            def: *mut $crate::flb_plugin_proxy_def,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the host passes a calloc'ed, writable definition (or
+            // NULL, which the shell rejects).
+            unsafe { $crate::export::register::<$plugin>(def) }
+        }
+
+        /// Fluent Bit proxy ABI: instance initialisation.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit with its `flbgo_output_plugin` struct.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginInit(
+            plugin: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the host passes its flbgo_output_plugin with api, o_ins
+            // and context set for the instance being initialised.
+            unsafe { $crate::export::init::<$plugin>(plugin) }
+        }
+
+        /// Fluent Bit proxy ABI: flush with the instance context.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit with the instance's remote context, a chunk
+        /// of `size` bytes and a NUL-terminated tag.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginFlushCtx(
+            remote_ctx: *mut ::std::ffi::c_void,
+            data: *const ::std::ffi::c_void,
+            size: usize,
+            tag: *mut ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: remote_ctx is what init stored (or NULL), data points
+            // to size readable bytes and tag is NUL-terminated, per the ABI.
+            unsafe { $crate::export::flush_ctx::<$plugin>(remote_ctx, data, size, tag) }
+        }
+
+        /// Fluent Bit proxy ABI: instance exit.
+        ///
+        /// # Safety
+        /// Called by Fluent Bit once per instance with its remote context.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn FLBPluginExitCtx(
+            remote_ctx: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: remote_ctx is what init stored (or NULL); the host calls
+            // exit once per instance, after its last flush.
+            unsafe { $crate::export::exit_ctx::<$plugin>(remote_ctx) }
+        }
+
+        /// Fluent Bit proxy ABI: called once per instance before the first flush.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn FLBPluginOutputPreRun(
+            enable_hot_reload: ::std::ffi::c_int,
+        ) -> ::std::ffi::c_int {
+            $crate::export::output_pre_run::<$plugin>(enable_hot_reload)
+        }
+
+        /// Fluent Bit proxy ABI: called right before each instance's exit.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn FLBPluginOutputPreExit(shutdown_by_hot_reloading: ::std::ffi::c_int) {
+            $crate::export::output_pre_exit::<$plugin>(shutdown_by_hot_reloading)
+        }
+    };
 }
