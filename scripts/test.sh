@@ -2,6 +2,10 @@
 # Runs every test: the workspace's unit, integration and property tests (including the
 # crash and corruption tests), then every cargo-fuzz target briefly.
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 15; 0 skips fuzzing)
+#   LOW_DISK=1       remove the test build (target/debug and the harness's artifact build)
+#                    before fuzzing, so the peak is one build, not two (.ci/run sets it)
+# Every fuzz crate builds into one directory, target/fuzz, so their common dependencies
+# build once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -20,13 +24,18 @@ failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 fuzz_status=0
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+fuzz_target_dir="$PWD/target/fuzz"
+if [ "${LOW_DISK:-0}" = 1 ]; then
+  echo "== LOW_DISK: removing the test build before fuzzing ($(du -sh target 2>/dev/null | cut -f1) in target/)"
+  rm -rf target/debug target/lockstep-harness-artifacts target/harness-wasm
+fi
 if [ "$FUZZ_SECONDS" != 0 ]; then
   if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
     for dir in crates/*/fuzz plugins/*/fuzz; do
       [ -f "$dir/Cargo.toml" ] || continue
       for target in $(cargo +nightly fuzz list --fuzz-dir "$dir"); do
         echo "== fuzz $dir $target (${FUZZ_SECONDS}s)"
-        if ! cargo +nightly fuzz run --fuzz-dir "$dir" "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 >"$log.fuzz" 2>&1; then
+        if ! cargo +nightly fuzz run --fuzz-dir "$dir" --target-dir "$fuzz_target_dir" "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 >"$log.fuzz" 2>&1; then
           tail -n 40 "$log.fuzz"
           echo "fuzz target $target in $dir FAILED"
           fuzz_status=1
@@ -41,6 +50,7 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
   fi
 fi
 
+echo "== disk: $(du -sh target 2>/dev/null | cut -f1) in target/, $(df -h . | awk 'NR==2 {print $4}') free"
 echo "tests: $passed passed, $failed failed"
 if [ "$status" != 0 ] || [ "$fuzz_status" != 0 ]; then
   exit 1
