@@ -22,6 +22,7 @@ pub const CORE_KEYS_NOT_SEEN: &[&str] = &["host", "port", "tls", "tls.verify", "
 /// against what [`Settings::from_config`] asks for).
 pub const KNOWN_KEYS: &[&str] = &[
     "url",
+    "uri",
     "labels",
     "label_keys",
     "structured_metadata",
@@ -143,6 +144,39 @@ fn one_of<'v>(
     }
 }
 
+/// The built-in `loki` output's default `uri`.
+pub const DEFAULT_URI: &str = "/loki/api/v1/push";
+
+/// The push URL from `url` and the built-in output's `uri` key. A `url` without a path
+/// (`http://loki:3100`) gets `uri`, by default [`DEFAULT_URI`] as in the built-in output,
+/// instead of pushing to `/` and being refused forever. A `url` with a path is used whole,
+/// and a `uri` beside it is an error: which one was meant cannot be told.
+fn push_url(url: &str, uri: Option<&str>) -> Result<String, E> {
+    let Some((_, rest)) = url.split_once("://") else {
+        // Not a URL: the client's check names what is wrong with it.
+        return Ok(url.to_string());
+    };
+    let path = rest.find(['/', '?', '#']).map_or("", |at| &rest[at..]);
+    if let Some(uri) = uri {
+        if !uri.starts_with('/') {
+            return Err(format!("`uri` must start with `/`, not `{uri}`").into());
+        }
+    }
+    match (path, uri) {
+        ("" | "/", uri) => Ok(format!(
+            "{}{}",
+            url.trim_end_matches('/'),
+            uri.unwrap_or(DEFAULT_URI)
+        )),
+        (_, None) => Ok(url.to_string()),
+        (path, Some(uri)) => Err(format!(
+            "`uri` ({uri}) is set but `url` already has a path ({path}): give the whole push \
+             URL in `url`, or `url` without a path and `uri`"
+        )
+        .into()),
+    }
+}
+
 impl Settings {
     /// Reads and checks every key. Errors name the key.
     pub fn from_config(config: &Config<'_>) -> Result<Settings, E> {
@@ -161,6 +195,7 @@ impl Settings {
             "`url` is required: the full push URL, e.g. https://loki:3100/loki/api/v1/push \
              (Host, Port and tls.* are read by Fluent Bit's core and never reach lockstep_loki)",
         )?;
+        let url = push_url(&url, config.get::<String>("uri")?.as_deref())?;
         let user = config.get::<String>("http_user")?;
         let password = secret(config, "http_passwd")?;
         let bearer = secret(config, "bearer_token")?;
@@ -340,6 +375,40 @@ mod tests {
         assert!(s(&[("spool_dir", "/q"), ("labels", &many[..15].join(", "))]).is_ok());
         let err = s(&[("spool_dir", "/q"), ("linger", "100000h")]).unwrap_err();
         assert!(err.contains("`linger`") && err.contains("maximum"), "{err}");
+    }
+
+    #[test]
+    fn url_and_uri_compose_like_the_builtin() {
+        let url = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("spool_dir", "/q")];
+            all.extend_from_slice(pairs);
+            Settings::from_config(&Config::from_pairs(&all))
+                .map(|st| st.client.url)
+                .map_err(|e| e.to_string())
+        };
+        // No path: the built-in's default uri, not a push to `/`.
+        for bare in ["http://loki:3100", "http://loki:3100/", "https://loki"] {
+            assert_eq!(
+                url(&[("url", bare)]).unwrap(),
+                format!("{}/loki/api/v1/push", bare.trim_end_matches('/'))
+            );
+        }
+        assert_eq!(
+            url(&[("url", "http://loki:3100"), ("uri", "/gw/push")]).unwrap(),
+            "http://loki:3100/gw/push"
+        );
+        // A path is used whole.
+        assert_eq!(
+            url(&[("url", "http://l:3100/custom/push")]).unwrap(),
+            "http://l:3100/custom/push"
+        );
+        let err = url(&[("url", "http://l/custom/push"), ("uri", "/other")]).unwrap_err();
+        assert!(
+            err.contains("`uri`") && err.contains("/custom/push") && err.contains("/other"),
+            "{err}"
+        );
+        let err = url(&[("url", "http://l"), ("uri", "gw/push")]).unwrap_err();
+        assert!(err.contains("`uri` must start with `/`"), "{err}");
     }
 
     #[test]
