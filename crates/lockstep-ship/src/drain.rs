@@ -55,6 +55,10 @@ pub struct DrainConfig {
     /// Loki's default `reject_old_samples_max_age` of 168 h, so an entry does not age
     /// out while in flight).
     pub too_old_age: Duration,
+    /// How far past the too-old cutoff a push waiting in retry may age before the
+    /// policy is applied to it again (default 10 min; a rewritten entry sits right at
+    /// the cutoff, and `too_old_age` is an hour inside Loki's limit).
+    pub too_old_slack: Duration,
     /// File receiving rejected entries as JSON lines, if any.
     pub dead_letter: Option<PathBuf>,
     /// Size at which the dead-letter file stops growing (default 100 MiB).
@@ -76,6 +80,7 @@ impl Default for DrainConfig {
             breaker: BreakerConfig::default(),
             too_old: TooOld::Drop,
             too_old_age: Duration::from_secs(167 * 3600),
+            too_old_slack: Duration::from_secs(600),
             dead_letter: None,
             dead_letter_max_bytes: 100 << 20,
             shutdown_grace: Duration::from_secs(5),
@@ -404,6 +409,21 @@ fn run_loop(sh: &Shared) {
                 );
                 return;
             }
+            // A push that waited in retry may have aged past too_old_age since it was
+            // prepared: apply the policy again rather than let Loki reject it.
+            // Before `breaker.allow`, which takes the half-open probe: a probe taken and
+            // then not sent would leave the breaker waiting for it forever.
+            // (With slack: a rewritten entry sits right at the cutoff, and too_old_age is
+            // an hour inside Loki's limit.)
+            if pushes[i].oldest_ns
+                < cutoff_ns(cfg) - cfg.too_old_slack.as_nanos().min(i64::MAX as u128) as i128
+            {
+                let p = pushes.remove(i);
+                if let Some(p) = refresh_too_old(sh, p) {
+                    pushes.insert(i, p);
+                }
+                continue;
+            }
             if !breaker.allow(now) {
                 set_breaker(m, &breaker);
                 if deadline.is_some() {
@@ -415,17 +435,6 @@ fn run_loop(sh: &Shared) {
                 m.retry_delay_ms.store(wait.as_millis() as u64, Relaxed);
                 if sh.wait(wait.max(Duration::from_millis(1)), None).is_some() {
                     return;
-                }
-                continue;
-            }
-            // A push that waited in retry may have aged past too_old_age since it was
-            // prepared: apply the policy again rather than let Loki reject it.
-            // (With slack: a rewritten entry sits right at the cutoff, and too_old_age is
-            // an hour inside Loki's limit.)
-            if pushes[i].oldest_ns < cutoff_ns(cfg) - REFRESH_SLACK_NS {
-                let p = pushes.remove(i);
-                if let Some(p) = refresh_too_old(sh, p) {
-                    pushes.insert(i, p);
                 }
                 continue;
             }
@@ -577,9 +586,6 @@ fn ack(sh: &Shared, batch: &Batch) -> bool {
         }
     }
 }
-
-/// How far past the cutoff a push in retry may age before the policy is applied again.
-const REFRESH_SLACK_NS: i128 = 10 * 60 * 1_000_000_000;
 
 /// Entries older than this (ns since the epoch) are too old for Loki.
 fn cutoff_ns(cfg: &DrainConfig) -> i128 {

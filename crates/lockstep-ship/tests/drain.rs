@@ -454,6 +454,46 @@ fn rewrite_does_not_push_the_rest_of_the_backlog_too_far_behind() {
     assert_eq!(r.metrics.entries_too_old_rewritten.load(Relaxed), 10);
 }
 
+/// A push that ages past the cutoff while the breaker is open is refreshed before the
+/// half-open probe is taken: refreshing after taking it left the breaker waiting for a
+/// probe that was never sent, and the drain sent nothing again until a restart.
+#[test]
+fn a_push_aging_in_retry_is_refreshed_without_wedging_the_breaker() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::ServerError(503));
+    let cfg = DrainConfig {
+        too_old: TooOld::Rewrite,
+        too_old_age: Duration::from_secs(1),
+        too_old_slack: Duration::from_millis(500),
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            hold: Duration::from_secs(1),
+        },
+        ..fast_cfg()
+    };
+    // Young enough to pass the first prepare, old enough to need a refresh by the
+    // time the breaker lets the first probe through.
+    let es: Vec<_> = (0..20)
+        .map(|i| entry(None, "api", now_ns() - 900_000_000 + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(2), cfg, &es);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rx.total_stored(), 0);
+    rx.set_mode(Mode::Accept);
+    assert!(
+        rx.wait_for(20, Duration::from_secs(10)),
+        "the drain stopped sending after a refresh: stored {}, {} requests",
+        rx.total_stored(),
+        rx.request_count()
+    );
+    assert!(r.metrics.entries_too_old_rewritten.load(Relaxed) >= 20);
+    let stream = rx.entries("fake").into_values().next().unwrap();
+    assert!(stream.iter().all(|e| e
+        .structured_metadata
+        .iter()
+        .any(|(k, _)| k == ORIGINAL_TS_KEY)));
+}
+
 /// 413: Loki stored nothing, so the push is split and the halves sent; nothing is lost.
 #[test]
 fn a_413_splits_the_push_instead_of_dropping_it() {

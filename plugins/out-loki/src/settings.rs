@@ -294,6 +294,7 @@ impl Settings {
             },
             too_old,
             too_old_age: duration(config, "too_old_age", d.too_old_age, 3650 * 24 * HOUR)?,
+            too_old_slack: d.too_old_slack,
             dead_letter: config.get("dead_letter_file")?,
             dead_letter_max_bytes: config
                 .get_or("dead_letter_max_bytes", ByteSize(d.dead_letter_max_bytes))?
