@@ -31,6 +31,8 @@ struct WireRef<'a> {
 
 #[derive(Deserialize)]
 struct Wire {
+    // Checked by `decode` before the rest is read.
+    #[allow(dead_code)]
     v: u8,
     e: SpooledEntry,
 }
@@ -79,13 +81,28 @@ impl SpooledEntry {
 
     /// Decodes a payload read back from the spool at sequence `seq`.
     pub fn decode(seq: u64, payload: &[u8]) -> Result<SpooledEntry, EntryError> {
+        // The version first, on its own: a newer version may change the shape of
+        // everything after it, and must be reported as newer (the drain holds the
+        // queue), not as undecodable (the drain skips it).
+        let mut head = payload;
+        let version = rmp::decode::read_array_len(&mut head)
+            .ok()
+            .filter(|&n| n >= 1)
+            .and_then(|_| rmp::decode::read_int::<u8, _>(&mut head).ok());
+        match version {
+            Some(ENTRY_VERSION) => {}
+            Some(version) => return Err(EntryError::Version { seq, version }),
+            None => {
+                return Err(EntryError::Decode {
+                    seq,
+                    detail: "no format version at the start".into(),
+                })
+            }
+        }
         let w: Wire = rmp_serde::from_slice(payload).map_err(|e| EntryError::Decode {
             seq,
             detail: e.to_string(),
         })?;
-        if w.v != ENTRY_VERSION {
-            return Err(EntryError::Version { seq, version: w.v });
-        }
         Ok(w.e)
     }
 }
@@ -121,5 +138,26 @@ mod tests {
             err.contains("sequence 42") && err.contains("version 9"),
             "{err}"
         );
+    }
+
+    /// A newer version whose entry has another shape is still a version error (held),
+    /// never a decode error (skipped, so lost).
+    #[test]
+    fn newer_version_with_another_shape_is_a_version_error() {
+        let newer = rmp_serde::to_vec(&(ENTRY_VERSION + 1, "a new layout", 3u32)).unwrap();
+        assert!(matches!(
+            SpooledEntry::decode(5, &newer),
+            Err(EntryError::Version { seq: 5, version }) if version == ENTRY_VERSION + 1
+        ));
+        let mut bytes = SpooledEntry::default().encode();
+        bytes.truncate(bytes.len() - 1);
+        assert!(matches!(
+            SpooledEntry::decode(6, &bytes),
+            Err(EntryError::Decode { seq: 6, .. })
+        ));
+        assert!(matches!(
+            SpooledEntry::decode(7, b"\xa3abc"),
+            Err(EntryError::Decode { seq: 7, .. })
+        ));
     }
 }
