@@ -231,6 +231,20 @@ impl Metrics {
         );
         add(
             &mut s,
+            "lockstep_loki_label_values_truncated_total",
+            "counter",
+            "Label values cut to 2048 bytes on a character boundary.",
+            &[(&base, r(&self.label_values_truncated))],
+        );
+        add(
+            &mut s,
+            "lockstep_loki_metadata_dropped_total",
+            "counter",
+            "Structured-metadata items left out (empty or unrepresentable values).",
+            &[(&base, r(&self.metadata_dropped))],
+        );
+        add(
+            &mut s,
             "lockstep_loki_breaker_state",
             "gauge",
             "Circuit breaker: 0 closed, 1 open, 2 half-open.",
@@ -417,6 +431,46 @@ mod tests {
             text.contains("lockstep_loki_entries_sent_total{instance=\"lockstep_loki.0\"} 41\n")
         );
         assert!(text.contains("lockstep_loki_entries_dropped_total{instance=\"lockstep_loki.0\",reason=\"too_old\"} 3\n"));
+    }
+
+    /// Every metric the README documents is rendered (two once were counted by the
+    /// mapping and never exported).
+    #[test]
+    fn every_documented_metric_is_rendered() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        )
+        .unwrap();
+        let start = readme.find("### Metrics (`metrics_listen`)").unwrap();
+        let section = &readme[start..];
+        let section = &section[..section.find("alerts.yaml").unwrap()];
+        let names: Vec<String> = section
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| t.starts_with("lockstep_loki_") || t.starts_with('_'))
+            .map(|t| {
+                let t = t.split('{').next().unwrap();
+                if t.starts_with('_') {
+                    format!("lockstep_loki{t}")
+                } else {
+                    t.to_string()
+                }
+            })
+            .collect();
+        assert!(names.len() >= 20, "{names:?}");
+        let m = Metrics::default();
+        m.label_values_truncated.store(5, Relaxed);
+        m.metadata_dropped.store(6, Relaxed);
+        let text = m.render("i", &Gauges::default(), 0);
+        for name in &names {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} is not rendered"
+            );
+        }
+        assert!(text.contains("lockstep_loki_label_values_truncated_total{instance=\"i\"} 5\n"));
+        assert!(text.contains("lockstep_loki_metadata_dropped_total{instance=\"i\"} 6\n"));
     }
 
     #[test]

@@ -136,16 +136,22 @@ impl OutputPlugin for LokiOutput {
                     .encode(),
             );
         }
-        m.invalid_utf8_fixed
-            .fetch_add(stats.invalid_utf8_fixed, Relaxed);
-        m.label_names_sanitised
-            .fetch_add(stats.label_names_sanitised, Relaxed);
         if payloads.is_empty() {
             m.chunks_ok.fetch_add(1, Relaxed);
             return FlushResult::Ok;
         }
         match self.spool.append(&payloads) {
             Ok(a) => {
+                // Counted once the chunk is queued: a chunk answered retry is mapped
+                // again when Fluent Bit flushes it again.
+                m.invalid_utf8_fixed
+                    .fetch_add(stats.invalid_utf8_fixed, Relaxed);
+                m.label_names_sanitised
+                    .fetch_add(stats.label_names_sanitised, Relaxed);
+                m.label_values_truncated
+                    .fetch_add(stats.label_values_truncated, Relaxed);
+                m.metadata_dropped
+                    .fetch_add(stats.metadata_dropped, Relaxed);
                 m.records_in.fetch_add(a.count as u64, Relaxed);
                 m.chunks_ok.fetch_add(1, Relaxed);
                 self.drain.notify(a.count);
