@@ -592,31 +592,43 @@ fn cutoff_ns(cfg: &DrainConfig) -> i128 {
     lockstep_spool::now_ns() as i128 - cfg.too_old_age.as_nanos().min(i64::MAX as u128) as i128
 }
 
-/// Applies the too-old policy to one entry; `false` when it is dropped. A rewritten
-/// entry is stamped with the oldest time Loki still accepts (the cutoff), not now: a
-/// stamp of now would move its stream's newest time ahead of the rest of the backlog,
-/// which Loki would then reject as too far behind.
-fn too_old(sh: &Shared, e: &mut Entry, cutoff: i128) -> bool {
+/// What the too-old policy did to one entry. The caller counts it: `prepare` may run
+/// again on the same batch (a held queue, a re-peek), and must not count twice.
+#[derive(PartialEq)]
+enum Aged {
+    /// Young enough, or already rewritten before.
+    Kept,
+    /// Rewritten for the first time.
+    Rewritten,
+    /// Dropped (`too_old drop`).
+    Dropped,
+}
+
+/// Applies the too-old policy to one entry. A rewritten entry is stamped with the
+/// oldest time Loki still accepts (the cutoff), not now: a stamp of now would move its
+/// stream's newest time ahead of the rest of the backlog, which Loki would then reject
+/// as too far behind.
+fn too_old(cfg: &DrainConfig, e: &mut Entry, cutoff: i128) -> Aged {
     if e.ts_ns >= cutoff {
-        return true;
+        return Aged::Kept;
     }
-    match sh.cfg.too_old {
-        TooOld::Drop => {
-            sh.metrics.entries_too_old_dropped.fetch_add(1, Relaxed);
-            false
-        }
+    match cfg.too_old {
+        TooOld::Drop => Aged::Dropped,
         TooOld::Rewrite => {
-            if !e
+            let first = !e
                 .structured_metadata
                 .iter()
-                .any(|(k, _)| k == ORIGINAL_TS_KEY)
-            {
+                .any(|(k, _)| k == ORIGINAL_TS_KEY);
+            if first {
                 e.structured_metadata
                     .push((ORIGINAL_TS_KEY.to_string(), e.ts_ns.to_string()));
-                sh.metrics.entries_too_old_rewritten.fetch_add(1, Relaxed);
             }
             e.ts_ns = cutoff + 1;
-            true
+            if first {
+                Aged::Rewritten
+            } else {
+                Aged::Kept
+            }
         }
     }
 }
@@ -625,9 +637,20 @@ fn too_old(sh: &Shared, e: &mut Entry, cutoff: i128) -> bool {
 fn refresh_too_old(sh: &Shared, p: Push) -> Option<Push> {
     let cutoff = cutoff_ns(&sh.cfg);
     let before = p.entries;
+    let mut rewritten = 0;
     let items: Vec<LabelledEntry> = flatten(p.streams)
-        .filter_map(|(l, mut e)| too_old(sh, &mut e, cutoff).then_some((l, e)))
+        .filter_map(|(l, mut e)| match too_old(&sh.cfg, &mut e, cutoff) {
+            Aged::Dropped => None,
+            aged => {
+                rewritten += u64::from(aged == Aged::Rewritten);
+                Some((l, e))
+            }
+        })
         .collect();
+    let m = &*sh.metrics;
+    m.entries_too_old_rewritten.fetch_add(rewritten, Relaxed);
+    m.entries_too_old_dropped
+        .fetch_add(before - items.len() as u64, Relaxed);
     if (items.len() as u64) < before {
         log::warn!(
             "dropped {} entries that aged past too_old_age while Loki was failing",
@@ -647,7 +670,7 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
     // made it valid, sorted and unique), moved rather than cloned: this is the drain's
     // hot path, one lookup per entry instead of a label map built per entry.
     let mut by_tenant: BTreeMap<Option<String>, Streams> = BTreeMap::new();
-    let (mut undecodable, mut old) = (0u64, 0u64);
+    let (mut undecodable, mut old, mut rewritten) = (0u64, 0u64, 0u64);
     for r in &batch.records {
         let e = match SpooledEntry::decode(r.seq, &r.payload) {
             Ok(e) => e,
@@ -667,15 +690,20 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
             line: e.line,
             structured_metadata: e.structured_metadata,
         };
-        if !too_old(sh, &mut entry, cutoff) {
-            old += 1;
-            continue;
+        match too_old(cfg, &mut entry, cutoff) {
+            Aged::Kept => {}
+            Aged::Rewritten => rewritten += 1,
+            Aged::Dropped => {
+                old += 1;
+                continue;
+            }
         }
         by_tenant.entry(e.tenant).or_default().push(e.labels, entry);
     }
-    if undecodable > 0 {
-        m.entries_undecodable.fetch_add(undecodable, Relaxed);
-    }
+    // Counted only now that the batch is not held (a held batch is prepared again).
+    m.entries_undecodable.fetch_add(undecodable, Relaxed);
+    m.entries_too_old_dropped.fetch_add(old, Relaxed);
+    m.entries_too_old_rewritten.fetch_add(rewritten, Relaxed);
     if old > 0 {
         log::warn!(
             "dropped {old} entries older than too_old_age ({} s); set too_old rewrite to send them",
