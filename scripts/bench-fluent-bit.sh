@@ -50,6 +50,9 @@ mkdir -p "$WORK"
 }
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 2; }
+command -v bc >/dev/null || { echo "bc is needed" >&2; exit 2; }
+# An early exit (a failed step under set -e) must not leave Fluent Bit or a receiver running.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 if [ ! -f "$BENCH_INPUT" ]; then
   echo "generating $BENCH_RECORDS lines into $BENCH_INPUT" >&2
@@ -80,7 +83,8 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13
 hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 last_stored() { tail -n 1 "$1" 2>/dev/null | sed -n 's/^stored=\([0-9]*\).*/\1/p'; }
 null_records() {
-  curl -s --max-time 1 "http://127.0.0.1:$1/api/v1/metrics" 2>/dev/null |
+  # Not up yet is 0 records, not a failed pipeline (which would end the script).
+  { curl -s --max-time 1 "http://127.0.0.1:$1/api/v1/metrics" 2>/dev/null || true; } |
     python3 -c 'import json,sys
 try: print(sum(v.get("proc_records",0) for v in json.load(sys.stdin)["output"].values()))
 except Exception: print(0)'
