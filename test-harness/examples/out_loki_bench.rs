@@ -9,8 +9,10 @@
 //! cargo run --release -p lockstep-harness --example out_loki_bench -- [SO] [RECORDS]
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockstep_harness::loki_receiver::{LokiReceiver, ReceiverConfig};
@@ -82,12 +84,17 @@ fn chunk(from: u64, n: u64) -> Vec<u8> {
     b.build()
 }
 
-fn host(so: &str, url: &str, spool: &str, sync: &str) -> ProxyHost {
+/// The plugin in the proxy host, with its metrics on `metrics_port`: the phases poll
+/// `lockstep_loki_queue_records` there (the plugin's in-memory gauge; reading the spool
+/// from disk each poll would add its own CPU to the figures).
+fn host(so: &str, url: &str, spool: &str, sync: &str, metrics_port: u16) -> ProxyHost {
     let mut h = ProxyHost::load(so, HostOptions::default()).expect("load the plugin");
+    let port = metrics_port.to_string();
     h.add_output(
         "lockstep_loki",
         &[
             ("url", url),
+            ("metrics_listen", &port),
             ("spool_dir", spool),
             ("spool_sync", sync),
             ("spool_max_bytes", "4G"),
@@ -108,6 +115,62 @@ fn host(so: &str, url: &str, spool: &str, sync: &str) -> ProxyHost {
     h
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `lockstep_loki_queue_records` from the plugin's metrics listener.
+fn queued(port: u16) -> u64 {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("lockstep_loki_queue_records{"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no queue_records in\n{text}"))
+}
+
+/// Kills the receiver process however the benchmark ends.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs one phase in a fresh process; its four figures.
+fn phase(
+    exe: &Path,
+    mode: &str,
+    so: &str,
+    url: &str,
+    spool: &Path,
+    n: u64,
+    sync: &str,
+) -> Vec<f64> {
+    let out = Command::new(exe)
+        .args([mode, so, url, spool.to_str().unwrap(), &n.to_string()])
+        .env("LOCKSTEP_BENCH_SYNC", sync)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        panic!("{mode} failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -126,12 +189,14 @@ fn main() {
         .unwrap_or_else(|e| panic!("{so}: {e} (run scripts/build-plugins.sh)"));
     let so = so.to_str().unwrap().to_string();
     let exe = std::env::current_exe().unwrap();
-    let mut rx = Command::new(&exe)
-        .arg("--receiver")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut rx_out = BufReader::new(rx.stdout.take().unwrap());
+    let mut rx = Reaper(
+        Command::new(&exe)
+            .arg("--receiver")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut rx_out = BufReader::new(rx.0.stdout.take().unwrap());
     let mut url = String::new();
     rx_out.read_line(&mut url).unwrap();
     let url = url.trim().to_string();
@@ -149,20 +214,7 @@ fn main() {
         let spool = tmp.join(format!("q-{sync}"));
         let _ = std::fs::remove_dir_all(&spool);
         let run = |mode: &str, url: &str, label: String| {
-            let out = Command::new(&exe)
-                .args([mode, &so, url, spool.to_str().unwrap(), &n.to_string()])
-                .env("LOCKSTEP_BENCH_SYNC", sync)
-                .output()
-                .unwrap();
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !out.status.success() {
-                eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-                panic!("{mode} failed");
-            }
-            let v: Vec<f64> = line
-                .split_whitespace()
-                .map(|x| x.parse().unwrap())
-                .collect();
+            let v = phase(&exe, mode, &so, url, &spool, n, sync);
             println!(
                 "{label:<44} {:>12.0} {:>14.2} {:>10.1} {:>10.1}",
                 v[0], v[1], v[2], v[3]
@@ -182,27 +234,12 @@ fn main() {
         );
     }
     let spool = tmp.join("q-steady");
-    let out = Command::new(&exe)
-        .args([
-            "--steady",
-            &so,
-            &url,
-            spool.to_str().unwrap(),
-            &n.to_string(),
-        ])
-        .env("LOCKSTEP_BENCH_SYNC", "always")
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let v = phase(&exe, "--steady", &so, &url, &spool, n, "always");
     println!(
         "{:<44} {:>12.0} {:>14.2} {:>10.1} {:>10.1}",
         "steady 20k rec/s, Loki up (sync always)", v[0], v[1], v[2], v[3]
     );
-    let _ = rx.kill();
+    drop(rx);
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
@@ -224,7 +261,7 @@ fn sync() -> String {
 }
 
 fn intake(so: &str, url: &str, spool: &str, n: u64) {
-    let mut h = host(so, url, spool, &sync());
+    let mut h = host(so, url, spool, &sync(), free_port());
     let chunks: Vec<Vec<u8>> = (0..n / 1000).map(|c| chunk(c * 1000, 1000)).collect();
     let (c0, t0) = (cpu_s(), Instant::now());
     for c in &chunks {
@@ -244,19 +281,19 @@ fn intake(so: &str, url: &str, spool: &str, n: u64) {
 
 fn drain(so: &str, url: &str, spool: &str, n: u64) {
     let (c0, t0) = (cpu_s(), Instant::now());
-    let mut h = host(so, url, spool, &sync());
+    let port = free_port();
+    let mut h = host(so, url, spool, &sync(), port);
     let mut rss_max: f64 = 0.0;
     loop {
         rss_max = rss_max.max(status_kb("VmRSS:"));
-        let g = lockstep_spool::inspect(spool).unwrap();
-        if g.records == 0 {
+        let left = queued(port);
+        if left == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
         assert!(
             t0.elapsed() < Duration::from_secs(600),
-            "drain stalled at {} records",
-            g.records
+            "drain stalled at {left} records"
         );
     }
     let (cpu, wall) = (cpu_s() - c0, t0.elapsed().as_secs_f64());
@@ -272,7 +309,8 @@ fn drain(so: &str, url: &str, spool: &str, n: u64) {
 
 /// Loki up, records arriving at a fixed 20k/s for the run: CPU per record and RSS.
 fn steady(so: &str, url: &str, spool: &str, n: u64) {
-    let mut h = host(so, url, spool, &sync());
+    let port = free_port();
+    let mut h = host(so, url, spool, &sync(), port);
     let per_tick = 2000u64; // every 100 ms
     let chunks: Vec<Vec<u8>> = (0..per_tick / 1000)
         .map(|c| chunk(c * 1000, 1000))
@@ -286,10 +324,7 @@ fn steady(so: &str, url: &str, spool: &str, n: u64) {
         let next = t0 + Duration::from_millis(100 * (t + 1));
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    loop {
-        if lockstep_spool::inspect(spool).unwrap().records == 0 {
-            break;
-        }
+    while queued(port) > 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let total = ticks * per_tick;
