@@ -22,3 +22,18 @@ pub mod golden;
 pub mod loki_receiver;
 pub mod proxy;
 pub mod wasm;
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 10 ms until it holds or `timeout` passes; whether it held (checked
+/// once more at the end). For tests waiting on another thread or process.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}

@@ -13,6 +13,7 @@ use lockstep_harness::artifacts::build_cdylib;
 use lockstep_harness::loki_receiver::{LokiReceiver, Mode};
 use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
+use lockstep_harness::wait_until;
 
 fn plugin() -> PathBuf {
     build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))
@@ -77,13 +78,6 @@ fn start(spool: &Path, url: &str, extra: &[(&str, &str)]) -> ProxyHost {
     host
 }
 
-fn url(rx: &LokiReceiver) -> String {
-    format!(
-        "{}/loki/api/v1/push",
-        rx.url().trim_end_matches("/loki/api/v1/push")
-    )
-}
-
 /// Every `msg` the receiver holds for the default tenant, with its count.
 fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
     let mut out = Vec::new();
@@ -94,17 +88,6 @@ fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
         }
     }
     out
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 fn free_port() -> u16 {
@@ -142,7 +125,7 @@ fn no_fault_run_delivers_every_record_exactly_once() {
     let port_s = port.to_string();
     let host = start(
         &dir.path().join("q"),
-        &url(&rx),
+        &rx.url(),
         &[("metrics_listen", &port_s)],
     );
     let mut peak = 0;
@@ -210,7 +193,7 @@ fn outage_then_recovery_delivers_everything_with_a_bounded_request_rate() {
     // (slack for a loaded CI machine).
     rx.set_mode(Mode::ServerError(503));
     let dir = tempfile::tempdir().unwrap();
-    let mut host = start(&dir.path().join("q"), &url(&rx), &[]);
+    let mut host = start(&dir.path().join("q"), &rx.url(), &[]);
     for c in 0..5 {
         assert_eq!(
             host.flush(0, "t", &chunk(c * 100, (c + 1) * 100))
@@ -260,7 +243,7 @@ fn partial_400_is_not_retried_and_goes_to_the_dead_letter_file() {
     let dl_s = dl.to_str().unwrap().to_string();
     let mut host = start(
         &dir.path().join("q"),
-        &url(&rx),
+        &rx.url(),
         &[("dead_letter_file", &dl_s)],
     );
     assert_eq!(
@@ -293,7 +276,7 @@ fn full_spool_in_block_mode_answers_retry_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut host = start(
         &dir.path().join("q"),
-        &url(&rx),
+        &rx.url(),
         &[
             ("spool_max_bytes", "64K"),
             ("spool_segment_bytes", "16K"),
@@ -351,7 +334,7 @@ fn full_spool_in_drop_oldest_mode_keeps_the_newest_and_counts_the_rest() {
     let port_s = port.to_string();
     let mut host = start(
         &dir.path().join("q"),
-        &url(&rx),
+        &rx.url(),
         &[
             ("spool_max_bytes", "64K"),
             ("spool_segment_bytes", "16K"),
@@ -395,7 +378,7 @@ fn full_spool_in_drop_oldest_mode_keeps_the_newest_and_counts_the_rest() {
 fn concurrent_flushes_lose_nothing() {
     let rx = LokiReceiver::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut host = start(&dir.path().join("q"), &url(&rx), &[]);
+    let mut host = start(&dir.path().join("q"), &rx.url(), &[]);
     let chunks: Vec<Vec<u8>> = (0..8).map(|c| chunk(c * 250, (c + 1) * 250)).collect();
     for r in host.flush_concurrently(0, "t", &chunks) {
         assert_eq!(r.unwrap().code, FlushCode::Ok);
@@ -415,7 +398,7 @@ fn hot_reload_releases_the_queue_and_the_next_instance_sends_the_backlog() {
     rx.set_mode(Mode::Refuse);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("q");
-    let mut host = start(&spool, &url(&rx), &[("shutdown_grace", "200ms")]);
+    let mut host = start(&spool, &rx.url(), &[("shutdown_grace", "200ms")]);
     assert_eq!(
         host.flush(0, "t", &chunk(0, 300)).unwrap().code,
         FlushCode::Ok
@@ -434,7 +417,7 @@ fn hot_reload_releases_the_queue_and_the_next_instance_sends_the_backlog() {
         "the backlog stays on disk"
     );
     rx.set_mode(Mode::Accept);
-    let mut host = start(&spool, &url(&rx), &[]);
+    let mut host = start(&spool, &rx.url(), &[]);
     assert!(rx.wait_for(300, Duration::from_secs(20)));
     assert_eq!(
         stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>().len(),
@@ -450,7 +433,7 @@ fn a_second_instance_on_the_same_spool_dir_fails_init_clearly() {
     let spool = dir.path().join("q");
     let spool_s = spool.to_str().unwrap().to_string();
     let mut host = ProxyHost::load(plugin(), HostOptions::default()).unwrap();
-    let u = url(&rx);
+    let u = rx.url();
     for _ in 0..2 {
         host.add_output("lockstep_loki", &[("url", &u), ("spool_dir", &spool_s)])
             .unwrap();
@@ -524,7 +507,30 @@ fn child_host() {
     }
 }
 
-fn spawn_child(spool: &Path, url: &str, n: u64) -> (Child, BufReader<std::process::ChildStdout>) {
+/// A child host that is killed (SIGKILL) and reaped when dropped, so a failed assertion
+/// never leaves one running.
+struct ChildHost(Child);
+
+impl ChildHost {
+    /// `kill -9`, and wait for it to be gone.
+    fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ChildHost {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(
+    spool: &Path,
+    url: &str,
+    n: u64,
+) -> (ChildHost, BufReader<std::process::ChildStdout>) {
     let exe = std::env::current_exe().unwrap();
     let spec = format!("{}|{}|{}|{}", plugin().display(), spool.display(), url, n);
     let mut child = Command::new(exe)
@@ -541,7 +547,7 @@ fn spawn_child(spool: &Path, url: &str, n: u64) -> (Child, BufReader<std::proces
         .spawn()
         .unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
-    (child, out)
+    (ChildHost(child), out)
 }
 
 fn read_until(
@@ -576,18 +582,17 @@ fn kill_9_mid_drain_then_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("q");
     let n = 2000;
-    let (mut child, mut out) = spawn_child(&spool, &url(&rx), n);
+    let (mut child, mut out) = spawn_child(&spool, &rx.url(), n);
     read_until(&mut out, |l| l == "started");
     assert!(rx.wait_for(300, Duration::from_secs(30)));
     // Kill while pushes fail: a batch acknowledged before Loki took it would be lost.
     rx.set_mode(Mode::ServerError(503));
     assert!(rx.wait_for_requests(rx.request_count() + 2, Duration::from_secs(10)));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill9();
     let at_kill = rx.total_stored();
     assert!(at_kill < n, "killed mid-drain ({at_kill} of {n} stored)");
     rx.set_mode(Mode::Accept);
-    let (mut child, mut out) = spawn_child(&spool, &url(&rx), 0);
+    let (mut child, mut out) = spawn_child(&spool, &rx.url(), 0);
     read_until(&mut out, |l| l == "started");
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -596,8 +601,7 @@ fn kill_9_mid_drain_then_restart_loses_nothing() {
         "after restart: {} distinct of {n}",
         stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>().len()
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill9();
     // At most the batch in flight was sent twice, and Loki absorbs exact duplicates.
     let stats = rx.stats();
     assert!(stats.duplicates_dropped <= 50, "{stats:?}");
@@ -610,24 +614,22 @@ fn kill_9_mid_intake_loses_no_acknowledged_chunk() {
     rx.set_mode(Mode::Refuse);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("q");
-    let (mut child, mut out) = spawn_child(&spool, &url(&rx), 1_000_000);
+    let (mut child, mut out) = spawn_child(&spool, &rx.url(), 1_000_000);
     let seen = read_until(&mut out, |l| l == "ok 40");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill9();
     let acked: Vec<u64> = seen
         .iter()
         .filter_map(|l| l.strip_prefix("ok ").map(|c| c.parse().unwrap()))
         .collect();
     assert_eq!(acked.len(), 41);
     rx.set_mode(Mode::Accept);
-    let (mut child, mut out) = spawn_child(&spool, &url(&rx), 0);
+    let (mut child, mut out) = spawn_child(&spool, &rx.url(), 0);
     read_until(&mut out, |l| l == "started");
     let want = acked.len() as u64 * 50;
     assert!(wait_until(Duration::from_secs(30), || {
         stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>().len() as u64 >= want
     }));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill9();
     let msgs: BTreeSet<u64> = stored_msgs(&rx)
         .iter()
         .map(|m| m.trim_start_matches("record ").parse().unwrap())

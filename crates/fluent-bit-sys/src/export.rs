@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, Once};
 use crate as sys;
 
 /// What the shell calls for one output instance, in safe types. `fluent-bit-plugin`
-/// implements it for every `ProxyOutput`; plugins do not implement it directly.
+/// implements it for every `OutputPlugin`; plugins do not implement it directly.
 pub trait ProxyOutput: Sized + Send + Sync + 'static {
     /// The name used in `[OUTPUT] Name` (the host copies it).
     const NAME: &'static CStr;

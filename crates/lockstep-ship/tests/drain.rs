@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockstep_harness::loki_receiver::{LokiReceiver, Mode, ReceiverConfig};
+use lockstep_harness::wait_until;
 use lockstep_loki::{BackoffConfig, BreakerConfig, ClientConfig, LokiClient};
 use lockstep_ship::{Drain, DrainConfig, Metrics, SpooledEntry, TooOld, ORIGINAL_TS_KEY};
 use lockstep_spool::{Spool, SpoolConfig};
@@ -82,17 +83,6 @@ fn append(r: &Rig, entries: &[SpooledEntry]) {
     let payloads: Vec<Vec<u8>> = entries.iter().map(SpooledEntry::encode).collect();
     r.spool.append(&payloads).unwrap();
     r.drain.notify(entries.len());
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 #[test]
