@@ -98,7 +98,8 @@ pub fn run(dir: &Path, wasm: &Path, plugin: &Path, loki: Option<&str>) -> Result
         None
     };
     let url = match (loki, &receiver) {
-        (Some(base), _) => format!("{}/loki/api/v1/push", base.trim_end_matches('/')),
+        // A URL without a path: the plugin pushes to /loki/api/v1/push.
+        (Some(base), _) => base.to_string(),
         (None, Some(rx)) => rx.url(),
         (None, None) => unreachable!(),
     };
@@ -122,7 +123,11 @@ pub fn run(dir: &Path, wasm: &Path, plugin: &Path, loki: Option<&str>) -> Result
             ("shutdown_grace", "30s"),
         ],
     )?;
-    host.start()?;
+    if let Err(e) = host.start() {
+        // The plugin says why through Fluent Bit's logger: show it.
+        print_plugin_errors(&mut host);
+        return Err(e.into());
+    }
     // Timestamps: one millisecond apart, ending now (Loki refuses old or future entries).
     let now = lockstep_spool::now_ns();
     let t0 = now - kept.len() as u64 * 1_000_000;
@@ -144,14 +149,10 @@ pub fn run(dir: &Path, wasm: &Path, plugin: &Path, loki: Option<&str>) -> Result
         }
     }
     host.shutdown(false); // the exit sends what is queued (shutdown_grace 30 s)
-    for l in host.take_logs() {
-        if l.source == LogSource::Plugin && l.level <= 2 {
-            eprintln!("plugin: {}", l.message);
-        }
-    }
+    print_plugin_errors(&mut host);
     let left = lockstep_spool::inspect(&spool)
-        .map(|g| g.records)
-        .unwrap_or(0);
+        .with_context(|| format!("reading the queue {} after the run", spool.display()))?
+        .records;
     println!(
         "output: {} records flushed through {} to {url} in {:.2} s; {left} left queued",
         kept.len(),
@@ -247,4 +248,13 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The plugin's errors and warnings, as Fluent Bit would log them.
+fn print_plugin_errors(host: &mut ProxyHost) {
+    for l in host.take_logs() {
+        if l.source == LogSource::Plugin && l.level <= 2 {
+            eprintln!("plugin: {}", l.message);
+        }
+    }
 }

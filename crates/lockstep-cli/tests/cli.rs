@@ -178,3 +178,27 @@ fn shipped_example_policies_compile() {
         assert!(out.contains("errors"), "{out}");
     }
 }
+
+/// `lockstep ship` (the demo's main job) end to end with the real artifacts: every record
+/// the filter keeps becomes one entry in the receiver, with its trace id in structured
+/// metadata; and a plugin that cannot start says why.
+#[test]
+fn ship_delivers_every_kept_record_once() {
+    let wasm = lockstep_harness::wasm::build_filter_wasm(&[]).unwrap();
+    let so = lockstep_harness::artifacts::build_cdylib("out-loki").unwrap();
+    let (wasm, so) = (wasm.to_str().unwrap(), so.to_str().unwrap());
+    let (code, out, err) = lockstep(&["ship", "golden/four-schemas", "--wasm", wasm, "--plugin", so]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // "filter: N records in, K kept (D dropped) …" and "OK: K kept records -> E Loki entries; T kept traces -> T traces …"
+    let kept: usize = out.lines().find_map(|l| l.strip_prefix("filter: ")).and_then(|l| l.split(", ").nth(1)).and_then(|k| k.split(' ').next()).and_then(|k| k.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    assert!(kept > 0, "{out}");
+    let summary = out.lines().find(|l| l.starts_with("OK: ")).unwrap_or_else(|| panic!("{out}"));
+    let n: Vec<usize> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(n, vec![kept, kept, n[2], n[2]], "{summary}");
+    assert!(out.contains("0 left queued"), "{out}");
+
+    // A Loki URL the plugin refuses at start: the plugin's own message is shown.
+    let (code, _, err) = lockstep(&["ship", "golden/four-schemas", "--wasm", wasm, "--plugin", so, "--loki", "ftp://loki"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("plugin:") && err.contains("ftp://loki"), "{err}");
+}
