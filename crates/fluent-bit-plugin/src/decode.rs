@@ -598,6 +598,36 @@ fn decode_event(data: &[u8], start: usize) -> Result<(Event<'_>, usize), Fail> {
 /// Reads one already-validated value at `r`, returning a view of it.
 pub(crate) fn read_value<'a>(r: &mut Reader<'a>) -> Option<ValueRef<'a>> {
     let (start, head) = r.head().ok()?;
+    let (whole, len) = match head {
+        Head::Array(len) | Head::Map(len) => {
+            let mut whole = Reader {
+                data: r.data,
+                pos: start,
+            };
+            whole.skip_value().ok()?;
+            (whole, len)
+        }
+        _ => return scalar(r, start, head),
+    };
+    let bytes = &r.data[start..whole.pos];
+    *r = whole;
+    Some(match head {
+        Head::Array(_) => ValueRef::Array(ArrayView {
+            bytes,
+            len,
+            offset: start,
+        }),
+        _ => ValueRef::Map(MapView {
+            bytes,
+            len,
+            offset: start,
+        }),
+    })
+}
+
+/// The value of a non-container item whose head (at `start`) was just read: its
+/// payload is taken for str/bin/ext. `None` for a container, or past the end.
+fn scalar<'a>(r: &mut Reader<'a>, start: usize, head: Head) -> Option<ValueRef<'a>> {
     Some(match head {
         Head::Nil => ValueRef::Nil,
         Head::Bool(b) => ValueRef::Bool(b),
@@ -608,35 +638,62 @@ pub(crate) fn read_value<'a>(r: &mut Reader<'a>) -> Option<ValueRef<'a>> {
         Head::Str(n) => ValueRef::Str(RawStr(r.take(start, n as usize).ok()?)),
         Head::Bin(n) => ValueRef::Bin(r.take(start, n as usize).ok()?),
         Head::Ext(t, n) => ValueRef::Ext(t, r.take(start, n as usize).ok()?),
-        Head::Array(len) => {
-            let mut whole = Reader {
-                data: r.data,
-                pos: start,
-            };
-            whole.skip_value().ok()?;
-            let bytes = &r.data[start..whole.pos];
-            *r = whole;
-            ValueRef::Array(ArrayView {
-                bytes,
-                len,
-                offset: start,
-            })
-        }
-        Head::Map(len) => {
-            let mut whole = Reader {
-                data: r.data,
-                pos: start,
-            };
-            whole.skip_value().ok()?;
-            let bytes = &r.data[start..whole.pos];
-            *r = whole;
-            ValueRef::Map(MapView {
-                bytes,
-                len,
-                offset: start,
-            })
-        }
+        Head::Array(_) | Head::Map(_) => return None,
     })
+}
+
+/// One item of msgpack read as a token: a scalar with its payload, or the head of a
+/// container (its length; its items follow as further tokens).
+#[derive(Debug, Clone, Copy)]
+pub enum Token<'a> {
+    /// Nil, bool, number, str, bin or ext (never `ValueRef::Array`/`Map`).
+    Scalar(ValueRef<'a>),
+    /// A map of this many key/value pairs.
+    Map(u32),
+    /// An array of this many items.
+    Array(u32),
+}
+
+/// A forward-only token reader over msgpack bytes (a [`MapView::raw`], say), for
+/// walking a value of any depth in one pass with the caller's own stack. Every read
+/// is bounds-checked: `None` past the end or at a reserved marker.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens<'a>(Reader<'a>);
+
+impl<'a> Tokens<'a> {
+    /// Tokens of `bytes`, from the start.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Tokens(Reader::new(bytes))
+    }
+
+    /// The next token.
+    pub fn next_token(&mut self) -> Option<Token<'a>> {
+        let (start, head) = self.0.head().ok()?;
+        match head {
+            Head::Map(n) => Some(Token::Map(n)),
+            Head::Array(n) => Some(Token::Array(n)),
+            _ => scalar(&mut self.0, start, head).map(Token::Scalar),
+        }
+    }
+
+    /// Skips the items of a container whose head `tok` was just read (nothing for a
+    /// scalar).
+    pub fn skip_contents(&mut self, tok: &Token<'_>) -> Option<()> {
+        let items = match *tok {
+            Token::Map(n) => 2 * u64::from(n),
+            Token::Array(n) => u64::from(n),
+            Token::Scalar(_) => 0,
+        };
+        for _ in 0..items {
+            self.0.skip_value().ok()?;
+        }
+        Some(())
+    }
+
+    /// Skips one whole item (without recursion).
+    pub fn skip_value(&mut self) -> Option<()> {
+        self.0.skip_value().ok()
+    }
 }
 
 /// A msgpack string: bytes that are usually, but not always, UTF-8.

@@ -48,7 +48,7 @@
 
 use std::fmt::Write as _;
 
-use fluent_bit_plugin::decode::RawStr;
+use fluent_bit_plugin::decode::{RawStr, Token, Tokens};
 use fluent_bit_plugin::json::write_json;
 use fluent_bit_plugin::{MapView, ValueRef};
 use lockstep_loki::{is_valid_label_name, sanitize_label_name};
@@ -1073,153 +1073,6 @@ enum Fmt {
     Kv,
 }
 
-/// One msgpack item head, read from validated bytes.
-enum Tok<'a> {
-    Scalar(ValueRef<'a>),
-    Map(u32),
-    Array(u32),
-}
-
-/// A forward-only reader over validated msgpack bytes.
-struct Cur<'a> {
-    d: &'a [u8],
-    p: usize,
-}
-
-impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.p.checked_add(n)?;
-        let s = self.d.get(self.p..end)?;
-        self.p = end;
-        Some(s)
-    }
-
-    fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Some(a)
-    }
-
-    fn len8(&mut self) -> Option<usize> {
-        Some(usize::from(self.be::<1>()?[0]))
-    }
-
-    fn len16(&mut self) -> Option<usize> {
-        Some(usize::from(u16::from_be_bytes(self.be()?)))
-    }
-
-    fn len32(&mut self) -> Option<usize> {
-        usize::try_from(u32::from_be_bytes(self.be()?)).ok()
-    }
-
-    fn int(v: i64) -> ValueRef<'a> {
-        if v >= 0 {
-            ValueRef::UInt(v as u64)
-        } else {
-            ValueRef::Int(v)
-        }
-    }
-
-    fn ext(&mut self, len: usize) -> Option<Tok<'a>> {
-        let t = i8::from_be_bytes(self.be()?);
-        Some(Tok::Scalar(ValueRef::Ext(t, self.take(len)?)))
-    }
-
-    fn next(&mut self) -> Option<Tok<'a>> {
-        let m = self.be::<1>()?[0];
-        let v = match m {
-            0x00..=0x7f => ValueRef::UInt(u64::from(m)),
-            0x80..=0x8f => return Some(Tok::Map(u32::from(m & 0x0f))),
-            0x90..=0x9f => return Some(Tok::Array(u32::from(m & 0x0f))),
-            0xa0..=0xbf => ValueRef::Str(RawStr(self.take(usize::from(m & 0x1f))?)),
-            0xc0 => ValueRef::Nil,
-            0xc2 => ValueRef::Bool(false),
-            0xc3 => ValueRef::Bool(true),
-            0xc4 => {
-                let n = self.len8()?;
-                ValueRef::Bin(self.take(n)?)
-            }
-            0xc5 => {
-                let n = self.len16()?;
-                ValueRef::Bin(self.take(n)?)
-            }
-            0xc6 => {
-                let n = self.len32()?;
-                ValueRef::Bin(self.take(n)?)
-            }
-            0xc7 => {
-                let n = self.len8()?;
-                return self.ext(n);
-            }
-            0xc8 => {
-                let n = self.len16()?;
-                return self.ext(n);
-            }
-            0xc9 => {
-                let n = self.len32()?;
-                return self.ext(n);
-            }
-            0xca => ValueRef::F32(f32::from_be_bytes(self.be()?)),
-            0xcb => ValueRef::F64(f64::from_be_bytes(self.be()?)),
-            0xcc => ValueRef::UInt(u64::from(self.be::<1>()?[0])),
-            0xcd => ValueRef::UInt(u64::from(u16::from_be_bytes(self.be()?))),
-            0xce => ValueRef::UInt(u64::from(u32::from_be_bytes(self.be()?))),
-            0xcf => ValueRef::UInt(u64::from_be_bytes(self.be()?)),
-            0xd0 => Self::int(i64::from(i8::from_be_bytes(self.be()?))),
-            0xd1 => Self::int(i64::from(i16::from_be_bytes(self.be()?))),
-            0xd2 => Self::int(i64::from(i32::from_be_bytes(self.be()?))),
-            0xd3 => Self::int(i64::from_be_bytes(self.be()?)),
-            0xd4 => return self.ext(1),
-            0xd5 => return self.ext(2),
-            0xd6 => return self.ext(4),
-            0xd7 => return self.ext(8),
-            0xd8 => return self.ext(16),
-            0xd9 => {
-                let n = self.len8()?;
-                ValueRef::Str(RawStr(self.take(n)?))
-            }
-            0xda => {
-                let n = self.len16()?;
-                ValueRef::Str(RawStr(self.take(n)?))
-            }
-            0xdb => {
-                let n = self.len32()?;
-                ValueRef::Str(RawStr(self.take(n)?))
-            }
-            0xdc => return Some(Tok::Array(u32::from(u16::from_be_bytes(self.be()?)))),
-            0xdd => return Some(Tok::Array(u32::from_be_bytes(self.be()?))),
-            0xde => return Some(Tok::Map(u32::from(u16::from_be_bytes(self.be()?)))),
-            0xdf => return Some(Tok::Map(u32::from_be_bytes(self.be()?))),
-            0xe0..=0xff => ValueRef::Int(i64::from(m as i8)),
-            0xc1 => return None,
-        };
-        Some(Tok::Scalar(v))
-    }
-
-    /// Skips the contents of a container whose head was read.
-    fn skip_contents(&mut self, tok: &Tok<'_>) -> Option<()> {
-        let mut pending: u64 = match *tok {
-            Tok::Map(n) => 2 * u64::from(n),
-            Tok::Array(n) => u64::from(n),
-            Tok::Scalar(_) => 0,
-        };
-        while pending > 0 {
-            pending -= 1;
-            match self.next()? {
-                Tok::Map(n) => pending += 2 * u64::from(n),
-                Tok::Array(n) => pending += u64::from(n),
-                Tok::Scalar(_) => {}
-            }
-        }
-        Some(())
-    }
-
-    fn skip_value(&mut self) -> Option<()> {
-        let tok = self.next()?;
-        self.skip_contents(&tok)
-    }
-}
-
 fn render_value(
     out: &mut String,
     v: ValueRef<'_>,
@@ -1346,16 +1199,16 @@ fn render_container_inner(
     fmt: Fmt,
     stats: &mut MapStats,
 ) -> Option<()> {
-    let mut c = Cur { d: bytes, p: 0 };
+    let mut c = Tokens::new(bytes);
     let mut stack: Vec<Frame> = Vec::new();
     let mut path: Vec<u32> = Vec::new();
-    match c.next()? {
-        Tok::Scalar(v) => {
+    match c.next_token()? {
+        Token::Scalar(v) => {
             write_scalar(out, v, fmt, stats);
             return Some(());
         }
-        Tok::Map(n) => push_frame(out, &mut stack, true, n, !removals.is_empty(), fmt),
-        Tok::Array(n) => push_frame(out, &mut stack, false, n, !removals.is_empty(), fmt),
+        Token::Map(n) => push_frame(out, &mut stack, true, n, !removals.is_empty(), fmt),
+        Token::Array(n) => push_frame(out, &mut stack, false, n, !removals.is_empty(), fmt),
     }
     while let Some(top) = stack.last_mut() {
         if top.remaining == 0 {
@@ -1385,9 +1238,9 @@ fn render_container_inner(
         let sep = top.kept > 0;
         top.kept += 1;
         if map {
-            let key = c.next()?;
+            let key = c.next_token()?;
             match (fmt, key) {
-                (Fmt::Json, Tok::Scalar(k)) => {
+                (Fmt::Json, Token::Scalar(k)) => {
                     if sep {
                         out.push(',');
                     }
@@ -1397,14 +1250,14 @@ fn render_container_inner(
                     if sep {
                         out.push(',');
                     }
-                    out.push_str(if matches!(tok, Tok::Map(_)) {
+                    out.push_str(if matches!(tok, Token::Map(_)) {
                         "\"<map>\""
                     } else {
                         "\"<array>\""
                     });
                     c.skip_contents(&tok)?;
                 }
-                (Fmt::Kv, Tok::Scalar(ValueRef::Str(s))) => {
+                (Fmt::Kv, Token::Scalar(ValueRef::Str(s))) => {
                     if sep {
                         out.push(' ');
                     }
@@ -1421,8 +1274,8 @@ fn render_container_inner(
         } else if sep {
             out.push(if fmt == Fmt::Json { ',' } else { ' ' });
         }
-        match c.next()? {
-            Tok::Scalar(v) => write_scalar(out, v, fmt, stats),
+        match c.next_token()? {
+            Token::Scalar(v) => write_scalar(out, v, fmt, stats),
             tok => {
                 let child_on_path = on_path
                     && removals.iter().any(|r| {
@@ -1432,9 +1285,9 @@ fn render_container_inner(
                     });
                 path.push(i);
                 match tok {
-                    Tok::Map(n) => push_frame(out, &mut stack, true, n, child_on_path, fmt),
-                    Tok::Array(n) => push_frame(out, &mut stack, false, n, child_on_path, fmt),
-                    Tok::Scalar(_) => {}
+                    Token::Map(n) => push_frame(out, &mut stack, true, n, child_on_path, fmt),
+                    Token::Array(n) => push_frame(out, &mut stack, false, n, child_on_path, fmt),
+                    Token::Scalar(_) => {}
                 }
             }
         }
