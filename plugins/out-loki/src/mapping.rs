@@ -562,6 +562,9 @@ impl Mapping {
                 p.name = sanitize_label_name(&p.name);
             }
         }
+        // Sorted by name once here (stable: configuration order within one name), so
+        // each record's labels come out sorted without a sort per record.
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
 
         let mut metadata = Vec::new();
         parse_pairs(
@@ -750,22 +753,17 @@ impl Mapping {
             if p.sanitised {
                 stats.label_names_sanitised += 1;
             }
-            out.push((p.name.clone(), value));
-        }
-        // Sorted by name; of one name, the last configured with a value wins
-        // (as a JSON object with a repeated key reads in Loki).
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut dedup: Vec<(String, String)> = Vec::with_capacity(out.len() + 1);
-        for l in out {
-            match dedup.last_mut() {
-                Some(last) if last.0 == l.0 => *last = l,
-                _ => dedup.push(l),
+            // `self.labels` is sorted by name; of one name, the last configured with a
+            // value wins (as a JSON object with a repeated key reads in Loki).
+            match out.last_mut() {
+                Some(last) if last.0 == p.name => last.1 = value,
+                _ => out.push((p.name.clone(), value)),
             }
         }
-        if dedup.is_empty() {
-            dedup.push(("job".to_string(), "fluent-bit".to_string()));
+        if out.is_empty() {
+            out.push(("job".to_string(), "fluent-bit".to_string()));
         }
-        dedup
+        out
     }
 
     fn metadata(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats) -> Vec<(String, String)> {
