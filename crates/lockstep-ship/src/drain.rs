@@ -463,6 +463,7 @@ fn run_loop(sh: &Shared) {
                         "Loki answered 413 to a push of {} entries ({body}); splitting it",
                         p.entries
                     );
+                    m.pushes_rejected.fetch_add(1, Relaxed);
                     let p = pushes.remove(i);
                     for (k, half) in p.split(sh).into_iter().enumerate() {
                         pushes.insert(i + k, half);

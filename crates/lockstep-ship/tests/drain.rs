@@ -517,6 +517,8 @@ fn a_413_splits_the_push_instead_of_dropping_it() {
     assert!(rx.requests().iter().all(|r| r.body_len <= 16 * 1024));
     assert_eq!(stats.entries_stored, 100);
     assert_eq!(r.metrics.entries_rejected.load(Relaxed), 0);
+    // Each 413 answer is a rejected push in the metrics, though its entries were not.
+    assert!(r.metrics.pushes_rejected.load(Relaxed) >= 1);
 }
 
 /// A record written by a newer format version is never dropped: the queue is held.
