@@ -719,7 +719,7 @@ impl Mapping {
 
     fn tenant(&self, top: &Top<'_>, stats: &mut MapStats) -> Option<String> {
         if let Some(path) = &self.tenant_key {
-            if let Some((_, ValueRef::Str(s))) = resolve(top, path) {
+            if let Some(ValueRef::Str(s)) = lookup(top, path) {
                 if !s.0.is_empty() {
                     return Some(lossy(s.0, stats));
                 }
@@ -798,7 +798,10 @@ impl Mapping {
         let mut removed: Vec<Vec<u32>> = self
             .removals
             .iter()
-            .filter_map(|p| resolve(top, p).map(|(idx, _)| idx))
+            .filter_map(|p| {
+                let mut idx = Vec::with_capacity(p.len());
+                walk(top, p, |i| idx.push(i)).map(|_| idx)
+            })
             .collect();
         removed.sort();
         removed.dedup();
@@ -888,8 +891,14 @@ fn children<'r>(rel: &[&'r [u32]], i: u32) -> Vec<&'r [u32]> {
 /// Follows an accessor path: the last occurrence of a key in a map (as
 /// Fluent Bit's `ra_key_val_id`), an index in an array. Returns the index
 /// path and the value.
-fn resolve<'a>(top: &Top<'a>, path: &[Step]) -> Option<(Vec<u32>, ValueRef<'a>)> {
-    let mut idx = Vec::with_capacity(path.len());
+/// The value an accessor path names in the record, if any (no allocation).
+fn lookup<'a>(top: &Top<'a>, path: &[Step]) -> Option<ValueRef<'a>> {
+    walk(top, path, |_| {})
+}
+
+/// Walks an accessor path, telling `at` the index taken at each level (the map entry
+/// or array item), and returns the value reached.
+fn walk<'a>(top: &Top<'a>, path: &[Step], mut at: impl FnMut(u32)) -> Option<ValueRef<'a>> {
     let (first, rest) = path.split_first()?;
     let Step::Key(k) = first else { return None };
     let &(i, _, v) = top
@@ -897,7 +906,7 @@ fn resolve<'a>(top: &Top<'a>, path: &[Step]) -> Option<(Vec<u32>, ValueRef<'a>)>
         .iter()
         .rev()
         .find(|(_, key, _)| *key == k.as_bytes())?;
-    idx.push(i);
+    at(i);
     let mut cur = v;
     for step in rest {
         match (step, cur) {
@@ -909,18 +918,18 @@ fn resolve<'a>(top: &Top<'a>, path: &[Step]) -> Option<(Vec<u32>, ValueRef<'a>)>
                     }
                 }
                 let (i, v) = found?;
-                idx.push(i as u32);
+                at(i as u32);
                 cur = v;
             }
             (Step::Index(n), ValueRef::Array(a)) => {
                 let v = a.iter().nth(*n as usize)?;
-                idx.push(*n);
+                at(*n);
                 cur = v;
             }
             _ => return None,
         }
     }
-    Some((idx, cur))
+    Some(cur)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -947,7 +956,7 @@ fn translate(
             Part::Tag => out.push_str(tag),
             Part::TagIndex(n) => out.push_str(tag.split('.').nth(*n).unwrap_or("")),
             Part::Key(path) => {
-                if let Some((_, v)) = resolve(top, path) {
+                if let Some(v) = lookup(top, path) {
                     found = true;
                     value_text(out, v, flavour, stats);
                 }
