@@ -12,12 +12,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockstep_harness::loki_receiver::{LokiReceiver, ReceiverConfig};
 use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
+use lockstep_harness::KillOnDrop;
 
 fn cpu_s() -> f64 {
     // utime + stime of this process, from /proc/self/stat (fields 14, 15; clock ticks).
@@ -136,16 +137,6 @@ fn queued(port: u16) -> u64 {
         .unwrap_or_else(|| panic!("no queue_records in\n{text}"))
 }
 
-/// Kills the receiver process however the benchmark ends.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs one phase in a fresh process; its four figures.
 fn phase(
     exe: &Path,
@@ -189,7 +180,8 @@ fn main() {
         .unwrap_or_else(|e| panic!("{so}: {e} (run scripts/build-plugins.sh)"));
     let so = so.to_str().unwrap().to_string();
     let exe = std::env::current_exe().unwrap();
-    let mut rx = Reaper(
+    // Killed however the benchmark ends.
+    let mut rx = KillOnDrop(
         Command::new(&exe)
             .arg("--receiver")
             .stdout(Stdio::piped())

@@ -23,7 +23,27 @@ pub mod loki_receiver;
 pub mod proxy;
 pub mod wasm;
 
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a failed
+/// assertion or a panicking benchmark never leaves one running.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// `kill -9`, and wait until it is gone.
+    pub fn kill9(&mut self) {
+        self.0.kill().expect("kill the child");
+        self.0.wait().expect("reap the child");
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Polls `f` every 10 ms until it holds or `timeout` passes; whether it held (checked
 /// once more at the end). For tests waiting on another thread or process.

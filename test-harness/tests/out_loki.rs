@@ -6,14 +6,14 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockstep_harness::artifacts::build_cdylib;
 use lockstep_harness::loki_receiver::{LokiReceiver, Mode};
 use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
-use lockstep_harness::wait_until;
+use lockstep_harness::{wait_until, KillOnDrop};
 
 fn plugin() -> PathBuf {
     build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))
@@ -507,30 +507,11 @@ fn child_host() {
     }
 }
 
-/// A child host that is killed (SIGKILL) and reaped when dropped, so a failed assertion
-/// never leaves one running.
-struct ChildHost(Child);
-
-impl ChildHost {
-    /// `kill -9`, and wait for it to be gone.
-    fn kill9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for ChildHost {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_child(
     spool: &Path,
     url: &str,
     n: u64,
-) -> (ChildHost, BufReader<std::process::ChildStdout>) {
+) -> (KillOnDrop, BufReader<std::process::ChildStdout>) {
     let exe = std::env::current_exe().unwrap();
     let spec = format!("{}|{}|{}|{}", plugin().display(), spool.display(), url, n);
     let mut child = Command::new(exe)
@@ -547,7 +528,7 @@ fn spawn_child(
         .spawn()
         .unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
-    (ChildHost(child), out)
+    (KillOnDrop(child), out)
 }
 
 fn read_until(
