@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use lockstep_harness::loki_receiver::{LokiReceiver, ReceiverConfig};
 use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
-use lockstep_harness::KillOnDrop;
+use lockstep_harness::{free_port, KillOnDrop};
 
 fn cpu_s() -> f64 {
     // utime + stime of this process, from /proc/self/stat (fields 14, 15; clock ticks).
@@ -114,14 +114,6 @@ fn host(so: &str, url: &str, spool: &str, sync: &str, metrics_port: u16) -> Prox
     .unwrap();
     h.start().expect("start");
     h
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `lockstep_loki_queue_records` from the plugin's metrics listener.

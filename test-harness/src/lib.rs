@@ -26,6 +26,14 @@ pub mod wasm;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// A loopback TCP port that was free a moment ago (for a listener a test configures).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped, so a failed
 /// assertion or a panicking benchmark never leaves one running.
 pub struct KillOnDrop(pub Child);

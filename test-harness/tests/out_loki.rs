@@ -13,7 +13,7 @@ use lockstep_harness::artifacts::build_cdylib;
 use lockstep_harness::loki_receiver::{LokiReceiver, Mode};
 use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
-use lockstep_harness::{wait_until, KillOnDrop};
+use lockstep_harness::{free_port, wait_until, KillOnDrop};
 
 fn plugin() -> PathBuf {
     build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))
@@ -88,14 +88,6 @@ fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn scrape(port: u16) -> String {
