@@ -22,8 +22,17 @@ pub enum EvalError {
     NoTraceId,
 }
 
+/// How a Fluent Bit `string_attribute` condition matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FbMatch {
+    Strict,
+    Exists,
+    /// `match_type: regex`: never matches in Fluent Bit 5.1.1.
+    Never,
+}
+
 #[derive(Debug, Clone)]
-enum Rule {
+pub(crate) enum Rule {
     Always,
     Latency {
         lo: i64,
@@ -60,6 +69,30 @@ enum Rule {
     And(Vec<Rule>),
     Not(Box<Rule>),
     Drop(Vec<Rule>),
+    // Fluent Bit's `sampling` processor (crate::fluentbit).
+    FbProbabilistic {
+        percentage: i64,
+    },
+    FbLatency {
+        low: i64,
+        high: i64,
+    },
+    FbStr {
+        slot: usize,
+        values: Vec<String>,
+        how: FbMatch,
+    },
+    FbNum {
+        slot: usize,
+        min: i64,
+        max: i64,
+        exists: bool,
+    },
+    FbBool {
+        slot: usize,
+        value: bool,
+        exists: bool,
+    },
 }
 
 /// Why a record was kept or dropped.
@@ -89,6 +122,10 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<(String, Rule, bool)>,
+    /// Fluent Bit semantics: the chain of processors, each a range of `rules` ORed; a
+    /// record is kept when every stage keeps it. Empty: the collector's precedence.
+    stages: Vec<(u16, u16)>,
+    warnings: Vec<String>,
     sample_on_first_match: bool,
     settings: Settings,
     matcher: Matcher,
@@ -106,7 +143,7 @@ policies:
     latency: {threshold_ms: 200}
 ";
 
-fn status_set(codes: &[String], path: &str) -> Result<Rule, PolicyError> {
+pub(crate) fn status_set(codes: &[String], path: &str) -> Result<Rule, PolicyError> {
     let (mut error, mut ok, mut unset) = (false, false, false);
     if codes.is_empty() {
         return Err(PolicyError::invalid(path, "status_codes must not be empty"));
@@ -127,13 +164,21 @@ fn status_set(codes: &[String], path: &str) -> Result<Rule, PolicyError> {
     Ok(Rule::Status { error, ok, unset })
 }
 
-struct Compiler<'a> {
+pub(crate) struct Compiler<'a> {
     attrs: &'a mut Vec<String>,
     latency: LatencyThreshold,
 }
 
-impl Compiler<'_> {
-    fn slot(&mut self, key: &str, path: &str) -> Result<usize, PolicyError> {
+impl<'a> Compiler<'a> {
+    /// A compiler for checking one rule alone (import).
+    pub(crate) fn for_import(attrs: &'a mut Vec<String>) -> Self {
+        Compiler {
+            attrs,
+            latency: LatencyThreshold::default(),
+        }
+    }
+
+    pub(crate) fn slot(&mut self, key: &str, path: &str) -> Result<usize, PolicyError> {
         if key.is_empty() {
             return Err(PolicyError::invalid(path, "key must not be empty"));
         }
@@ -337,11 +382,21 @@ impl Policy {
         {
             return Err(PolicyError::invalid(k, "unknown top-level key"));
         }
-        if file.policies.is_empty() {
-            return Err(PolicyError::invalid(
-                "policies",
-                "no policies: a policy file needs at least one",
-            ));
+        match (&file.processors, file.policies.is_empty()) {
+            (Some(_), false) => {
+                return Err(PolicyError::invalid(
+                    "processors",
+                    "a policy file holds either `policies:` (collector tail_sampling) or \
+                     `processors:` (Fluent Bit's sampling processor), not both",
+                ))
+            }
+            (None, true) => {
+                return Err(PolicyError::invalid(
+                    "policies",
+                    "no policies: a policy file needs at least one (or a Fluent Bit `processors:` block)",
+                ))
+            }
+            _ => {}
         }
         let settings = file.lockstep.clone().unwrap_or_default();
         let mut attrs = Vec::new();
@@ -350,6 +405,23 @@ impl Policy {
             latency: settings.latency_threshold,
         };
         let mut rules = Vec::new();
+        let (mut stages, mut warnings) = (Vec::new(), Vec::new());
+        if let Some(procs) = &file.processors {
+            if file.sample_on_first_match {
+                return Err(PolicyError::invalid(
+                    "sample_on_first_match",
+                    "a collector setting; Fluent Bit's conditions are a plain OR",
+                ));
+            }
+            let chain = crate::fluentbit::compile(procs, &mut c)?;
+            rules = chain
+                .rules
+                .into_iter()
+                .map(|(n, r)| (n, r, false))
+                .collect();
+            stages = chain.stages;
+            warnings = chain.warnings;
+        }
         let mut names = std::collections::HashSet::new();
         for (i, p) in file.policies.iter().enumerate() {
             let path = format!("policies[{i}]");
@@ -372,6 +444,8 @@ impl Policy {
             .map_err(|e| PolicyError::invalid("lockstep.fields", e.to_string()))?;
         Ok(Policy {
             rules,
+            stages,
+            warnings,
             sample_on_first_match: file.sample_on_first_match,
             settings,
             matcher,
@@ -418,11 +492,25 @@ impl Policy {
             // Unreachable (the rules above are valid), but never panic: keep everything.
             Err(_) => Policy {
                 rules: vec![("fail_open".into(), Rule::Always, false)],
+                stages: Vec::new(),
+                warnings: Vec::new(),
                 sample_on_first_match: false,
                 settings: Settings::default(),
                 matcher: Matcher::empty(),
             },
         }
+    }
+
+    /// Rules that compile but behave surprisingly in the host they mirror (Fluent Bit
+    /// 5.1.1's regex that never matches, a `decision_wait` in ms read as seconds, …):
+    /// shown by the CLI and printed by the filter when it loads the policy.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// True when the file mirrors Fluent Bit's `sampling` processor.
+    pub fn is_fluent_bit(&self) -> bool {
+        !self.stages.is_empty()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -497,6 +585,9 @@ impl Policy {
                 };
             }
         }
+        if !self.stages.is_empty() {
+            return self.decide_stages(e);
+        }
         let mut skipped = 0u16;
         // Drop policies first; then the rest: Dropped > Sampled > NotSampled.
         for (i, (_, rule, is_drop)) in self.rules.iter().enumerate() {
@@ -554,6 +645,54 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Fluent Bit: every stage must keep the record; within a tail stage the conditions
+    /// are ORed. The reason of a kept record names the matching condition of the last
+    /// tail stage with conditions, else the last probabilistic stage, else `tail` (a
+    /// tail without conditions keeps everything). A record dropped by a probabilistic
+    /// stage is dropped with that stage's name; by a tail stage, `not_sampled`.
+    fn decide_stages(&self, e: &Extracted) -> Decision {
+        let mut best: Option<(u8, u16)> = None;
+        for &(a, b) in &self.stages {
+            let hit = (a..b)
+                .find(|&i| matches!(self.rules[usize::from(i)].1.eval(e), Ok(Verdict::Sampled)));
+            let Some(i) = hit else {
+                let by_probabilistic = b == a + 1
+                    && matches!(self.rules[usize::from(a)].1, Rule::FbProbabilistic { .. });
+                return Decision {
+                    keep: false,
+                    reason: if by_probabilistic {
+                        Reason::Policy(a)
+                    } else {
+                        Reason::NotSampled
+                    },
+                    skipped: 0,
+                };
+            };
+            let rank = match self.rules[usize::from(i)].1 {
+                Rule::Always => 0,
+                Rule::FbProbabilistic { .. } => 1,
+                _ => 2,
+            };
+            if best.is_none_or(|(r, _)| rank >= r) {
+                best = Some((rank, i));
+            }
+        }
+        Decision {
+            keep: true,
+            reason: best.map_or(Reason::NotSampled, |(_, i)| Reason::Policy(i)),
+            skipped: 0,
+        }
+    }
+}
+
+/// A record's duration truncated to whole milliseconds, after rounding to whole
+/// nanoseconds (so `1.001` s, 1000.9999999999999 ms in f64, is 1001 as its nanoseconds
+/// would be). Both samplers truncate span durations to ms.
+fn whole_ms(ms: f64) -> i64 {
+    (ms * 1e6).round() as i64 / 1_000_000
+}
+
 fn sampled(b: bool) -> Verdict {
     if b {
         Verdict::Sampled
@@ -585,10 +724,8 @@ impl Rule {
             Rule::Always => Verdict::Sampled,
             Rule::Latency { lo, hi, inclusive } => match e.duration {
                 // The collector truncates the trace duration (ns) to whole milliseconds.
-                // Round to whole ns first so `1.001` s (1000.9999999999999 ms in f64)
-                // truncates to 1001 as its nanoseconds would.
                 DurationState::Ms(ms) => {
-                    let d = (ms * 1e6).round() as i64 / 1_000_000;
+                    let d = whole_ms(ms);
                     let above = if *inclusive { d >= *lo } else { d > *lo };
                     sampled(above && (*hi == 0 || d <= *hi))
                 }
@@ -675,6 +812,51 @@ impl Rule {
                 }
                 Verdict::Dropped
             }
+            Rule::FbProbabilistic { percentage } => {
+                sampled(sampling::fluent_bit_keep(e.trace_id(), *percentage))
+            }
+            Rule::FbLatency { low, high } => match e.duration {
+                // Per span in Fluent Bit: each record's own duration; start > end (a
+                // negative duration) never matches.
+                DurationState::Ms(ms) if ms >= 0.0 => {
+                    let d = whole_ms(ms);
+                    sampled((*low != 0 && d <= *low) || (*high != 0 && d >= *high))
+                }
+                _ => Verdict::NotSampled,
+            },
+            Rule::FbStr { slot, values, how } => sampled(match (e.attr(*slot), how) {
+                (Attr::Str(_), FbMatch::Exists) => true,
+                (Attr::Str(s), FbMatch::Strict) => values.iter().any(|v| v == s),
+                _ => false,
+            }),
+            Rule::FbNum {
+                slot,
+                min,
+                max,
+                exists,
+            } => {
+                // Typed as Fluent Bit types span attributes: numbers only, never numeric
+                // strings. A JSON integer stands for OTLP's signed intValue.
+                let in_range = match e.attr(*slot) {
+                    Attr::UInt(u) => i64::try_from(u).map_or(
+                        // Beyond i64: Fluent Bit's UINT branch compares unsigned.
+                        *min >= 0 && u >= *min as u64 && *max >= 0 && u <= *max as u64,
+                        |v| v >= *min && v <= *max,
+                    ),
+                    Attr::Int(v) => v >= *min && v <= *max,
+                    Attr::Float(f) => f >= *min as f64 && f <= *max as f64,
+                    _ => return Ok(Verdict::NotSampled),
+                };
+                sampled(*exists || in_range)
+            }
+            Rule::FbBool {
+                slot,
+                value,
+                exists,
+            } => sampled(match e.attr(*slot) {
+                Attr::Bool(b) => *exists || b == *value,
+                _ => false,
+            }),
         })
     }
 }

@@ -25,12 +25,15 @@
 //! when a rule enables them (and only with the `regex` feature).
 
 pub mod engine;
+pub mod fluentbit;
 pub mod import;
 pub mod model;
 pub mod sampling;
 
 pub use engine::{Decision, Engine, EvalError, Policy, Reason, Verdict, DEFAULT_POLICY_YAML};
-pub use model::{LatencyThreshold, Missing, OnError, PolicyFile, PolicySpec, Settings};
+pub use model::{
+    FluentBitProcessors, LatencyThreshold, Missing, OnError, PolicyFile, PolicySpec, Settings,
+};
 
 use std::path::Path;
 

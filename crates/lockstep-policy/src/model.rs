@@ -26,10 +26,30 @@ pub struct PolicyFile {
     pub policies: Vec<PolicySpec>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sample_on_first_match: bool,
+    /// Fluent Bit's trace processors: an input's `processors:` block pasted verbatim
+    /// (`traces:` holding `name: sampling` entries). When present, the file decides with
+    /// Fluent Bit 5.1.1's `sampling` processor semantics instead of the collector's
+    /// (see [`crate::fluentbit`]), and `policies:` must be absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processors: Option<FluentBitProcessors>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lockstep: Option<Settings>,
     /// Other top-level keys: only [`IGNORED_COLLECTOR_KEYS`] are allowed.
     #[serde(flatten, skip_serializing)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// An input's (or output's) `processors:` block from a Fluent Bit YAML config. Entries
+/// are kept as written (Fluent Bit's own key rules and value types are checked when the
+/// policy compiles, with its error messages), so the block pastes in and renders back
+/// verbatim.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FluentBitProcessors {
+    /// The trace processors, in pipeline order.
+    #[serde(default)]
+    pub traces: Vec<serde_json::Value>,
+    /// `logs:`, `metrics:`: no bearing on which traces are kept; accepted and ignored.
+    #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
 

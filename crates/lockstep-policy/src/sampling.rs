@@ -65,6 +65,20 @@ pub fn threshold(sampling_percentage: f64) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
+/// Fluent Bit's `probabilistic` sampling type (5.1.1, `sampling_probabilistic.c`): the
+/// first 8 bytes of the trace id read big-endian (`flb_net_htonll` of a `memcpy`),
+/// `(n % 1_000_000) / 10_000.0 < percentage` with an integer percentage and a strict
+/// comparison. No salt; bytes 8..16 are ignored. Fluent Bit hashes an id shorter than 16
+/// bytes as 0, and a record without a trace id is treated the same way (`None`), so it is
+/// kept whenever the percentage is above 0.
+pub fn fluent_bit_keep(trace_id: Option<&[u8; 16]>, percentage: i64) -> bool {
+    let n = match trace_id {
+        Some(id) => u64::from_be_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
+        None => 0,
+    };
+    ((n % 1_000_000) as f64 / 10_000.0) < percentage as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +119,39 @@ mod tests {
         assert_eq!(threshold(150.0), u64::MAX);
         // the naive f64 product is one too high at 10 %
         assert_eq!((u64::MAX as f64 * 0.1) as u64, 0x1999999999999a00);
+    }
+
+    /// shared/facts/fluent-bit-sampling-processor.md §3, confirmed on a 5.1.1 binary.
+    #[test]
+    fn fluent_bit_vectors_from_the_facts_file() {
+        let cases = [
+            ("4bf92f3577b34da6a3ce929d0e0e4736", false, false),
+            ("5b8aa5a2d2c872e8321cf37308d69df2", false, true),
+            ("19581e27de7ced00ff1ce50b2047e7a5", true, true),
+            ("00000000000186a0ffffffffffffffff", false, true),
+            ("000000000001869fffffffffffffffff", true, true),
+        ];
+        for (t, at10, at50) in cases {
+            assert_eq!(fluent_bit_keep(Some(&tid(t)), 10), at10, "{t} at 10%");
+            assert_eq!(fluent_bit_keep(Some(&tid(t)), 50), at50, "{t} at 50%");
+            assert!(
+                !fluent_bit_keep(Some(&tid(t)), 0),
+                "{t}: 0 drops everything"
+            );
+            assert!(
+                fluent_bit_keep(Some(&tid(t)), 100),
+                "{t}: 100 keeps everything"
+            );
+        }
+        // The collector's rule decides these differently (the facts file's last column).
+        let salt = DEFAULT_SALT.as_bytes();
+        let collector = |t: &str, pct: f64| hash_trace_id(salt, &tid(t)) <= threshold(pct);
+        assert!(!collector("19581e27de7ced00ff1ce50b2047e7a5", 10.0));
+        assert!(!collector("5b8aa5a2d2c872e8321cf37308d69df2", 50.0));
+        // No id: hashed as 0, kept whenever the percentage is above 0.
+        assert!(fluent_bit_keep(None, 1));
+        assert!(!fluent_bit_keep(None, 0));
+        assert!(!fluent_bit_keep(None, -5));
     }
 
     #[test]
