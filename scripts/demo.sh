@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build the plugins, replay the golden logs through the real
 # lockstep_filter.wasm in the filter_wasm host (what is kept, why, and whether kept logs
-# follow kept traces 1:1), then ship what the filter keeps through the real
+# follow kept traces 1:1; once for traces sampled by an OTel Collector, once for traces
+# sampled by Fluent Bit's own `sampling` processor), then ship what the filter keeps through the real
 # lockstep_out_loki.so (driven as Fluent Bit drives it) into the built-in Loki-compatible
 # receiver, or into a real Loki when LOKI_URL is set (e.g. LOKI_URL=http://localhost:3100),
 # and check Loki holds exactly one entry per kept record.
@@ -14,6 +15,9 @@ bin=target/release/lockstep
 echo
 echo "== lockstep replay golden/four-schemas (four schemas, through dist/lockstep_filter.wasm)"
 "$bin" replay golden/four-schemas --wasm dist/lockstep_filter.wasm
+echo
+echo "== lockstep replay golden/fluent-bit (traces tail-sampled by Fluent Bit's own sampling processor)"
+"$bin" replay golden/fluent-bit --wasm dist/lockstep_filter.wasm
 echo
 if [ -n "${LOKI_URL:-}" ]; then
   echo "== lockstep ship: filter -> dist/lockstep_out_loki.so -> Loki at $LOKI_URL"

@@ -4,8 +4,21 @@
 Writes spans.jsonl (the traces, the ground truth the trace sampler sees), logs.jsonl
 (what the services wrote, in four schemas with drift), and lines.jsonl (for each log
 line: the trace it belongs to and whether it is the request's summary line).
+
+`scripts/gen-golden.py --fluent-bit [DIR]` regenerates golden/fluent-bit instead: the
+same four schemas, but every service logs one summary line per span (its own duration
+and status), as Fluent Bit's `sampling` processor judges each span on its own.
 """
 import json, random, sys, os
+
+if len(sys.argv) > 1 and sys.argv[1] == "--fluent-bit":
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_golden_fluent_bit",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen-golden-fluent-bit.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(sys.argv[2] if len(sys.argv) > 2 else None)
+    sys.exit(0)
 
 rng = random.Random(20261122)
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "golden", "four-schemas")

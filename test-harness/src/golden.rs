@@ -1,12 +1,18 @@
 //! The golden replay: a golden set's logs through the real filter `.wasm` in the
 //! [`wasm`](crate::wasm) host, checked against each trace's decision computed
-//! independently from its spans with the tail sampler's semantics.
+//! independently from its spans with the trace sampler's semantics.
 //!
-//! Trace side (no log-path code involved): duration = latest span end − earliest span
-//! start, truncated to ms; error if any span is `ERROR`; probabilistic by the FNV rule;
-//! combined with the collector's precedence. The log side is whatever the `.wasm` did.
-//! The 1:1 mapping holds when every kept trace has its summary line kept and no kept
-//! line belongs to a dropped trace.
+//! Trace side (no log-path code involved), for a collector policy: duration = latest
+//! span end − earliest span start, truncated to ms; error if any span is `ERROR`;
+//! probabilistic by the FNV rule; combined with the collector's precedence. For a Fluent
+//! Bit policy (`processors:`), as Fluent Bit 5.1.1's `sampling` processor decides: every
+//! processor in order must keep the trace; `probabilistic` by the first 8 bytes of the
+//! id, big-endian, modulo 10^6 against the integer percentage; `tail` keeps the trace
+//! when any span matches any condition, each span judged on its own duration (both
+//! latency bounds inclusive) and status.
+//!
+//! The log side is whatever the `.wasm` did. The 1:1 mapping holds when every kept trace
+//! has a summary line kept and no kept line belongs to a dropped trace.
 
 use crate::wasm::{FilterResult, HostAbort, WasmFilterHost};
 use lockstep_policy::model::{LatencyThreshold, PolicyFile, PolicySpec};
@@ -93,6 +99,9 @@ impl GoldenSet {
 
     /// Each trace's decision from its spans alone.
     pub fn trace_decisions(&self) -> Result<HashMap<String, bool>, String> {
+        if let Some(procs) = &self.policy.processors {
+            return fluent_bit_decisions(&self.spans, &procs.traces);
+        }
         let mut by: HashMap<&str, (u64, u64, BTreeSet<&str>)> = HashMap::new();
         for s in &self.spans {
             let e = by
@@ -128,6 +137,77 @@ impl GoldenSet {
         }
         Ok(out)
     }
+}
+
+/// Fluent Bit 5.1.1's `sampling` processors over the spans (see the module doc).
+fn fluent_bit_decisions(
+    spans: &[Span],
+    processors: &[serde_json::Value],
+) -> Result<HashMap<String, bool>, String> {
+    let mut by: HashMap<&str, Vec<&Span>> = HashMap::new();
+    for s in spans {
+        by.entry(&s.trace_id).or_default().push(s);
+    }
+    let mut out = HashMap::new();
+    for (t, spans) in by {
+        let id = hex16(t)?;
+        let mut keep = true;
+        for p in processors {
+            if p["name"] != "sampling" {
+                continue;
+            }
+            keep &= match p["type"].as_str() {
+                Some("probabilistic") => {
+                    let pct = &p["sampling_settings"]["sampling_percentage"];
+                    let pct = pct
+                        .as_i64()
+                        .or_else(|| pct.as_str().and_then(|s| s.parse().ok()))
+                        .unwrap_or(10);
+                    let mut first8 = [0u8; 8];
+                    first8.copy_from_slice(&id[..8]);
+                    let n = u64::from_be_bytes(first8);
+                    ((n % 1_000_000) as f64 / 10_000.0) < pct as f64
+                }
+                Some("tail") => {
+                    let conds = p["conditions"].as_array().cloned().unwrap_or_default();
+                    let mut any = conds.is_empty();
+                    for s in &spans {
+                        for c in &conds {
+                            any |= span_matches(s, c)?;
+                        }
+                    }
+                    any
+                }
+                other => return Err(format!("sampling type {other:?} in the golden policy")),
+            };
+        }
+        out.insert(t.to_string(), keep);
+    }
+    Ok(out)
+}
+
+fn span_matches(s: &Span, c: &serde_json::Value) -> Result<bool, String> {
+    Ok(match c["type"].as_str() {
+        Some("status_code") => c["status_codes"]
+            .as_array()
+            .ok_or("status_code without status_codes")?
+            .iter()
+            .any(|code| code.as_str().is_some_and(|x| x.eq_ignore_ascii_case(&s.status))),
+        Some("latency") => {
+            if s.start_ns > s.end_ns {
+                return Ok(false);
+            }
+            let d = (s.end_ns - s.start_ns) / 1_000_000;
+            let low = c["threshold_ms_low"].as_u64().unwrap_or(0);
+            let high = c["threshold_ms_high"].as_u64().unwrap_or(0);
+            (low != 0 && d <= low) || (high != 0 && d >= high)
+        }
+        other => {
+            return Err(format!(
+                "the golden truth evaluates span-level conditions only; {other:?} needs span attributes"
+            ))
+        }
+    })
 }
 
 fn hex16(s: &str) -> Result<[u8; 16], String> {
@@ -220,9 +300,11 @@ fn eval(p: &PolicySpec, t: &Trace<'_>) -> Result<V, String> {
                 V::Not
             }
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "the golden truth evaluates span-level policies only; {other:?} needs span attributes"
-        )),
+        ))
+        }
     })
 }
 
@@ -402,7 +484,8 @@ pub fn replay(
                 r.orphan_logs.push(truth.line);
             }
             if truth.summary {
-                summary_kept.insert(t, kept);
+                // A trace can have one summary line per span (Fluent Bit sets): one kept is enough.
+                *summary_kept.entry(t).or_default() |= kept;
             } else if trace_kept && !kept {
                 r.early_details_dropped += 1;
             }

@@ -406,6 +406,133 @@ fn golden_replay_detects_a_broken_mapping() {
     assert!(r.render().contains("BROKEN"));
 }
 
+/// The Fluent Bit golden set: traces decided by Fluent Bit 5.1.1's sampling processor
+/// (probabilistic 50 % then tail: ERROR, >= 200 ms, <= 10 ms, per span), the policy
+/// imported from its fluent-bit.yaml, the logs through the real `.wasm`.
+#[test]
+fn golden_replay_fluent_bit_through_the_real_wasm() {
+    let dir = root().join("golden/fluent-bit");
+    let set = GoldenSet::load(&dir).unwrap();
+    assert!(set.policy.processors.is_some(), "a Fluent Bit policy");
+    let mut h = lockstep_host(vec![dir.clone()]);
+    let r = replay(&set, &mut h, 64).unwrap();
+    println!("{}", r.render());
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(r.records_in, set.logs.len());
+    assert!(
+        r.traces_kept > 10 && r.traces_kept < r.traces,
+        "{}",
+        r.render()
+    );
+    for (reason, decision) in [
+        ("status_code", "keep"),
+        ("latency", "keep"),
+        ("latency#2", "keep"),
+        ("probabilistic", "drop"),
+        ("not_sampled", "drop"),
+        ("kept_trace", "keep"),
+    ] {
+        assert!(
+            r.by_reason.contains_key(&(reason.to_string(), decision)),
+            "{reason}/{decision}: {:?}",
+            r.by_reason
+        );
+    }
+    assert!(
+        r.module_stderr.contains(
+            "fluent-bit/lockstep-policy.yaml: probabilistic, status_code, latency, latency#2"
+        ),
+        "{}",
+        r.module_stderr
+    );
+}
+
+/// The same logs and traces under the collector's rules (the same thresholds and
+/// percentage pasted into a tail_sampling block) break the mapping: the golden set tells
+/// the two semantics apart.
+#[test]
+fn fluent_bit_golden_set_is_not_followed_under_collector_semantics() {
+    let src = root().join("golden/fluent-bit");
+    let d = tempfile::tempdir().unwrap();
+    for f in ["spans.jsonl", "logs.jsonl", "lines.jsonl"] {
+        std::fs::copy(src.join(f), d.path().join(f)).unwrap();
+    }
+    let fb = GoldenSet::load(&src).unwrap().trace_decisions().unwrap();
+    std::fs::write(
+        d.path().join("lockstep-policy.yaml"),
+        "policies:
+  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+  - {name: slow, type: latency, latency: {threshold_ms: 200}}
+  - {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 50}}
+",
+    )
+    .unwrap();
+    let set = GoldenSet::load(d.path()).unwrap();
+    let collector = set.trace_decisions().unwrap();
+    let differ = fb.iter().filter(|(t, k)| collector[*t] != **k).count();
+    assert!(differ >= 10, "only {differ} traces decided differently");
+    let mut h = lockstep_host(vec![d.path().to_path_buf()]);
+    let r = replay(&set, &mut h, 64).unwrap();
+    // the collector mirror follows the collector's truth ...
+    assert!(r.ok(), "{}", r.render());
+    // ... and that truth is not Fluent Bit's: its kept lines orphan under Fluent Bit's.
+    let fb_set = GoldenSet::load(&src).unwrap();
+    let mut h = lockstep_host(vec![d.path().to_path_buf()]);
+    let mixed = replay(&fb_set, &mut h, 64);
+    // fb_set's replay reads its own policy for the native side; the .wasm runs the
+    // collector policy from `d`: they disagree, and the mapping breaks.
+    let mixed = mixed.unwrap();
+    assert!(!mixed.ok(), "{}", mixed.render());
+    assert!(!mixed.disagreements.is_empty() || !mixed.orphan_logs.is_empty());
+}
+
+/// A Fluent Bit policy file through the real module: decided by Fluent Bit's rules, and
+/// what 5.1.1 does surprisingly (a regex that never matches) is said on the module's
+/// stderr, which Fluent Bit shows in its log.
+#[test]
+fn real_filter_reads_a_fluent_bit_policy_and_prints_its_warnings() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("lockstep-policy.yaml"),
+        "processors:
+  traces:
+    - name: sampling
+      type: tail
+      sampling_settings: {decision_wait: 10s}
+      conditions:
+        - {type: latency, threshold_ms_low: 5, threshold_ms_high: 400}
+        - {type: string_attribute, key: path, match_type: regex, values: ['^/admin']}
+",
+    )
+    .unwrap();
+    let mut h = lockstep_host(vec![d.path().to_path_buf()]);
+    let mut keep = |rec: &str| {
+        matches!(
+            h.filter_text("t", (0, 0), rec).unwrap(),
+            FilterResult::Kept(_)
+        )
+    };
+    assert!(keep(r#"{"duration_ms":400}"#), "high bound inclusive");
+    assert!(
+        keep(r#"{"duration_ms":5.9}"#),
+        "low bound keeps the fast lines"
+    );
+    assert!(!keep(r#"{"duration_ms":250}"#));
+    assert!(
+        !keep(r#"{"path":"/admin/x"}"#),
+        "regex never matches in 5.1.1"
+    );
+    let err = h.stderr();
+    assert!(
+        err.contains("policy ") && err.contains("latency, string_attribute"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: ") && err.contains("regex never matches in Fluent Bit 5.1.1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn json_only_build_uses_the_built_in_policy_and_json_files() {
     let wasm = build_filter_wasm(&["json-only"]).unwrap();
@@ -439,5 +566,34 @@ fn json_only_build_uses_the_built_in_policy_and_json_files() {
         h.stderr().contains("lockstep-policy.json: all"),
         "{}",
         h.stderr()
+    );
+    // A Fluent Bit policy in JSON: the JSON-only build reads it too.
+    std::fs::write(
+        d.path().join("lockstep-policy.json"),
+        r#"{"processors":{"traces":[{"name":"sampling","type":"probabilistic","sampling_settings":{"sampling_percentage":10}}]}}"#,
+    )
+    .unwrap();
+    let mut h = host(vec![d.path().into()]);
+    // 19581e27… is kept at 10 % by Fluent Bit's rule, 4bf92f35… is not.
+    assert_eq!(
+        kept(
+            h.filter_text(
+                "t",
+                (0, 0),
+                r#"{"trace_id":"19581e27de7ced00ff1ce50b2047e7a5"}"#
+            )
+            .unwrap()
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        h.filter_text(
+            "t",
+            (0, 0),
+            r#"{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#
+        )
+        .unwrap(),
+        FilterResult::Dropped
     );
 }

@@ -2,7 +2,8 @@
 //!
 //! - `explain`: what the filter sees and decides for each line.
 //! - `check`: a schema-drift report over a log sample.
-//! - `policy import`: convert an OTel Collector `tail_sampling` config.
+//! - `policy import`: convert an OTel Collector `tail_sampling` config or Fluent Bit's
+//!   `sampling` processors.
 //! - `spool inspect|peek`: look into an output plugin's disk queue.
 
 mod check;
@@ -18,7 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "lockstep", version, about = "Logs that live or die with their traces")]
+#[command(
+    name = "lockstep",
+    version,
+    about = "Logs that live or die with their traces"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -87,16 +92,23 @@ enum Cmd {
 
 #[derive(Subcommand, Debug)]
 enum PolicyCmd {
-    /// Convert the tail_sampling processor(s) of an OTel Collector config.
+    /// Convert the trace sampler of a config: an OTel Collector's tail_sampling
+    /// processor(s), or the `sampling` processors of a Fluent Bit YAML config (told apart
+    /// by shape).
     Import {
-        /// The collector config (YAML or JSON).
-        otelcol: PathBuf,
+        /// The config (YAML or JSON): an OTel Collector config or a Fluent Bit YAML config.
+        config: PathBuf,
         /// Write the policy here (default: standard output).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
-        /// Which processor, when the config has several (`tail_sampling/NAME`).
+        /// Which sampler, when the config has several: a collector processor id
+        /// (`tail_sampling/NAME`), or a Fluent Bit plugin (`pipeline.inputs[0]`, or its
+        /// name, alias or tag).
         #[arg(long)]
         processor: Option<String>,
+        /// The config's kind when its shape is ambiguous: fluent-bit or otelcol.
+        #[arg(long, value_name = "fluent-bit|otelcol")]
+        from: Option<lockstep_policy::import::Source>,
         /// Exit 3 when some policy could not be mirrored.
         #[arg(long)]
         strict: bool,
@@ -107,13 +119,22 @@ enum PolicyCmd {
 
 pub(crate) fn policy_or_default(p: &Option<PathBuf>) -> Result<Policy> {
     match p {
-        Some(path) => Ok(load_policy(path)?),
+        Some(path) => {
+            let policy = load_policy(path)?;
+            for w in policy.warnings() {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            Ok(policy)
+        }
         None => Ok(Policy::default_policy()),
     }
 }
 
 /// Reads lines from a file or stdin, calling `f(line_no, line)`.
-pub(crate) fn for_each_line(input: &str, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_line(
+    input: &str,
+    mut f: impl FnMut(usize, &str) -> Result<()>,
+) -> Result<()> {
     let reader: Box<dyn Read> = if input == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -124,7 +145,9 @@ pub(crate) fn for_each_line(input: &str, mut f: impl FnMut(usize, &str) -> Resul
     let mut n = 0;
     loop {
         buf.clear();
-        let read = r.read_line(&mut buf).with_context(|| format!("{input}: read error after line {n}"))?;
+        let read = r
+            .read_line(&mut buf)
+            .with_context(|| format!("{input}: read error after line {n}"))?;
         if read == 0 {
             return Ok(());
         }
@@ -137,16 +160,41 @@ pub(crate) fn for_each_line(input: &str, mut f: impl FnMut(usize, &str) -> Resul
     }
 }
 
-fn import(otelcol: &Path, output: &Option<PathBuf>, which: &Option<String>, strict: bool) -> Result<u8> {
-    let text = std::fs::read_to_string(otelcol).with_context(|| format!("{}: cannot read", otelcol.display()))?;
-    let origin = otelcol.display().to_string();
-    let procs = lockstep_policy::import::import_collector(&text, lockstep_policy::Format::from_path(otelcol), &origin)?;
+fn import(
+    config: &Path,
+    output: &Option<PathBuf>,
+    which: &Option<String>,
+    from: Option<lockstep_policy::import::Source>,
+    strict: bool,
+) -> Result<u8> {
+    use lockstep_policy::import::Source;
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("{}: cannot read", config.display()))?;
+    let origin = config.display().to_string();
+    let (source, procs) = lockstep_policy::import::import_config(
+        &text,
+        lockstep_policy::Format::from_path(config),
+        &origin,
+        from,
+    )?;
     if procs.is_empty() {
-        anyhow::bail!("{origin}: no tail_sampling processor under `processors:`");
+        match source {
+            Source::Collector => anyhow::bail!("{origin}: no tail_sampling processor under `processors:`"),
+            Source::FluentBit => anyhow::bail!(
+                "{origin}: no `name: sampling` processor under any `pipeline.inputs[*].processors.traces` or `pipeline.outputs[*].processors.traces`"
+            ),
+        }
     }
     let chosen = match which {
-        Some(w) => procs.iter().find(|p| &p.id == w).with_context(|| {
-            format!("{origin}: no processor {w:?}; found {}", procs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", "))
+        Some(w) => procs.iter().find(|p| p.matches(w)).with_context(|| {
+            format!(
+                "{origin}: no processor {w:?}; found {}",
+                procs
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })?,
         None if procs.len() == 1 => &procs[0],
         None => {
@@ -154,47 +202,87 @@ fn import(otelcol: &Path, output: &Option<PathBuf>, which: &Option<String>, stri
             match used.as_slice() {
                 [one] => *one,
                 _ => anyhow::bail!(
-                    "{origin}: several tail_sampling processors ({}); choose one with --processor",
-                    procs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                    "{origin}: several {} ({}); choose one with --processor",
+                    match source {
+                        Source::Collector => "tail_sampling processors",
+                        Source::FluentBit => "plugins with sampling processors",
+                    },
+                    procs
+                        .iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
         }
     };
     for p in &procs {
-        eprintln!(
-            "processor {}{}: {} policies mirrored, {} not mirrored",
-            p.id,
-            if p.pipelines.is_empty() { " (in no pipeline)".to_string() } else { format!(" (pipelines: {})", p.pipelines.join(", ")) },
-            p.converted.len(),
-            p.skipped.len()
-        );
+        match source {
+            Source::Collector => eprintln!(
+                "processor {}{}: {} policies mirrored, {} not mirrored",
+                p.id,
+                if p.pipelines.is_empty() {
+                    " (in no pipeline)".to_string()
+                } else {
+                    format!(" (pipelines: {})", p.pipelines.join(", "))
+                },
+                p.converted.len(),
+                p.skipped.len()
+            ),
+            Source::FluentBit => eprintln!(
+                "fluent-bit {} ({}): {} mirrored, {} not mirrored",
+                p.id,
+                p.pipelines.join(", "),
+                p.converted.len(),
+                p.skipped.len()
+            ),
+        }
+    }
+    if source == Source::FluentBit {
+        for c in &chosen.converted {
+            eprintln!("  mirrored {c}");
+        }
     }
     for s in &chosen.skipped {
-        eprintln!("  NOT MIRRORED {} ({}) at {}: {}", s.name, s.kind, s.path, s.reason);
+        eprintln!(
+            "  NOT MIRRORED {} ({}) at {}: {}",
+            s.name, s.kind, s.path, s.reason
+        );
     }
     for n in &chosen.notes {
         eprintln!("  note: {n}");
     }
-    if chosen.policy.policies.is_empty() {
-        anyhow::bail!("{origin}: processor {} has no policy that can be mirrored; no policy written", chosen.id);
+    if chosen.is_empty() {
+        anyhow::bail!(
+            "{origin}: {} has nothing that can be mirrored; no policy written",
+            chosen.id
+        );
     }
     let rendered = lockstep_policy::import::render(chosen)?;
     // Prove the output loads before writing it.
     lockstep_policy::compile_policy(&rendered, lockstep_policy::Format::Yaml, "<imported>")?;
     match output {
         Some(o) => {
-            std::fs::write(o, &rendered).with_context(|| format!("{}: cannot write", o.display()))?;
+            std::fs::write(o, &rendered)
+                .with_context(|| format!("{}: cannot write", o.display()))?;
             eprintln!("wrote {}", o.display());
         }
         None => print!("{rendered}"),
     }
-    Ok(if strict && !chosen.skipped.is_empty() { 3 } else { 0 })
+    Ok(if strict && !chosen.skipped.is_empty() {
+        3
+    } else {
+        0
+    })
 }
 
 fn replay(dir: &Path, wasm: &Path, chunk: usize) -> Result<u8> {
     use lockstep_harness::{golden, wasm as host};
     if !wasm.exists() {
-        anyhow::bail!("{}: no such module (build it with scripts/build-plugins.sh, or pass --wasm)", wasm.display());
+        anyhow::bail!(
+            "{}: no such module (build it with scripts/build-plugins.sh, or pass --wasm)",
+            wasm.display()
+        );
     }
     let set = golden::GoldenSet::load(dir).map_err(anyhow::Error::msg)?;
     let mut cfg = host::FilterConfig::new(wasm, "lockstep_filter");
@@ -212,15 +300,48 @@ fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Explain { policy, input } => explain::run(&policy_or_default(&policy)?, &input),
-        Cmd::Check { policy, input, json } => check::run(&policy_or_default(&policy)?, &input, json),
-        Cmd::Policy { cmd: PolicyCmd::Import { otelcol, output, processor, strict } } => import(&otelcol, &output, &processor, strict),
-        Cmd::Policy { cmd: PolicyCmd::Validate { policy } } => {
-            let p = load_policy(&policy)?;
-            println!("{}: ok; policies: {}", policy.display(), p.names().collect::<Vec<_>>().join(", "));
+        Cmd::Check {
+            policy,
+            input,
+            json,
+        } => check::run(&policy_or_default(&policy)?, &input, json),
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Import {
+                    config,
+                    output,
+                    processor,
+                    from,
+                    strict,
+                },
+        } => import(&config, &output, &processor, from, strict),
+        Cmd::Policy {
+            cmd: PolicyCmd::Validate { policy },
+        } => {
+            let p = policy_or_default(&Some(policy.clone()))?;
+            println!(
+                "{}: ok ({} semantics); policies: {}",
+                policy.display(),
+                if p.is_fluent_bit() {
+                    "Fluent Bit sampling processor"
+                } else {
+                    "collector tail_sampling"
+                },
+                p.names().collect::<Vec<_>>().join(", ")
+            );
             Ok(0)
         }
-        Cmd::Replay { golden_dir, wasm, chunk } => replay(&golden_dir, &wasm, chunk),
-        Cmd::Ship { golden_dir, wasm, plugin, loki } => ship::run(&golden_dir, &wasm, &plugin, loki.as_deref()),
+        Cmd::Replay {
+            golden_dir,
+            wasm,
+            chunk,
+        } => replay(&golden_dir, &wasm, chunk),
+        Cmd::Ship {
+            golden_dir,
+            wasm,
+            plugin,
+            loki,
+        } => ship::run(&golden_dir, &wasm, &plugin, loki.as_deref()),
         Cmd::Spool { cmd } => spool_cmd::run(cmd).map(|c| u8::try_from(c).unwrap_or(1)),
     }
 }

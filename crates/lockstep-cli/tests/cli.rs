@@ -13,12 +13,25 @@ fn root() -> PathBuf {
 }
 
 fn lockstep(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lockstep")).args(args).current_dir(root()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn hex16(s: &str) -> [u8; 16] {
@@ -35,7 +48,10 @@ fn trace_decisions(spans: &[Value], latency_ms: i64, pct: Option<f64>) -> HashMa
     let mut by: HashMap<String, (u64, u64, bool)> = HashMap::new();
     for s in spans {
         let t = s["trace_id"].as_str().unwrap().to_string();
-        let (st, en) = (s["start_ns"].as_u64().unwrap(), s["end_ns"].as_u64().unwrap());
+        let (st, en) = (
+            s["start_ns"].as_u64().unwrap(),
+            s["end_ns"].as_u64().unwrap(),
+        );
         let e = by.entry(t).or_insert((u64::MAX, 0, false));
         e.0 = e.0.min(st);
         e.1 = e.1.max(en);
@@ -44,7 +60,10 @@ fn trace_decisions(spans: &[Value], latency_ms: i64, pct: Option<f64>) -> HashMa
     by.into_iter()
         .map(|(t, (st, en, err))| {
             let dur_ms = ((en - st) / 1_000_000) as i64;
-            let prob = pct.is_some_and(|p| sampling::hash_trace_id(sampling::DEFAULT_SALT.as_bytes(), &hex16(&t)) <= sampling::threshold(p));
+            let prob = pct.is_some_and(|p| {
+                sampling::hash_trace_id(sampling::DEFAULT_SALT.as_bytes(), &hex16(&t))
+                    <= sampling::threshold(p)
+            });
             (t, err || dur_ms > latency_ms || prob)
         })
         .collect()
@@ -62,23 +81,37 @@ fn check_golden(policy: Option<&str>, pct: Option<f64>) {
     args.push("golden/four-schemas/logs.jsonl");
     let (code, out, err) = lockstep(&args);
     assert_eq!(code, 0, "{err}");
-    let explained: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let explained: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(explained.len(), lines.len());
     let (mut summaries, mut kept) = (0usize, 0usize);
     for (truth, ex) in lines.iter().zip(&explained) {
         assert_eq!(truth["line"], ex["line"]);
         // Every line's trace id is found, in whatever form the service wrote it.
-        assert_eq!(truth["trace_id"], ex["trace_id"], "line {}: {ex}", truth["line"]);
+        assert_eq!(
+            truth["trace_id"], ex["trace_id"],
+            "line {}: {ex}",
+            truth["line"]
+        );
         if truth["summary"] == true {
             summaries += 1;
             let want = decisions[truth["trace_id"].as_str().unwrap()];
             let got = ex["decision"] == "keep";
-            assert_eq!(got, want, "summary line {} ({}): {ex}", truth["line"], truth["service"]);
+            assert_eq!(
+                got, want,
+                "summary line {} ({}): {ex}",
+                truth["line"], truth["service"]
+            );
             kept += got as usize;
         }
     }
     assert_eq!(summaries, decisions.len());
-    assert!(kept > 10 && kept < summaries, "a sample that keeps all or nothing proves little: {kept}/{summaries}");
+    assert!(
+        kept > 10 && kept < summaries,
+        "a sample that keeps all or nothing proves little: {kept}/{summaries}"
+    );
 }
 
 #[test]
@@ -121,7 +154,10 @@ fn check_reports_coverage_and_drift() {
     assert_eq!(r["duration"]["invalid"], 1);
     // the human report names the drifting fields
     let (_, text, _) = lockstep(&["check", "golden/drift/logs.jsonl"]);
-    assert!(text.contains("elapsedTime") && text.contains("\"LOUD\""), "{text}");
+    assert!(
+        text.contains("elapsedTime") && text.contains("\"LOUD\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -144,13 +180,26 @@ fn policy_import_writes_a_loadable_policy_and_lists_what_it_cannot_mirror() {
     )
     .unwrap();
     let out = dir.path().join("policy.yaml");
-    let (code, _, err) = lockstep(&["policy", "import", col.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let (code, _, err) = lockstep(&[
+        "policy",
+        "import",
+        col.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("NOT MIRRORED rl (rate_limiting)"), "{err}");
     let (code, stdout, err) = lockstep(&["policy", "validate", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("errs"));
-    let (code, _, _) = lockstep(&["policy", "import", "--strict", col.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let (code, _, _) = lockstep(&[
+        "policy",
+        "import",
+        "--strict",
+        col.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 3);
 }
 
@@ -158,11 +207,25 @@ fn policy_import_writes_a_loadable_policy_and_lists_what_it_cannot_mirror() {
 fn errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.yaml");
-    std::fs::write(&p, "policies:\n  - name: x\n    type: latency\n    latency: {threshold_ms: fast}\n").unwrap();
-    let (code, _, err) = lockstep(&["explain", "--policy", p.to_str().unwrap(), "golden/drift/logs.jsonl"]);
+    std::fs::write(
+        &p,
+        "policies:\n  - name: x\n    type: latency\n    latency: {threshold_ms: fast}\n",
+    )
+    .unwrap();
+    let (code, _, err) = lockstep(&[
+        "explain",
+        "--policy",
+        p.to_str().unwrap(),
+        "golden/drift/logs.jsonl",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("bad.yaml:4:"), "{err}");
-    let (code, _, err) = lockstep(&["explain", "--policy", "/nonexistent/p.yaml", "golden/drift/logs.jsonl"]);
+    let (code, _, err) = lockstep(&[
+        "explain",
+        "--policy",
+        "/nonexistent/p.yaml",
+        "golden/drift/logs.jsonl",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/p.yaml"), "{err}");
     let (code, _, err) = lockstep(&["check", "/nonexistent/logs.jsonl"]);
@@ -172,11 +235,169 @@ fn errors_name_file_line_and_column() {
 
 #[test]
 fn shipped_example_policies_compile() {
-    for p in ["fluent-bit-conf/filter/lockstep-policy.yaml", "golden/four-schemas/lockstep-policy.yaml"] {
+    for p in [
+        "fluent-bit-conf/filter/lockstep-policy.yaml",
+        "golden/four-schemas/lockstep-policy.yaml",
+    ] {
         let (code, out, err) = lockstep(&["policy", "validate", p]);
         assert_eq!(code, 0, "{p}: {err}");
-        assert!(out.contains("errors"), "{out}");
+        assert!(
+            out.contains("errors") && out.contains("collector tail_sampling semantics"),
+            "{out}"
+        );
     }
+    for p in [
+        "fluent-bit-conf/fluent-bit-sampling/lockstep-policy.yaml",
+        "golden/fluent-bit/lockstep-policy.yaml",
+    ] {
+        let (code, out, err) = lockstep(&["policy", "validate", p]);
+        assert_eq!(code, 0, "{p}: {err}");
+        assert!(
+            out.contains("Fluent Bit sampling processor semantics") && out.contains("status_code"),
+            "{out}"
+        );
+    }
+}
+
+/// One policy file everywhere: each Fluent Bit policy we ship is exactly what `lockstep
+/// policy import` makes of the processor config beside it.
+#[test]
+fn shipped_fluent_bit_policies_are_what_import_makes_of_their_configs() {
+    for (config, policy) in [
+        (
+            "golden/fluent-bit/fluent-bit.yaml",
+            "golden/fluent-bit/lockstep-policy.yaml",
+        ),
+        (
+            "fluent-bit-conf/fluent-bit-sampling/fluent-bit.yaml",
+            "fluent-bit-conf/fluent-bit-sampling/lockstep-policy.yaml",
+        ),
+    ] {
+        let (code, out, err) = lockstep(&["policy", "import", config]);
+        assert_eq!(code, 0, "{config}: {err}");
+        let committed = std::fs::read_to_string(root().join(policy)).unwrap();
+        assert_eq!(
+            out, committed,
+            "{policy} is stale: run lockstep policy import {config} -o {policy}"
+        );
+    }
+}
+
+#[test]
+fn policy_import_reads_fluent_bit_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fb = dir.path().join("fluent-bit.yaml");
+    std::fs::write(
+        &fb,
+        "pipeline:
+  inputs:
+    - name: opentelemetry
+      alias: edge
+      processors:
+        traces:
+          - name: sampling
+            type: tail
+            sampling_settings: {decision_wait: 500ms}
+            conditions:
+              - {type: status_code, status_codes: [ERROR]}
+              - {type: span_count, min_spans: 2, max_spans: 9}
+    - name: opentelemetry
+      alias: batch
+      processors:
+        traces:
+          - {name: sampling, type: probabilistic, sampling_settings: {sampling_percentage: 10}}
+",
+    )
+    .unwrap();
+    let f = fb.to_str().unwrap();
+    // two plugins with sampling processors: the operator chooses
+    let (code, _, err) = lockstep(&["policy", "import", f]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "several plugins with sampling processors (pipeline.inputs[0], pipeline.inputs[1])"
+        ),
+        "{err}"
+    );
+    let out = dir.path().join("policy.yaml");
+    let o = out.to_str().unwrap();
+    let (code, _, err) = lockstep(&["policy", "import", f, "--processor", "edge", "-o", o]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("NOT MIRRORED span_count (span_count) at processors.traces[0].conditions[1]"),
+        "{err}"
+    );
+    assert!(err.contains("read by Fluent Bit 5.1.1 as 500 s"), "{err}");
+    let (code, stdout, err) = lockstep(&["policy", "validate", o]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.contains("Fluent Bit sampling processor semantics); policies: status_code"),
+        "{stdout}"
+    );
+    assert!(err.contains("warning: ") && err.contains("500 s"), "{err}");
+    let (code, _, _) = lockstep(&[
+        "policy",
+        "import",
+        "--strict",
+        f,
+        "--processor",
+        "edge",
+        "-o",
+        o,
+    ]);
+    assert_eq!(code, 3);
+    let (code, stdout, _) = lockstep(&["policy", "import", f, "--processor", "pipeline.inputs[1]"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("type: probabilistic"), "{stdout}");
+    // decided as Fluent Bit decides: explain agrees with the facts file's vector
+    std::fs::write(&out, &stdout).unwrap();
+    let logs = dir.path().join("logs.jsonl");
+    std::fs::write(&logs, "{\"trace_id\":\"19581e27de7ced00ff1ce50b2047e7a5\"}\n{\"trace_id\":\"5b8aa5a2d2c872e8321cf37308d69df2\"}\n").unwrap();
+    let (code, stdout, err) = lockstep(&["explain", "--policy", o, logs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let d: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        (d[0]["decision"].as_str(), d[0]["reason"].as_str()),
+        (Some("keep"), Some("probabilistic"))
+    );
+    assert_eq!(
+        (d[1]["decision"].as_str(), d[1]["reason"].as_str()),
+        (Some("drop"), Some("probabilistic"))
+    );
+
+    // the classic format cannot hold processors: said, with the way out
+    let classic = dir.path().join("fluent-bit.conf");
+    std::fs::write(
+        &classic,
+        "[SERVICE]\n    Flush 1\n[INPUT]\n    Name opentelemetry\n",
+    )
+    .unwrap();
+    let (code, _, err) = lockstep(&["policy", "import", classic.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("fluent-bit.conf: a classic Fluent Bit .conf cannot hold processors"),
+        "{err}"
+    );
+    // ambiguous shape: --from decides
+    let amb = dir.path().join("both.yaml");
+    std::fs::write(
+        &amb,
+        "pipeline:\n  inputs:\n    - name: opentelemetry\n      processors:\n        traces:\n          - {name: sampling, type: probabilistic, sampling_settings: {}}\nprocessors:\n  tail_sampling:\n    policies: [{name: all, type: always_sample}]\n",
+    )
+    .unwrap();
+    let a = amb.to_str().unwrap();
+    let (code, _, err) = lockstep(&["policy", "import", a]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--from fluent-bit|otelcol"), "{err}");
+    let (code, stdout, err) = lockstep(&["policy", "import", a, "--from", "fluent-bit"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("type: probabilistic"));
+    let (code, stdout, err) = lockstep(&["policy", "import", a, "--from", "otelcol"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("always_sample"));
 }
 
 /// `lockstep ship` (the demo's main job) end to end with the real artifacts: every record
@@ -187,18 +408,49 @@ fn ship_delivers_every_kept_record_once() {
     let wasm = lockstep_harness::wasm::build_filter_wasm(&[]).unwrap();
     let so = lockstep_harness::artifacts::build_cdylib("out-loki").unwrap();
     let (wasm, so) = (wasm.to_str().unwrap(), so.to_str().unwrap());
-    let (code, out, err) = lockstep(&["ship", "golden/four-schemas", "--wasm", wasm, "--plugin", so]);
+    let (code, out, err) = lockstep(&[
+        "ship",
+        "golden/four-schemas",
+        "--wasm",
+        wasm,
+        "--plugin",
+        so,
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     // "filter: N records in, K kept (D dropped) …" and "OK: K kept records -> E Loki entries; T kept traces -> T traces …"
-    let kept: usize = out.lines().find_map(|l| l.strip_prefix("filter: ")).and_then(|l| l.split(", ").nth(1)).and_then(|k| k.split(' ').next()).and_then(|k| k.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    let kept: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("filter: "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|k| k.split(' ').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(kept > 0, "{out}");
-    let summary = out.lines().find(|l| l.starts_with("OK: ")).unwrap_or_else(|| panic!("{out}"));
-    let n: Vec<usize> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("OK: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let n: Vec<usize> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert_eq!(n, vec![kept, kept, n[2], n[2]], "{summary}");
     assert!(out.contains("0 left queued"), "{out}");
 
     // A Loki URL the plugin refuses at start: the plugin's own message is shown.
-    let (code, _, err) = lockstep(&["ship", "golden/four-schemas", "--wasm", wasm, "--plugin", so, "--loki", "ftp://loki"]);
+    let (code, _, err) = lockstep(&[
+        "ship",
+        "golden/four-schemas",
+        "--wasm",
+        wasm,
+        "--plugin",
+        so,
+        "--loki",
+        "ftp://loki",
+    ]);
     assert_ne!(code, 0);
-    assert!(err.contains("plugin:") && err.contains("ftp://loki"), "{err}");
+    assert!(
+        err.contains("plugin:") && err.contains("ftp://loki"),
+        "{err}"
+    );
 }

@@ -1,12 +1,14 @@
 //! # lockstep-policy
 //!
 //! Decides keep or drop for one log record exactly as the OpenTelemetry Collector's
-//! `tail_sampling` processor would decide the record's trace, as far as one record can
-//! tell (see `shared/facts/tail-sampling.md`).
+//! `tail_sampling` processor (`shared/facts/tail-sampling.md`), or Fluent Bit 5.1.1's
+//! trace `sampling` processor (`shared/facts/fluent-bit-sampling-processor.md`), would
+//! decide the record's trace, as far as one record can tell.
 //!
 //! It owns:
 //! - the policy file ([`PolicyFile`]): the collector's `policies:` schema verbatim (a
-//!   block pastes in), YAML or JSON, plus a `lockstep:` section for log-only settings;
+//!   block pastes in), or Fluent Bit's `processors: traces:` list verbatim ([`fluentbit`]),
+//!   YAML or JSON, plus a `lockstep:` section for log-only settings;
 //! - compilation ([`Policy::compile`]) with errors that name the file, line and column
 //!   (parse) or the policy path (`policies[2].latency`);
 //! - evaluation ([`Policy::decide`], [`Engine`]) with the collector's current precedence:
@@ -14,7 +16,11 @@
 //!   evaluate is skipped, `sample_on_first_match` stops at the first Sampled;
 //! - the probabilistic rule, bit-exact (FNV-1a-64 over salt ++ trace id, the collector's
 //!   64-bit-mantissa threshold) ([`sampling`]);
-//! - [`import`]: converting a collector config, listing every policy it cannot mirror.
+//! - Fluent Bit's semantics ([`fluentbit`]): processors chained as AND, conditions ORed,
+//!   per-record inclusive latency, typed attributes, its probabilistic rule bit-exact,
+//!   its start-up checks, and [`Policy::warnings`] for what 5.1.1 does surprisingly;
+//! - [`import`]: converting a collector or Fluent Bit config, listing every policy or
+//!   condition it cannot mirror.
 //!
 //! Mirroring onto one record: `status_code` reads the level (error|fatal ↔ ERROR, other
 //! known levels ↔ OK/UNSET, no level ↔ UNSET); `latency` reads the record's duration,

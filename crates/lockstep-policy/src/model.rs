@@ -22,7 +22,7 @@ pub const IGNORED_COLLECTOR_KEYS: &[&str] = &[
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicySpec>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sample_on_first_match: bool,

@@ -47,10 +47,21 @@ mod wasi {
         pub fn fd_prestat_get(fd: u32, out: *mut Prestat) -> u16;
         pub fn fd_prestat_dir_name(fd: u32, path: *mut u8, len: usize) -> u16;
         #[allow(clippy::too_many_arguments)]
-        pub fn path_open(dirfd: u32, dirflags: u32, path: *const u8, path_len: usize, oflags: u16, rights_base: u64, rights_inheriting: u64, fdflags: u16, fd: *mut u32) -> u16;
+        pub fn path_open(
+            dirfd: u32,
+            dirflags: u32,
+            path: *const u8,
+            path_len: usize,
+            oflags: u16,
+            rights_base: u64,
+            rights_inheriting: u64,
+            fdflags: u16,
+            fd: *mut u32,
+        ) -> u16;
         pub fn fd_read(fd: u32, iovs: *const Iovec, iovs_len: usize, nread: *mut usize) -> u16;
         pub fn fd_close(fd: u32) -> u16;
-        pub fn fd_write(fd: u32, iovs: *const Ciovec, iovs_len: usize, nwritten: *mut usize) -> u16;
+        pub fn fd_write(fd: u32, iovs: *const Ciovec, iovs_len: usize, nwritten: *mut usize)
+            -> u16;
     }
     pub const RIGHT_FD_READ: u64 = 1 << 1;
     pub const LOOKUP_SYMLINK_FOLLOW: u32 = 1;
@@ -59,7 +70,10 @@ mod wasi {
 /// Writes one line to stderr (Fluent Bit's own).
 fn eprint_line(msg: &str) {
     let line = format!("[lockstep_filter] {msg}\n");
-    let iov = wasi::Ciovec { buf: line.as_ptr(), len: line.len() };
+    let iov = wasi::Ciovec {
+        buf: line.as_ptr(),
+        len: line.len(),
+    };
     let mut n = 0usize;
     // SAFETY: iov points at `line`, alive for the call; the host writes only `n`.
     unsafe {
@@ -71,7 +85,10 @@ fn eprint_line(msg: &str) {
 fn preopens() -> Vec<(u32, String)> {
     let mut out = Vec::new();
     for fd in 3u32..64 {
-        let mut ps = wasi::Prestat { tag: 0, name_len: 0 };
+        let mut ps = wasi::Prestat {
+            tag: 0,
+            name_len: 0,
+        };
         // SAFETY: `ps` is a valid out-pointer for the call.
         if unsafe { wasi::fd_prestat_get(fd, &mut ps) } != 0 {
             break;
@@ -84,7 +101,9 @@ fn preopens() -> Vec<(u32, String)> {
         if unsafe { wasi::fd_prestat_dir_name(fd, name.as_mut_ptr(), name.len()) } != 0 {
             continue;
         }
-        let name = String::from_utf8_lossy(&name).trim_end_matches('\0').to_string();
+        let name = String::from_utf8_lossy(&name)
+            .trim_end_matches('\0')
+            .to_string();
         out.push((fd, name));
     }
     out
@@ -94,7 +113,17 @@ fn read_file(dir: u32, name: &str) -> Option<Vec<u8>> {
     let mut fd = 0u32;
     // SAFETY: `name` outlives the call; `fd` is a valid out-pointer.
     let err = unsafe {
-        wasi::path_open(dir, wasi::LOOKUP_SYMLINK_FOLLOW, name.as_ptr(), name.len(), 0, wasi::RIGHT_FD_READ, 0, 0, &mut fd)
+        wasi::path_open(
+            dir,
+            wasi::LOOKUP_SYMLINK_FOLLOW,
+            name.as_ptr(),
+            name.len(),
+            0,
+            wasi::RIGHT_FD_READ,
+            0,
+            0,
+            &mut fd,
+        )
     };
     if err != 0 {
         return None;
@@ -102,7 +131,10 @@ fn read_file(dir: u32, name: &str) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let iov = wasi::Iovec { buf: buf.as_mut_ptr(), len: buf.len() };
+        let iov = wasi::Iovec {
+            buf: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
         let mut n = 0usize;
         // SAFETY: iov describes `buf`, writable for its length; `n` is an out-pointer.
         let e = unsafe { wasi::fd_read(fd, &iov, 1, &mut n) };
@@ -132,19 +164,34 @@ fn load_filter() -> Filter {
         #[cfg(not(feature = "yaml"))]
         const NAMES: &[&str] = &["lockstep-policy.json"];
         for &name in NAMES {
-            let Some(bytes) = read_file(fd, name) else { continue };
+            let Some(bytes) = read_file(fd, name) else {
+                continue;
+            };
             let path = format!("{}/{name}", dir.trim_end_matches('/'));
             let text = match String::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(e) => {
-                    eprint_line(&format!("{path}: not UTF-8 at byte {}; keeping every record (fail-open)", e.utf8_error().valid_up_to()));
+                    eprint_line(&format!(
+                        "{path}: not UTF-8 at byte {}; keeping every record (fail-open)",
+                        e.utf8_error().valid_up_to()
+                    ));
                     return Filter::fail_open();
                 }
             };
-            let fmt = if name.ends_with(".json") { lockstep_filter::Format::Json } else { lockstep_filter::Format::Yaml };
+            let fmt = if name.ends_with(".json") {
+                lockstep_filter::Format::Json
+            } else {
+                lockstep_filter::Format::Yaml
+            };
             return match lockstep_filter::compile_policy(&text, fmt, &path) {
                 Ok(p) => {
-                    eprint_line(&format!("policy {path}: {}", p.names().collect::<Vec<_>>().join(", ")));
+                    eprint_line(&format!(
+                        "policy {path}: {}",
+                        p.names().collect::<Vec<_>>().join(", ")
+                    ));
+                    for w in p.warnings() {
+                        eprint_line(&format!("warning: {path}: {w}"));
+                    }
                     Filter::new(p)
                 }
                 Err(e) => {
@@ -154,7 +201,10 @@ fn load_filter() -> Filter {
             };
         }
     }
-    eprint_line(&format!("no {} in Accessible_Paths: built-in policy (errors + slower than 200 ms)", NAMES_DOC));
+    eprint_line(&format!(
+        "no {} in Accessible_Paths: built-in policy (errors + slower than 200 ms)",
+        NAMES_DOC
+    ));
     Filter::new(lockstep_filter::Policy::default_policy())
 }
 
@@ -170,9 +220,14 @@ struct Arena {
 impl Arena {
     fn alloc(&mut self, size: usize) -> *mut u8 {
         let words = size.div_ceil(8).max(1);
-        let fits = self.blocks.last().is_some_and(|b| b.len() - self.used >= words);
+        let fits = self
+            .blocks
+            .last()
+            .is_some_and(|b| b.len() - self.used >= words);
         if !fits {
-            let cap = words.max(8 * 1024).max(self.blocks.last().map_or(0, |b| b.len()));
+            let cap = words
+                .max(8 * 1024)
+                .max(self.blocks.last().map_or(0, |b| b.len()));
             if self.blocks.try_reserve(1).is_err() {
                 return std::ptr::null_mut();
             }
@@ -184,7 +239,9 @@ impl Arena {
             self.blocks.push(b);
             self.used = 0;
         }
-        let Some(block) = self.blocks.last_mut() else { return std::ptr::null_mut() };
+        let Some(block) = self.blocks.last_mut() else {
+            return std::ptr::null_mut();
+        };
         let p = block[self.used..].as_mut_ptr().cast::<u8>();
         self.used += words;
         self.outstanding += 1;
@@ -218,7 +275,11 @@ struct Global(UnsafeCell<State>);
 unsafe impl Sync for Global {}
 
 static STATE: Global = Global(UnsafeCell::new(State {
-    arena: Arena { blocks: Vec::new(), used: 0, outstanding: 0 },
+    arena: Arena {
+        blocks: Vec::new(),
+        used: 0,
+        outstanding: 0,
+    },
     filter: None,
     null_reported: false,
     unreadable_reported: false,
@@ -247,7 +308,14 @@ pub extern "C" fn free(ptr: *mut u8) {
 }
 
 #[no_mangle]
-pub extern "C" fn lockstep_filter(_tag: *const u8, _tag_len: u32, _sec: u32, _nsec: u32, record: *const u8, record_len: u32) -> *const u8 {
+pub extern "C" fn lockstep_filter(
+    _tag: *const u8,
+    _tag_len: u32,
+    _sec: u32,
+    _nsec: u32,
+    record: *const u8,
+    record_len: u32,
+) -> *const u8 {
     let st = state();
     let filter = st.filter.get_or_insert_with(load_filter);
     if record.is_null() {

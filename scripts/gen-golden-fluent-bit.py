@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Regenerates golden/fluent-bit (deterministic); run as `scripts/gen-golden.py --fluent-bit [DIR]`.
+
+Traces decided by Fluent Bit 5.1.1's `sampling` processor (fluent-bit.yaml beside the
+data): a probabilistic processor (50 %) chained before a tail processor whose conditions
+are status_code [ERROR], latency threshold_ms_high 200 and latency threshold_ms_low 10.
+Fluent Bit judges each span on its own (both latency bounds inclusive, ms truncated), so
+each service writes one summary line per span: its own duration and a level that follows
+its own status. Durations are whole microseconds, so every schema's text (ms with three
+decimals, seconds with six, a Go `µs` string) carries the span's exact duration.
+
+Files as in golden/four-schemas (spans.jsonl, logs.jsonl, lines.jsonl); `summary` marks
+every span's summary line. lockstep-policy.yaml is `lockstep policy import
+fluent-bit.yaml`, checked by the tests.
+"""
+import json, random, os
+
+SERVICES = {"api": "canonical", "billing": "seconds", "web": "pino", "ledger": "otel"}
+BASE = 1_796_000_000 * 10**9
+# Root durations on the edges of threshold_ms_high 200 (inclusive); child durations on
+# the edges of threshold_ms_low 10 (inclusive); both in whole µs.
+ROOT_EDGE_US = [199_999, 200_000, 200_400, 200_999, 201_000, 150_000, 5_000_000, 199_000, 250_500, 12_000]
+CHILD_EDGE_US = [10_000, 10_999, 11_000, 9_500, 11_001, 25_000, 3_200, 40_000]
+
+
+def main(out=None):
+    rng = random.Random(20261129)
+    out = out or os.path.join(os.path.dirname(__file__), "..", "golden", "fluent-bit")
+    os.makedirs(out, exist_ok=True)
+
+    def hexid(n):
+        return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+    spans, logs, lines = [], [], []
+
+    def log(rec, trace, summary, service):
+        lines.append({"line": len(logs) + 1, "trace_id": trace, "summary": summary, "service": service})
+        logs.append(rec)
+
+    def summary_line(service, trace, span, dur_us, error, ts_ns, root):
+        schema = SERVICES[service]
+        ms = dur_us / 1000
+        if schema == "canonical":
+            return {"ts": ts_ns // 10**6, "level": "error" if error else "info", "service": service,
+                    "trace_id": trace, "span_id": span, "msg": "request finished" if root else "call finished",
+                    "duration_ms": round(ms, 3)}
+        if schema == "seconds":
+            return {"time": ts_ns / 1e9, "level": "ERR" if error else "INF", "svc": service,
+                    "trace_id": trace.upper(), "span_id": span,
+                    "message": "charge complete" if root else "rate lookup complete",
+                    "duration": round(dur_us / 1e6, 6)}
+        if schema == "pino":
+            return {"level": 50 if error else 30, "time": ts_ns // 10**6, "pid": 7, "hostname": "edge-1",
+                    "traceId": trace, "spanId": span, "res": {"statusCode": 502 if error else 200},
+                    "responseTime": round(ms, 3), "msg": "request completed" if root else "fragment rendered"}
+        return {"timestamp": str(ts_ns), "severity_number": 17 if error else 9,
+                "severity_text": "ERROR" if error else "INFO", "trace_id": trace, "span_id": span,
+                "body": "ledger write" if root else "ledger read", "latency": f"{dur_us}.000µs",
+                "resource": {"service.name": service}}
+
+    def detail_line(service, trace, span, ts_ns):
+        schema = SERVICES[service]
+        if schema == "canonical":
+            return {"ts": ts_ns // 10**6, "level": "debug", "service": service, "trace_id": trace, "span_id": span, "msg": "cache lookup"}
+        if schema == "seconds":
+            return {"time": ts_ns / 1e9, "level": "DBG", "svc": service, "trace_id": trace, "span_id": span, "message": "rate table loaded"}
+        if schema == "pino":
+            return {"level": 20, "time": ts_ns // 10**6, "traceId": trace, "spanId": span, "msg": "render"}
+        return {"timestamp": str(ts_ns), "severity_number": 5, "severity_text": "DEBUG", "trace_id": trace, "span_id": span, "body": "ledger read"}
+
+    for svc in SERVICES:
+        log({"level": "info", "service": svc, "msg": "starting"} if SERVICES[svc] != "pino" else {"level": 30, "msg": "server listening"}, None, False, svc)
+
+    t = BASE
+    names = list(SERVICES)
+    for i in range(80):
+        trace = hexid(32)
+        root_svc = names[i % 4]
+        root_us = ROOT_EDGE_US[i // 4] if i < 40 else rng.choice([rng.randint(20_000, 150_000), rng.randint(150_000, 260_000), rng.randint(300_000, 3_000_000)])
+        t += rng.randint(1, 50) * 10**6
+        start, end = t, t + root_us * 1000
+        root_span = hexid(16)
+        root_status = "ERROR" if rng.random() < 0.12 else "UNSET"
+        spans.append({"trace_id": trace, "span_id": root_span, "parent_span_id": "", "service": root_svc,
+                      "name": "request", "start_ns": start, "end_ns": end, "status": root_status})
+        log(detail_line(root_svc, trace, root_span, start), trace, False, root_svc)
+        for c in range(rng.randint(0, 2)):
+            csvc = names[(i + c + 1) % 4]
+            if i < 40 and c == 0:
+                c_us = CHILD_EDGE_US[i % len(CHILD_EDGE_US)]
+            else:
+                c_us = rng.randint(12_000, max(13_000, root_us // 2))
+            c_us = min(c_us, root_us)
+            cs = start + rng.randint(0, max(1, (root_us - c_us) * 1000))
+            ce = cs + c_us * 1000
+            cspan = hexid(16)
+            status = "ERROR" if rng.random() < 0.08 else "OK"
+            spans.append({"trace_id": trace, "span_id": cspan, "parent_span_id": root_span, "service": csvc,
+                          "name": "call", "start_ns": cs, "end_ns": ce, "status": status})
+            log(detail_line(csvc, trace, cspan, cs), trace, False, csvc)
+            log(summary_line(csvc, trace, cspan, c_us, status == "ERROR", ce, False), trace, True, csvc)
+        log(summary_line(root_svc, trace, root_span, root_us, root_status == "ERROR", end, True), trace, True, root_svc)
+        if rng.random() < 0.5:
+            log(detail_line(root_svc, trace, root_span, end + 1000), trace, False, root_svc)
+
+    with open(os.path.join(out, "spans.jsonl"), "w") as f:
+        for s in spans:
+            f.write(json.dumps(s, ensure_ascii=False) + "\n")
+    with open(os.path.join(out, "logs.jsonl"), "w") as f:
+        for r in logs:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with open(os.path.join(out, "lines.jsonl"), "w") as f:
+        for r in lines:
+            f.write(json.dumps(r) + "\n")
+    print(f"{len(spans)} spans, {len(logs)} log lines -> {out}")
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
