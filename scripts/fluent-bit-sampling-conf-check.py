@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Manual end-to-end check of fluent-bit-conf/fluent-bit-sampling/ in a real Fluent Bit.
+
+    FLUENT_BIT=/path/to/fluent-bit scripts/fluent-bit-sampling-conf-check.py
+
+Runs the shipped fluent-bit.yaml as written, with only its paths and addresses pointed at
+a scratch directory and loopback (and `decision_wait` shortened to 2 s):
+- the golden/fluent-bit spans are POSTed as OTLP/JSON to its opentelemetry input, whose
+  `sampling` processors decide them; the kept traces go to its opentelemetry output,
+  caught here on loopback;
+- the golden/fluent-bit logs are appended to the file its tail input reads, go through
+  dist/lockstep_filter.wasm (with lockstep-policy.yaml, the import of the same config)
+  and dist/lockstep_out_loki.so into the Loki-compatible receiver.
+It then checks that Fluent Bit forwarded exactly the traces `lockstep replay` computes
+from the spans with Fluent Bit's rules, and that the receiver holds exactly the records
+the replay keeps, each belonging to a forwarded trace: the logs follow the traces in the
+real host. Needs: scripts/build-plugins.sh, `cargo build --release -p lockstep-harness
+--example loki_receiver`, a lockstep binary (target/release or target/debug), PyYAML.
+Builds and fetches nothing.
+"""
+import http.server, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
+
+try:
+    import yaml
+except ImportError:
+    sys.exit("needs PyYAML: pip install pyyaml")
+
+root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+fb = os.environ.get("FLUENT_BIT") or sys.exit("set FLUENT_BIT=/path/to/fluent-bit")
+conf_dir = os.path.join(root, "fluent-bit-conf", "fluent-bit-sampling")
+golden = os.path.join(root, "golden", "fluent-bit")
+wasm = os.path.join(root, "dist", "lockstep_filter.wasm")
+so = os.path.join(root, "dist", "lockstep_out_loki.so")
+receiver_bin = os.path.join(root, "target", "release", "examples", "loki_receiver")
+lockstep = next((p for p in [os.environ.get("LOCKSTEP", ""), os.path.join(root, "target", "release", "lockstep"),
+                             os.path.join(root, "target", "debug", "lockstep")] if p and os.path.exists(p)), None)
+for path, hint in [(wasm, "scripts/build-plugins.sh"), (so, "scripts/build-plugins.sh"),
+                   (receiver_bin, "cargo build --release -p lockstep-harness --example loki_receiver")]:
+    if not os.path.exists(path):
+        sys.exit(f"{path} is missing: {hint}")
+if not lockstep:
+    sys.exit("no lockstep binary: cargo build --release -p lockstep-cli")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+work = tempfile.mkdtemp(prefix="lockstep-fb-conf-")
+try:
+    etc, logs, spool = (os.path.join(work, d) for d in ("etc", "logs", "spool"))
+    for d in (etc, logs):
+        os.makedirs(d)
+    shutil.copy(wasm, etc)
+    shutil.copy(so, etc)
+    shutil.copy(os.path.join(conf_dir, "lockstep-policy.yaml"), etc)
+
+    # The expectation, from the emulation: the golden logs and spans with this config's policy.
+    g = os.path.join(work, "golden")
+    os.makedirs(g)
+    for f in ("spans.jsonl", "logs.jsonl", "lines.jsonl"):
+        shutil.copy(os.path.join(golden, f), g)
+    shutil.copy(os.path.join(conf_dir, "lockstep-policy.yaml"), g)
+    rep = subprocess.run([lockstep, "replay", g, "--wasm", wasm], capture_output=True, text=True)
+    print(rep.stdout)
+    if rep.returncode != 0:
+        sys.exit(f"lockstep replay failed ({rep.returncode}): {rep.stderr}")
+    want_records = int(re.search(r"kept: (\d+)", rep.stdout).group(1))
+    want_traces = int(re.search(r"traces: \d+ \((\d+) kept", rep.stdout).group(1))
+
+    # Traces catcher: Fluent Bit's opentelemetry output POSTs protobuf to /v1/traces.
+    spans = [json.loads(l) for l in open(os.path.join(golden, "spans.jsonl")) if l.strip()]
+    ids = {s["trace_id"] for s in spans}
+    forwarded = set()
+
+    class Catch(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            for t in ids:
+                if bytes.fromhex(t) in body or t.encode() in body:
+                    forwarded.add(t)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    catcher = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Catch)
+    threading.Thread(target=catcher.serve_forever, daemon=True).start()
+
+    receiver = subprocess.Popen([receiver_bin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "LOKI_RECEIVER_DUMP": os.path.join(work, "loki.jsonl")})
+    loki_url = receiver.stdout.readline().strip()
+
+    # The shipped config, paths and addresses swapped for the scratch ones.
+    text = open(os.path.join(conf_dir, "fluent-bit.yaml")).read()
+    text = text.replace("/etc/fluent-bit/lockstep", etc).replace("/var/log/app", logs)
+    text = text.replace("/var/lib/fluent-bit/lockstep-loki", spool)
+    text = text.replace("https://loki.example.net/loki/api/v1/push", loki_url)
+    cfg = yaml.safe_load(text)
+    in_port = free_port()
+    for i in cfg["pipeline"]["inputs"]:
+        if i["name"] == "opentelemetry":
+            i["listen"], i["port"] = "127.0.0.1", in_port
+            for p in i["processors"]["traces"]:
+                if p.get("type") == "tail":
+                    p["sampling_settings"]["decision_wait"] = 2
+    for o in cfg["pipeline"]["outputs"]:
+        if o["name"] == "opentelemetry":
+            o.update({"host": "127.0.0.1", "port": catcher.server_address[1], "tls": "off"})
+        if o["name"] == "lockstep_loki":
+            o["metrics_listen"] = f"127.0.0.1:{free_port()}"
+    conf = os.path.join(work, "fluent-bit.yaml")
+    with open(conf, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    open(os.path.join(logs, "app.log"), "w").close()
+
+    fb_log = os.path.join(work, "fluent-bit.log")
+    fbp = subprocess.Popen([fb, "-c", conf], stdout=open(fb_log, "w"), stderr=subprocess.STDOUT,
+                           env={**os.environ, "HOSTNAME": "edge-check"})
+    try:
+        deadline = time.time() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", in_port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.time() > deadline or fbp.poll() is not None:
+                    sys.exit("Fluent Bit did not start:\n" + open(fb_log).read()[-4000:])
+                time.sleep(0.1)
+        time.sleep(1.5)  # the tail input's first scan
+        # spans, one OTLP/JSON request (status codes as strings: Fluent Bit's decoder)
+        by_service = {}
+        for s in spans:
+            by_service.setdefault(s["service"], []).append({
+                "traceId": s["trace_id"], "spanId": s["span_id"],
+                **({"parentSpanId": s["parent_span_id"]} if s["parent_span_id"] else {}),
+                "name": s["name"], "kind": 2, "startTimeUnixNano": str(s["start_ns"]),
+                "endTimeUnixNano": str(s["end_ns"]), "status": {"code": s["status"]}})
+        body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": k}}]},
+                                   "scopeSpans": [{"scope": {"name": "golden"}, "spans": v}]} for k, v in by_service.items()]}
+        req = urllib.request.Request(f"http://127.0.0.1:{in_port}/v1/traces", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            print(f"POST /v1/traces: {r.status} ({len(spans)} spans)")
+        with open(os.path.join(logs, "app.log"), "a") as f:
+            f.write(open(os.path.join(golden, "logs.jsonl")).read())
+        # the tail decision (<= 2 W), flushes, the drain's linger (5 s)
+        deadline = time.time() + 30
+        stored = 0
+        while time.time() < deadline:
+            time.sleep(1)
+            line = receiver.stdout.readline().strip()
+            m = re.search(r"stored=(\d+)", line)
+            stored = int(m.group(1)) if m else stored
+            if stored >= want_records and len(forwarded) >= want_traces and time.time() > deadline - 20:
+                break
+    finally:
+        fbp.send_signal(signal.SIGTERM)
+        try:
+            fbp.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            fbp.kill()
+        receiver.stdin.close()
+        receiver.wait(timeout=10)
+        catcher.shutdown()
+
+    log = open(fb_log).read()
+    errors = [l for l in log.splitlines()
+              if "[error]" in l or ("[ warn]" in l and "service will shutdown" not in l)]
+    entries = [json.loads(l) for l in open(os.path.join(work, "loki.jsonl")) if l.strip()]
+    entry_traces = set()
+    for e in entries:
+        md = dict(e.get("structured_metadata") or [])
+        if md.get("trace_id"):
+            # as the service wrote it (billing writes upper case); lockstep reads ids case-insensitively
+            entry_traces.add(md["trace_id"].lower())
+    print("fluent bit log (filter and output lines):")
+    for l in log.splitlines():
+        if "lockstep" in l or "[error]" in l or "[ warn]" in l:
+            print("  " + l)
+    print(f"traces forwarded by Fluent Bit: {len(forwarded)} (replay truth: {want_traces})")
+    print(f"log entries in the receiver: {len(entries)} (replay keeps: {want_records})")
+    orphans = entry_traces - forwarded
+    print(f"entries carrying a trace_id in structured metadata: {sum(1 for e in entries if dict(e.get('structured_metadata') or []).get('trace_id'))}, "
+          f"of {len(entry_traces)} traces; of those, not forwarded by Fluent Bit: {len(orphans)}")
+    ok = not errors and len(forwarded) == want_traces and len(entries) == want_records and not orphans
+    print("OK" if ok else "MISMATCH" + (f" ({len(errors)} error/warn lines)" if errors else ""))
+    sys.exit(0 if ok else 1)
+finally:
+    if os.environ.get("KEEP"):
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
