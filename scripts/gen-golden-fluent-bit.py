@@ -7,7 +7,9 @@ are status_code [ERROR], latency threshold_ms_high 200 and latency threshold_ms_
 Fluent Bit judges each span on its own (both latency bounds inclusive, ms truncated), so
 each service writes one summary line per span: its own duration and a level that follows
 its own status. Durations are whole microseconds, so every schema's text (ms with three
-decimals, seconds with six, a Go `µs` string) carries the span's exact duration.
+decimals, seconds with six, a Go `µs` string) carries the span's exact duration. The
+traces on the edges of both bounds have ids the probabilistic processor keeps and nothing
+else that matches, so each edge alone decides its trace.
 
 Files as in golden/four-schemas (spans.jsonl, logs.jsonl, lines.jsonl); `summary` marks
 every span's summary line. lockstep-policy.yaml is `lockstep policy import
@@ -71,30 +73,51 @@ def main(out=None):
     for svc in SERVICES:
         log({"level": "info", "service": svc, "msg": "starting"} if SERVICES[svc] != "pino" else {"level": 30, "msg": "server listening"}, None, False, svc)
 
+    def passes_probabilistic(trace, pct=50):
+        # Fluent Bit's rule: the id's first 8 bytes big-endian, mod 10^6, / 10^4 < pct
+        return (int(trace[:16], 16) % 1_000_000) / 10_000.0 < pct
+
+    def decisive_id():
+        # An id the probabilistic processor keeps, so the tail condition under test decides.
+        while True:
+            t = hexid(32)
+            if passes_probabilistic(t):
+                return t
+
     t = BASE
     names = list(SERVICES)
-    for i in range(80):
-        trace = hexid(32)
+    # 0..40: root durations on the 200 ms edge, nothing else matching (decisive ids, no
+    # errors, children above 10 ms); 40..56: one child on the 10 ms edge under a 150 ms
+    # root, nothing else matching; 56..96: random traces (random ids, some errors).
+    for i in range(96):
+        edge = i < 56
+        trace = decisive_id() if edge else hexid(32)
         root_svc = names[i % 4]
-        root_us = ROOT_EDGE_US[i // 4] if i < 40 else rng.choice([rng.randint(20_000, 150_000), rng.randint(150_000, 260_000), rng.randint(300_000, 3_000_000)])
+        if i < 40:
+            root_us = ROOT_EDGE_US[i // 4]
+        elif i < 56:
+            root_us = 150_000
+        else:
+            root_us = rng.choice([rng.randint(20_000, 150_000), rng.randint(150_000, 260_000), rng.randint(300_000, 3_000_000)])
         t += rng.randint(1, 50) * 10**6
         start, end = t, t + root_us * 1000
         root_span = hexid(16)
-        root_status = "ERROR" if rng.random() < 0.12 else "UNSET"
+        root_status = "ERROR" if (not edge and rng.random() < 0.15) else "UNSET"
         spans.append({"trace_id": trace, "span_id": root_span, "parent_span_id": "", "service": root_svc,
                       "name": "request", "start_ns": start, "end_ns": end, "status": root_status})
         log(detail_line(root_svc, trace, root_span, start), trace, False, root_svc)
-        for c in range(rng.randint(0, 2)):
+        n_children = 1 if 40 <= i < 56 else rng.randint(0, 2)
+        for c in range(n_children):
             csvc = names[(i + c + 1) % 4]
-            if i < 40 and c == 0:
-                c_us = CHILD_EDGE_US[i % len(CHILD_EDGE_US)]
+            if 40 <= i < 56:
+                c_us = CHILD_EDGE_US[(i - 40) % len(CHILD_EDGE_US)]
             else:
                 c_us = rng.randint(12_000, max(13_000, root_us // 2))
             c_us = min(c_us, root_us)
             cs = start + rng.randint(0, max(1, (root_us - c_us) * 1000))
             ce = cs + c_us * 1000
             cspan = hexid(16)
-            status = "ERROR" if rng.random() < 0.08 else "OK"
+            status = "ERROR" if (not edge and rng.random() < 0.1) else "OK"
             spans.append({"trace_id": trace, "span_id": cspan, "parent_span_id": root_span, "service": csvc,
                           "name": "call", "start_ns": cs, "end_ns": ce, "status": status})
             log(detail_line(csvc, trace, cspan, cs), trace, False, csvc)

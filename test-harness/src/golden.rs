@@ -153,15 +153,20 @@ fn fluent_bit_decisions(
         let id = hex16(t)?;
         let mut keep = true;
         for p in processors {
-            if p["name"] != "sampling" {
+            if !p["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("sampling"))
+            {
                 continue;
             }
-            keep &= match p["type"].as_str() {
+            keep &= match p["type"].as_str().map(str::to_ascii_lowercase).as_deref() {
                 Some("probabilistic") => {
                     let pct = &p["sampling_settings"]["sampling_percentage"];
+                    // plain integers (what the golden configs use); a float is truncated
                     let pct = pct
-                        .as_i64()
-                        .or_else(|| pct.as_str().and_then(|s| s.parse().ok()))
+                        .as_f64()
+                        .map(|f| f as i64)
+                        .or_else(|| pct.as_str().and_then(|s| s.trim().parse().ok()))
                         .unwrap_or(10);
                     let mut first8 = [0u8; 8];
                     first8.copy_from_slice(&id[..8]);
@@ -187,7 +192,7 @@ fn fluent_bit_decisions(
 }
 
 fn span_matches(s: &Span, c: &serde_json::Value) -> Result<bool, String> {
-    Ok(match c["type"].as_str() {
+    Ok(match c["type"].as_str().map(str::to_ascii_lowercase).as_deref() {
         Some("status_code") => c["status_codes"]
             .as_array()
             .ok_or("status_code without status_codes")?

@@ -186,16 +186,17 @@ fn import(
         }
     }
     let chosen = match which {
-        Some(w) => procs.iter().find(|p| p.matches(w)).with_context(|| {
-            format!(
-                "{origin}: no processor {w:?}; found {}",
-                procs
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?,
+        Some(w) => {
+            let ids = || procs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
+            match procs.iter().filter(|p| p.matches(w)).collect::<Vec<_>>().as_slice() {
+                [one] => *one,
+                [] => anyhow::bail!("{origin}: no processor {w:?}; found {}", ids()),
+                many => anyhow::bail!(
+                    "{origin}: {w:?} names several ({}); choose by id",
+                    many.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
         None if procs.len() == 1 => &procs[0],
         None => {
             let used: Vec<_> = procs.iter().filter(|p| !p.pipelines.is_empty()).collect();

@@ -346,6 +346,10 @@ fn policy_import_reads_fluent_bit_configs() {
         o,
     ]);
     assert_eq!(code, 3);
+    // a plugin name both inputs share is ambiguous: refused, not guessed
+    let (code, _, err) = lockstep(&["policy", "import", f, "--processor", "opentelemetry"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("names several (pipeline.inputs[0], pipeline.inputs[1]); choose by id"), "{err}");
     let (code, stdout, _) = lockstep(&["policy", "import", f, "--processor", "pipeline.inputs[1]"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("type: probabilistic"), "{stdout}");

@@ -62,8 +62,15 @@ pub const MIRRORED_CONDITIONS: &[&str] = &[
 ];
 
 /// C `atoi` on the value's text form, as Fluent Bit's INT config maps read
-/// `sampling_percentage` (`10.9` is 10, `"50"` is 50, `abc` is 0).
+/// `sampling_percentage` (`10.9` is 10, `"50"` is 50, `abc` is 0): glibc's
+/// `(int) strtol(s, NULL, 10)`, so a value beyond 64 bits saturates and one beyond 32
+/// bits wraps (`4294967296` is 0).
 pub fn atoi(s: &str) -> i64 {
+    i64::from(strtol(s) as i32)
+}
+
+/// `strtol(s, NULL, 10)`: leading white space, a sign, digits; saturating.
+fn strtol(s: &str) -> i64 {
     let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
     let (neg, digits) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -75,9 +82,18 @@ pub fn atoi(s: &str) -> i64 {
         n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
     }
     if neg {
-        -n
+        n.saturating_neg()
     } else {
         n
+    }
+}
+
+/// `a.`, `a, and b.`, `a, b, and c.`: how Fluent Bit lists the allowed properties.
+fn fb_list(items: &[&str]) -> String {
+    match items {
+        [] => ".".into(),
+        [one] => format!("{one}."),
+        [init @ .., last] => format!("{}, and {last}.", init.join(", ")),
     }
 }
 
@@ -91,7 +107,7 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-fn key_ci<'v>(m: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
+pub(crate) fn key_ci<'v>(m: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
     m.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| v)
@@ -170,11 +186,12 @@ pub(crate) fn read_processor(
             &empty
         }
         Some(Value::Object(s)) => s,
-        Some(Value::Null) => &empty,
+        // `sampling_settings:` with nothing after it is a null, which Fluent Bit 5.1.1
+        // refuses ("rules must be a map") and then aborts.
         Some(_) => {
             return Err(PolicyError::invalid(
                 format!("{path}.sampling_settings"),
-                "must be a map",
+                "rules must be a map (an empty `sampling_settings:` is not one; write `sampling_settings: {}`)",
             ))
         }
     };
@@ -183,8 +200,8 @@ pub(crate) fn read_processor(
             return Err(PolicyError::invalid(
                 format!("{path}.sampling_settings"),
                 format!(
-                    "{kind}: unknown configuration property '{k}'. The following properties are allowed: {}.",
-                    allowed.join(", ")
+                    "{kind}: unknown configuration property '{k}'. The following properties are allowed: {}",
+                    fb_list(allowed)
                 ),
             ));
         }
@@ -213,19 +230,46 @@ pub(crate) fn read_processor(
         };
         Ok(Some(Stage::Tail { conditions }))
     } else {
-        if conditions.is_some_and(|c| !c.is_null()) {
+        if let Some(c) = conditions.filter(|c| !c.is_null()) {
+            // Fluent Bit parses them (a bad one fails its start) but never consults them.
+            let list = c.as_array().ok_or_else(|| {
+                PolicyError::invalid(format!("{path}.conditions"), "conditions must be an array")
+            })?;
+            for (j, cond) in list.iter().enumerate() {
+                let kind = condition_type(cond).unwrap_or_default();
+                if unmirrorable_condition(&kind).is_none() {
+                    let mut attrs = Vec::new();
+                    let mut comp = Compiler::for_import(&mut attrs);
+                    condition(
+                        cond,
+                        &format!("{path}.conditions[{j}]"),
+                        &mut comp,
+                        &mut Vec::new(),
+                    )?;
+                }
+            }
             warnings.push(format!(
                 "{path}.conditions: ignored: the probabilistic type never consults conditions"
             ));
         }
         let percentage = match key_ci(settings, "sampling_percentage") {
             None => 10,
-            Some(v) => atoi(&scalar_text(v).ok_or_else(|| {
-                PolicyError::invalid(
-                    format!("{path}.sampling_settings.sampling_percentage"),
-                    "must be a number",
-                )
-            })?),
+            Some(v) => {
+                let text = scalar_text(v).ok_or_else(|| {
+                    PolicyError::invalid(
+                        format!("{path}.sampling_settings.sampling_percentage"),
+                        "must be a number",
+                    )
+                })?;
+                if v.is_f64() {
+                    warnings.push(format!(
+                        "{path}.sampling_settings.sampling_percentage: {text} is read by Fluent Bit with atoi \
+                         on the text as written (10.9 is 10, but 1e3 is 1); mirrored as {}: write a plain integer",
+                        atoi(&text)
+                    ));
+                }
+                atoi(&text)
+            }
         };
         Ok(Some(Stage::Probabilistic { percentage }))
     }
@@ -336,7 +380,7 @@ pub(crate) fn condition(
             if low == 0 && high == 0 {
                 return Err(PolicyError::invalid(
                     path,
-                    "threshold_ms_low or threshold_ms_high must be set (non-zero)",
+                    "either threshold_ms_low or threshold_ms_high must be set",
                 ));
             }
             Rule::FbLatency {
@@ -355,11 +399,8 @@ pub(crate) fn condition(
             let how = match mt.as_str() {
                 "exists" => FbMatch::Exists,
                 "regex" => {
-                    #[cfg(feature = "regex")]
-                    for v in &values {
-                        regex::Regex::new(v)
-                            .map_err(|e| PolicyError::invalid(path, format!("regex {v:?}: {e}")))?;
-                    }
+                    // Fluent Bit compiles these with Onigmo (lookarounds, back-references), not
+                    // Rust's regex; they never match in 5.1.1 anyway, so they are not compiled here.
                     warnings.push(format!(
                         "{path}: string_attribute with match_type regex never matches in Fluent Bit 5.1.1 \
                          (its type check compares two different constants); mirrored as never matching, \
@@ -408,8 +449,13 @@ pub(crate) fn condition(
                         "value must be true or false (unquoted)",
                     ))
                 }
-                None if mt == "exists" => false,
-                None => return Err(PolicyError::invalid(path, "missing 'value' in condition")),
+                // Required even with `match_type: exists`: Fluent Bit refuses the condition.
+                None => {
+                    return Err(PolicyError::invalid(
+                        path,
+                        "missing boolean 'value' in condition",
+                    ))
+                }
             };
             Rule::FbBool {
                 slot: comp.slot(&k, path)?,
@@ -506,6 +552,12 @@ mod tests {
         assert_eq!(atoi("-3"), -3);
         assert_eq!(atoi("abc"), 0);
         assert_eq!(atoi(""), 0);
-        assert_eq!(atoi("99999999999999999999999"), i64::MAX);
+        // glibc: strtol saturates at 64 bits, the int cast wraps at 32
+        assert_eq!(atoi("99999999999999999999999"), -1);
+        assert_eq!(atoi("4294967296"), 0);
+        assert_eq!(atoi("4294967306"), 10);
+        assert_eq!(atoi("2147483647"), 2147483647);
+        assert_eq!(fb_list(&["a"]), "a.");
+        assert_eq!(fb_list(&["a", "b", "c"]), "a, b, and c.");
     }
 }

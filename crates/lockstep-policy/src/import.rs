@@ -378,10 +378,7 @@ pub fn render(p: &Processor) -> Result<String, PolicyError> {
 }
 
 fn get_ci<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
+    fluentbit::key_ci(v.as_object()?, key)
 }
 
 /// Reads a Fluent Bit YAML config and converts the trace processor list of every input
@@ -515,6 +512,8 @@ fn convert_fluent_bit(
                         fluentbit::condition(c, &cpath, &mut comp, &mut p.notes)
                             .err()
                             .map(|e| {
+                                // Fluent Bit would not start: nothing of this list is written.
+                                chain_broken = true;
                                 format!(
                                     "Fluent Bit refuses to start with this condition: {}",
                                     msg_of(e)

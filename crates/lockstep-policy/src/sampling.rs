@@ -72,10 +72,11 @@ pub fn threshold(sampling_percentage: f64) -> u64 {
 /// bytes as 0, and a record without a trace id is treated the same way (`None`), so it is
 /// kept whenever the percentage is above 0.
 pub fn fluent_bit_keep(trace_id: Option<&[u8; 16]>, percentage: i64) -> bool {
-    let n = match trace_id {
-        Some(id) => u64::from_be_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
-        None => 0,
-    };
+    let n = trace_id.map_or(0, |id| {
+        let mut first8 = [0u8; 8];
+        first8.copy_from_slice(&id[..8]);
+        u64::from_be_bytes(first8)
+    });
     ((n % 1_000_000) as f64 / 10_000.0) < percentage as f64
 }
 

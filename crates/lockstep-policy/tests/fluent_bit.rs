@@ -170,6 +170,17 @@ fn probabilistic_is_bit_exact_on_the_facts_vectors() {
     assert!(keep(&probabilistic("\"50\""), T_KEEP_50));
     let pdef = policy("processors:\n  traces:\n    - {name: sampling, type: probabilistic, sampling_settings: {}}\n");
     assert!(keep(&pdef, T_EDGE_KEEP_10) && !keep(&pdef, T_EDGE_DROP_10));
+    // Fluent Bit's int: 4294967306 wraps to 10; a float is read by atoi (warned)
+    let wrapped = probabilistic("4294967306");
+    assert!(keep(&wrapped, T_EDGE_KEEP_10) && !keep(&wrapped, T_EDGE_DROP_10));
+    assert!(
+        p109.warnings()
+            .iter()
+            .any(|w| w.contains("write a plain integer")),
+        "{:?}",
+        p109.warnings()
+    );
+    assert!(p10.warnings().is_empty());
     // 0 drops everything, 100 keeps everything
     assert!(!keep(&probabilistic("0"), T_KEEP_10));
     assert!(keep(&probabilistic("100"), T_DROP_BOTH));
@@ -265,11 +276,12 @@ fn attribute_conditions_are_typed_as_fluent_bit_types_span_attributes() {
     assert!(!d(json!({"debug": false})).0);
     // exists variants
     let p = policy(&tail(
-        "        - {type: numeric_attribute, key: n, match_type: exists, min_value: 0, max_value: 0}\n        - {type: boolean_attribute, key: b, match_type: exists}\n",
+        "        - {type: numeric_attribute, key: n, match_type: exists, min_value: 0, max_value: 0}\n        - {type: boolean_attribute, key: b, match_type: exists, value: false}\n",
     ));
     assert!(decide(&p, json!({"n": 12345})).0);
     assert!(!decide(&p, json!({"n": "1"})).0);
     assert!(decide(&p, json!({"b": false})).0);
+    assert!(decide(&p, json!({"b": true})).0, "exists ignores the value");
     assert!(!decide(&p, json!({"b": "false"})).0);
     // where the collector mirror compares numbers as text, Fluent Bit's types do not
     let col = compile_policy(
@@ -292,6 +304,11 @@ fn regex_never_matches_as_in_5_1_1_and_says_so() {
         "        - {type: string_attribute, key: path, match_type: regex, values: ['.*']}\n",
     ));
     assert!(!decide(&p, json!({"path": "/anything"})).0);
+    // not even a value equal to the pattern matches (a strict match would)
+    let p = policy(&tail(
+        "        - {type: string_attribute, key: path, match_type: regex, values: ['/admin']}\n",
+    ));
+    assert!(!decide(&p, json!({"path": "/admin"})).0);
     assert!(
         p.warnings()
             .iter()
@@ -300,11 +317,12 @@ fn regex_never_matches_as_in_5_1_1_and_says_so() {
         "{:?}",
         p.warnings()
     );
-    // a bad regex is still refused (Fluent Bit compiles it at init)
-    let e = err(&tail(
-        "        - {type: string_attribute, key: path, match_type: regex, values: ['(']}\n",
+    // Fluent Bit compiles patterns with Onigmo, which takes lookarounds Rust's regex
+    // refuses: not compiled here, so not refused.
+    let p = policy(&tail(
+        "        - {type: string_attribute, key: path, match_type: regex, values: ['(?=a)b']}\n",
     ));
-    assert!(e.contains("conditions[0]") && e.contains("regex"), "{e}");
+    assert!(!decide(&p, json!({"path": "b"})).0);
 }
 
 #[test]
@@ -348,7 +366,7 @@ fn what_fluent_bit_refuses_is_refused_with_its_complaint() {
     let cases: &[(&str, &str)] = &[
         (
             "processors:\n  traces:\n    - {name: sampling, type: tail, sampling_settings: {sampling_percentage: 5}}\n",
-            "tail: unknown configuration property 'sampling_percentage'. The following properties are allowed: decision_wait, max_traces, legacy_reconcile.",
+            "tail: unknown configuration property 'sampling_percentage'. The following properties are allowed: decision_wait, max_traces, and legacy_reconcile.",
         ),
         (
             "processors:\n  traces:\n    - {name: sampling, type: probabilistic, sampling_settings: {max_traces: 5}}\n",
@@ -363,7 +381,7 @@ fn what_fluent_bit_refuses_is_refused_with_its_complaint() {
             "`type` is mandatory",
         ),
         (&tail("        - {type: latency, threshold_ms_high: \"400\"}\n"), "threshold_ms_high must be an unsigned integer"),
-        (&tail("        - {type: latency, threshold_ms_low: 0}\n"), "must be set (non-zero)"),
+        (&tail("        - {type: latency, threshold_ms_low: 0}\n"), "either threshold_ms_low or threshold_ms_high must be set"),
         (&tail("        - {type: numeric_attribute, key: k, min_value: 5, max_value: 1}\n"), "'min_value' must be less than 'max_value'"),
         (&tail("        - {type: numeric_attribute, key: k, min_value: 1.5, max_value: 9}\n"), "min_value must be an integer"),
         (&tail("        - {type: numeric_attribute, key: k, max_value: 9}\n"), "missing 'min_value'"),
@@ -374,6 +392,15 @@ fn what_fluent_bit_refuses_is_refused_with_its_complaint() {
         (&tail("        - {type: span_count, min_spans: 1, max_spans: 2}\n"), "span_count cannot be mirrored onto logs"),
         (&tail("        - {type: trace_state, values: [a=b]}\n"), "trace_state cannot be mirrored onto logs"),
         (&tail("        - {type: everything}\n"), "unknown condition type 'everything'"),
+        (&tail("        - {type: boolean_attribute, key: k, match_type: exists}\n"), "missing boolean 'value' in condition"),
+        (
+            "processors:\n  traces:\n    - name: sampling\n      type: tail\n      sampling_settings:\n",
+            "rules must be a map",
+        ),
+        (
+            "processors:\n  traces:\n    - {name: sampling, type: probabilistic, sampling_settings: {}, conditions: [{type: latency}]}\n",
+            "processors.traces[0].conditions[0]: either threshold_ms_low or threshold_ms_high must be set",
+        ),
         (
             "processors:\n  traces:\n    - {name: content_modifier}\n",
             "no `name: sampling` processor",
@@ -596,6 +623,15 @@ fn import_refuses_what_it_cannot_mirror_whole() {
         procs[0].skipped[0]
             .reason
             .contains("unknown configuration property 'window'"),
+        "{:?}",
+        procs[0].skipped
+    );
+    // A condition Fluent Bit refuses: listed, and nothing is written (the config would not start).
+    let y = "pipeline:\n  inputs:\n    - name: opentelemetry\n      processors:\n        traces:\n          - name: sampling\n            type: tail\n            sampling_settings: {}\n            conditions:\n              - {type: status_code, status_codes: [ERROR]}\n              - {type: latency}\n";
+    let procs = import_fluent_bit(y, Format::Yaml, "f.yaml").unwrap();
+    assert!(procs[0].is_empty(), "{:?}", procs[0]);
+    assert!(
+        procs[0].skipped[0].reason.contains("refuses to start"),
         "{:?}",
         procs[0].skipped
     );
