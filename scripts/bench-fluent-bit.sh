@@ -22,6 +22,17 @@
 # Runs (configs in fluent-bit-conf/bench/):
 #   a  lockstep_loki, spool_sync always     c  built-in loki, Retry_Limit 10
 #   b  lockstep_loki, spool_sync 200ms      d  null output (Fluent Bit's own cost)
+# Filter runs (stdin -> filter -> counter, the four-schema edge workload, piped in):
+#   h  no filter                             j  the Lua filter an operator writes today
+#   i  a WASM module that drops everything   k  lockstep_filter.wasm, built-in policy
+#      (Fluent Bit's own JSON round trip)       (errors + slower than 200 ms)
+#   e.g. BENCH_RUNS="h j k i j k i j k" (interleaved: load drift hits every filter)
+#   BENCH_FILTER_INPUT  default /tmp/bench-filter-input.jsonl: golden/four-schemas/logs.jsonl
+#                       repeated BENCH_FILTER_REPEAT times (default 560, ~180,000 lines),
+#                       each repetition with its own trace ids
+#   BENCH_WASM          default dist/lockstep_filter.wasm
+#   Per filter run: records that reached the counter, Fluent Bit CPU (user+sys) and peak
+#   RSS from /usr/bin/time, each as a ratio to the Lua runs' median.
 # (e-lockstep-outage.conf and f-lockstep-two-instances.conf in the same dir are for manual
 # checks: outage + restart on the same spool_dir, and two instances / Workers 2.)
 # Per run: entries the receiver stored, exact duplicates it dropped, distinct records
@@ -43,18 +54,22 @@ WORK=${BENCH_WORK:-$(mktemp -d /tmp/bench-fluent-bit.XXXXXX)}
 mkdir -p "$WORK"
 
 [ -x "$FLUENT_BIT" ] || { echo "not executable: $FLUENT_BIT" >&2; exit 2; }
-[ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
-[ -x "$RECEIVER_BIN" ] || {
-  echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-harness --example loki_receiver" >&2
-  exit 2
-}
+output_runs=$(tr -cd 'abcd' <<< "$BENCH_RUNS")
+filter_runs=$(tr -cd 'hijk' <<< "$BENCH_RUNS")
+if [ -n "$output_runs" ]; then
+  [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
+  [ -x "$RECEIVER_BIN" ] || {
+    echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-harness --example loki_receiver" >&2
+    exit 2
+  }
+fi
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 2; }
 command -v bc >/dev/null || { echo "bc is needed" >&2; exit 2; }
 # An early exit (a failed step under set -e) must not leave Fluent Bit or a receiver running.
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
-if [ ! -f "$BENCH_INPUT" ]; then
+if [ -n "$output_runs" ] && [ ! -f "$BENCH_INPUT" ]; then
   echo "generating $BENCH_RECORDS lines into $BENCH_INPUT" >&2
   python3 - "$BENCH_INPUT" "$BENCH_RECORDS" <<'EOF'
 import json, random, sys
@@ -75,7 +90,38 @@ with open(path, "w") as f:
         f.write(json.dumps(r, separators=(",", ":")) + "\n")
 EOF
 fi
-N=$(wc -l < "$BENCH_INPUT")
+N=0
+[ -n "$output_runs" ] && N=$(wc -l < "$BENCH_INPUT")
+
+BENCH_FILTER_INPUT=${BENCH_FILTER_INPUT:-/tmp/bench-filter-input.jsonl}
+BENCH_FILTER_REPEAT=${BENCH_FILTER_REPEAT:-560}
+BENCH_WASM=${BENCH_WASM:-$ROOT/dist/lockstep_filter.wasm}
+FN=0
+if [ -n "$filter_runs" ]; then
+  [ -x /usr/bin/time ] || { echo "/usr/bin/time is needed (Debian package time)" >&2; exit 2; }
+  [ -f "$BENCH_WASM" ] || { echo "missing $BENCH_WASM: run scripts/build-plugins.sh" >&2; exit 2; }
+  if [ ! -f "$BENCH_FILTER_INPUT" ]; then
+    echo "generating $BENCH_FILTER_INPUT ($BENCH_FILTER_REPEAT x golden/four-schemas/logs.jsonl)" >&2
+    python3 - "$ROOT/golden/four-schemas/logs.jsonl" "$BENCH_FILTER_INPUT" "$BENCH_FILTER_REPEAT" <<'EOF'
+import re, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+lines = open(src, encoding="utf-8").read().splitlines()
+hexid = re.compile(r"\b[0-9a-fA-F]{32}\b")
+def new_id(m, r):
+    t = m.group(0)
+    v = "%032x" % (int(t, 16) ^ (r * 0x9E3779B97F4A7C15F39CC0605CEDC834 & (2**128 - 1)))
+    return v.upper() if t.isupper() else v
+with open(dst, "w", encoding="utf-8") as f:
+    for r in range(n):
+        for l in lines:
+            f.write(hexid.sub(lambda m: new_id(m, r), l) + "\n")
+EOF
+  fi
+  FN=$(wc -l < "$BENCH_FILTER_INPUT")
+  mkdir -p "$WORK/policy"
+  # drop.wasm: exports memory and f(6 x i32) -> i32 returning 0 (read by the host as "").
+  python3 -c 'import sys; sys.stdout.buffer.write(bytes([0,97,115,109,1,0,0,0, 1,11,1,0x60,6,0x7f,0x7f,0x7f,0x7f,0x7f,0x7f,1,0x7f, 3,2,1,0, 5,3,1,0,2, 7,14,2,6,109,101,109,111,114,121,2,0,1,102,0,0, 10,6,1,4,0,0x41,0,0x0b]))' > "$WORK/drop.wasm"
+fi
 
 now() { date +%s.%N; }
 # utime+stime of a live process, seconds.
@@ -91,7 +137,33 @@ except Exception: print(0)'
 }
 
 RESULTS=$WORK/results.tsv
+FRESULTS=$WORK/filter-results.tsv
 : > "$RESULTS"
+: > "$FRESULTS"
+
+run_filter() {
+  local run=$1 conf
+  case $run in
+    h) conf=h-filter-none.conf ;;
+    i) conf=i-filter-drop-probe.conf ;;
+    j) conf=j-filter-lua.conf ;;
+    k) conf=k-filter-lockstep.conf ;;
+  esac
+  local d=$WORK/$run.$RANDOM
+  mkdir -p "$d"
+  echo "filter run $run: cat $BENCH_FILTER_INPUT | $FLUENT_BIT -c $CONF_DIR/$conf" >&2
+  cat "$BENCH_FILTER_INPUT" | BENCH_CONF_DIR=$CONF_DIR BENCH_WORK=$WORK BENCH_WASM=$BENCH_WASM \
+    timeout "$BENCH_TIMEOUT" /usr/bin/time -f "%U %S %e %M" -o "$d/time.txt" \
+    "$FLUENT_BIT" -c "$CONF_DIR/$conf" > "$d/out.txt" 2> "$d/fluent-bit.log" || true
+  local kept cpu u s wall rss
+  # counter prints one JSON object a flush: {"ts":…,"log_records":…,"total":<so far>}
+  kept=$(sed -n 's/.*"total":\([0-9]*\).*/\1/p' "$d/out.txt" | tail -n 1)
+  read -r u s wall rss < <(tail -n 1 "$d/time.txt")
+  cpu=$(echo "$u + $s" | bc)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$conf" "${kept:-0}" "$cpu" "$wall" \
+    "$(echo "scale=1; $rss / 1024" | bc)" >> "$FRESULTS"
+  grep -E '\[error\]' "$d/fluent-bit.log" | head -n 5 | sed "s/^/  [$run] /" >&2 || true
+}
 
 run_one() {
   local run=$1 conf plugin=yes
@@ -182,7 +254,33 @@ EOF
   grep -E '\[(error|warn)\]|lockstep' "$d/fluent-bit.log" | grep -v 'caught signal\|service will shutdown' | head -n 20 | sed "s/^/  [$run] /" >&2 || true
 }
 
-for r in $BENCH_RUNS; do run_one "$r"; done
+for r in $BENCH_RUNS; do
+  case $r in
+    h | i | j | k) run_filter "$r" ;;
+    *) run_one "$r" ;;
+  esac
+done
+
+if [ -n "$filter_runs" ]; then
+  python3 - "$FRESULTS" "$FN" <<'EOF'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print(f"\nfilter runs, records in input: {sys.argv[2]}")
+names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm"}
+def med(run, i):
+    v = [float(r[i]) for r in rows if r[0] == run]
+    return statistics.median(v) if v else None
+lua_cpu, lua_rss = med("j", 3), med("j", 5)
+print("| run | filter | records out | CPU s | wall s | peak RSS MB | CPU / Lua | RSS / Lua |")
+print("|---|---|---|---|---|---|---|---|")
+for r in rows:
+    cr = f"{float(r[3]) / lua_cpu:.2f}" if lua_cpu else "-"
+    rr = f"{float(r[5]) / lua_rss:.2f}" if lua_rss else "-"
+    print(f"| {r[0]} | {names[r[0]]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {cr} | {rr} |")
+print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijk" if med(k, 3) is not None))
+EOF
+fi
+if [ -z "$output_runs" ]; then echo "logs: $WORK" >&2; exit 0; fi
 
 python3 - "$RESULTS" "$N" <<'EOF'
 import sys
