@@ -31,8 +31,9 @@
 #                       repeated BENCH_FILTER_REPEAT times (default 560, ~180,000 lines),
 #                       each repetition with its own trace ids
 #   BENCH_WASM          default dist/lockstep_filter.wasm
-#   Per filter run: records that reached the counter, Fluent Bit CPU (user+sys) and peak
-#   RSS from /usr/bin/time, each as a ratio to the Lua runs' median.
+#   Per filter run: records the input read and that reached the counter, Fluent Bit CPU
+#   (user+sys) and peak RSS (VmHWM) once every line went through, each as a ratio to the
+#   Lua runs' median, and the wall time from the first line to the last.
 # (e-lockstep-outage.conf and f-lockstep-two-instances.conf in the same dir are for manual
 # checks: outage + restart on the same spool_dir, and two instances / Workers 2.)
 # Per run: entries the receiver stored, exact duplicates it dropped, distinct records
@@ -98,7 +99,6 @@ BENCH_FILTER_REPEAT=${BENCH_FILTER_REPEAT:-560}
 BENCH_WASM=${BENCH_WASM:-$ROOT/dist/lockstep_filter.wasm}
 FN=0
 if [ -n "$filter_runs" ]; then
-  [ -x /usr/bin/time ] || { echo "/usr/bin/time is needed (Debian package time)" >&2; exit 2; }
   [ -f "$BENCH_WASM" ] || { echo "missing $BENCH_WASM: run scripts/build-plugins.sh" >&2; exit 2; }
   if [ ! -f "$BENCH_FILTER_INPUT" ]; then
     echo "generating $BENCH_FILTER_INPUT ($BENCH_FILTER_REPEAT x golden/four-schemas/logs.jsonl)" >&2
@@ -141,6 +141,13 @@ FRESULTS=$WORK/filter-results.tsv
 : > "$RESULTS"
 : > "$FRESULTS"
 
+input_records() {
+  { curl -s --max-time 1 "http://127.0.0.1:$1/api/v1/metrics" 2>/dev/null || true; } |
+    python3 -c 'import json,sys
+try: print(sum(v.get("records",0) for v in json.load(sys.stdin)["input"].values()))
+except Exception: print(0)'
+}
+
 run_filter() {
   local run=$1 conf
   case $run in
@@ -151,17 +158,33 @@ run_filter() {
   esac
   local d=$WORK/$run.$RANDOM
   mkdir -p "$d"
-  echo "filter run $run: cat $BENCH_FILTER_INPUT | $FLUENT_BIT -c $CONF_DIR/$conf" >&2
-  cat "$BENCH_FILTER_INPUT" | BENCH_CONF_DIR=$CONF_DIR BENCH_WORK=$WORK BENCH_WASM=$BENCH_WASM \
-    timeout "$BENCH_TIMEOUT" /usr/bin/time -f "%U %S %e %M" -o "$d/time.txt" \
-    "$FLUENT_BIT" -c "$CONF_DIR/$conf" > "$d/out.txt" 2> "$d/fluent-bit.log" || true
-  local kept cpu u s wall rss
-  # counter prints one JSON object a flush: {"ts":…,"log_records":…,"total":<so far>}
-  kept=$(sed -n 's/.*"total":\([0-9]*\).*/\1/p' "$d/out.txt" | tail -n 1)
-  read -r u s wall rss < <(tail -n 1 "$d/time.txt")
-  cpu=$(echo "$u + $s" | bc)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$conf" "${kept:-0}" "$cpu" "$wall" \
-    "$(echo "scale=1; $rss / 1024" | bc)" >> "$FRESULTS"
+  mkfifo "$d/in.fifo"
+  local http_port=$((24000 + RANDOM % 8000))
+  echo "filter run $run: $FLUENT_BIT -c $CONF_DIR/$conf < $BENCH_FILTER_INPUT (through a pipe)" >&2
+  BENCH_CONF_DIR=$CONF_DIR BENCH_WORK=$WORK BENCH_WASM=$BENCH_WASM FB_HTTP_PORT=$http_port \
+    "$FLUENT_BIT" -c "$CONF_DIR/$conf" < "$d/in.fifo" > "$d/out.txt" 2> "$d/fluent-bit.log" &
+  local fb=$! wfd
+  # Hold the pipe open: Fluent Bit's stdin input stops the service at end of file, before
+  # everything it read has been through the pipeline.
+  exec {wfd}> "$d/in.fifo"
+  local t0; t0=$(now)
+  cat "$BENCH_FILTER_INPUT" >&"$wfd"
+  local got=0
+  while [ "$got" -lt "$FN" ]; do
+    kill -0 "$fb" 2>/dev/null || { echo "filter run $run: fluent-bit exited early (see $d/fluent-bit.log)" >&2; break; }
+    if [ "$(echo "$(now) - $t0 > $BENCH_TIMEOUT" | bc)" = 1 ]; then echo "filter run $run: only $got of $FN" >&2; break; fi
+    got=$(input_records "$http_port"); got=${got:-0}
+    sleep 0.05
+  done
+  local wall; wall=$(printf '%.2f' "$(echo "$(now) - $t0" | bc)")
+  sleep 1.5 # the last flush reaches the counter
+  local cpu rss kept
+  cpu=$(cpu_of "$fb"); rss=$(hwm_mb "$fb")
+  exec {wfd}>&-
+  wait "$fb" || true
+  # counter prints one JSON object per flushed chunk: {"ts":…,"log_records":<in it>,…}
+  kept=$(sed -n 's/.*"log_records":\([0-9]*\).*/\1/p' "$d/out.txt" | awk '{ s += $1 } END { print s + 0 }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$conf" "${kept:-0}" "$cpu" "$wall" "$rss" "$got" >> "$FRESULTS"
   grep -E '\[error\]' "$d/fluent-bit.log" | head -n 5 | sed "s/^/  [$run] /" >&2 || true
 }
 
@@ -271,12 +294,12 @@ def med(run, i):
     v = [float(r[i]) for r in rows if r[0] == run]
     return statistics.median(v) if v else None
 lua_cpu, lua_rss = med("j", 3), med("j", 5)
-print("| run | filter | records out | CPU s | wall s | peak RSS MB | CPU / Lua | RSS / Lua |")
-print("|---|---|---|---|---|---|---|---|")
+print("| run | filter | records in | records out | CPU s | wall s | peak RSS MB | CPU / Lua | RSS / Lua |")
+print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     cr = f"{float(r[3]) / lua_cpu:.2f}" if lua_cpu else "-"
     rr = f"{float(r[5]) / lua_rss:.2f}" if lua_rss else "-"
-    print(f"| {r[0]} | {names[r[0]]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {cr} | {rr} |")
+    print(f"| {r[0]} | {names[r[0]]} | {r[6]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {cr} | {rr} |")
 print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijk" if med(k, 3) is not None))
 EOF
 fi
