@@ -16,22 +16,14 @@ which this script runs last. Needs: scripts/build-plugins.sh, `cargo build --rel
 lockstep-harness --example loki_receiver`, a lockstep binary (target/release or
 target/debug), PyYAML for the sampling check. Builds and fetches nothing.
 """
-import os, re, shutil, socket, subprocess, sys, tempfile, time
+import os, re, shutil, subprocess, sys, tempfile, time
 
-root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-fb = os.environ.get("FLUENT_BIT") or sys.exit("set FLUENT_BIT=/path/to/fluent-bit")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fbcheck import ROOT as root, artifacts, fluent_bit, free_port, replay  # noqa: E402
+
+fb = fluent_bit()
+wasm, so, receiver_bin, lockstep = artifacts()
 conf_root = os.path.join(root, "fluent-bit-conf")
-wasm = os.path.join(root, "dist", "lockstep_filter.wasm")
-so = os.path.join(root, "dist", "lockstep_out_loki.so")
-receiver_bin = os.path.join(root, "target", "release", "examples", "loki_receiver")
-lockstep = next((p for p in [os.environ.get("LOCKSTEP", ""), os.path.join(root, "target", "release", "lockstep"),
-                             os.path.join(root, "target", "debug", "lockstep")] if p and os.path.exists(p)), None)
-for path, hint in [(wasm, "scripts/build-plugins.sh"), (so, "scripts/build-plugins.sh"),
-                   (receiver_bin, "cargo build --release -p lockstep-harness --example loki_receiver")]:
-    if not os.path.exists(path):
-        sys.exit(f"{path} is missing: {hint}")
-if not lockstep:
-    sys.exit("no lockstep binary: cargo build --release -p lockstep-cli")
 golden = os.path.join(root, "golden", "four-schemas")
 
 CONFIGS = [
@@ -40,26 +32,6 @@ CONFIGS = [
     ("loki/fluent-bit.conf", "loki"),
     ("loki/fluent-bit.yaml", "loki"),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def expected_kept(policy, work):
-    """Records `lockstep replay` keeps for the golden logs with this policy."""
-    g = os.path.join(work, "golden")
-    os.makedirs(g, exist_ok=True)
-    for f in ("spans.jsonl", "logs.jsonl", "lines.jsonl"):
-        shutil.copy(os.path.join(golden, f), g)
-    shutil.copy(policy, os.path.join(g, "lockstep-policy.yaml"))
-    r = subprocess.run([lockstep, "replay", g, "--wasm", wasm], capture_output=True, text=True)
-    m = re.search(r"kept: (\d+)", r.stdout)
-    if not m:
-        sys.exit(f"lockstep replay failed: {r.stdout}{r.stderr}")
-    return int(m.group(1))
 
 
 def check(rel, kind):
@@ -76,7 +48,7 @@ def check(rel, kind):
             shutil.copy(f, etc)
         with open(os.path.join(etc, "loki-token"), "w") as f:
             f.write("check-token\n")
-        want = expected_kept(policy, work)
+        _, want, _ = replay(lockstep, wasm, golden, policy, work)
 
         receiver = None
         url = ""

@@ -15,15 +15,16 @@ Builds and fetches nothing: bring your own Fluent Bit build.
 """
 import json, os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fbcheck import fluent_bit, free_port, otlp_traces  # noqa: E402
+
 try:
     import yaml
 except ImportError:
     sys.exit("needs PyYAML: pip install pyyaml")
 
 golden = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "golden", "fluent-bit")
-fb = os.environ.get("FLUENT_BIT")
-if not fb:
-    sys.exit("set FLUENT_BIT=/path/to/fluent-bit")
+fb = fluent_bit()
 
 spans = [json.loads(l) for l in open(os.path.join(golden, "spans.jsonl")) if l.strip()]
 config = yaml.safe_load(open(os.path.join(golden, "fluent-bit.yaml")))
@@ -66,29 +67,6 @@ def truth():
     return set(by), kept
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def otlp(spans):
-    by_service = {}
-    for s in spans:
-        by_service.setdefault(s["service"], []).append({
-            "traceId": s["trace_id"], "spanId": s["span_id"],
-            **({"parentSpanId": s["parent_span_id"]} if s["parent_span_id"] else {}),
-            "name": s["name"], "kind": 2,
-            "startTimeUnixNano": str(s["start_ns"]), "endTimeUnixNano": str(s["end_ns"]),
-            # Fluent Bit's OTLP/JSON decoder takes the status code as a string only.
-            "status": {"code": s["status"]},
-        })
-    return {"resourceSpans": [
-        {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]},
-         "scopeSpans": [{"scope": {"name": "golden"}, "spans": ss}]}
-        for svc, ss in by_service.items()]}
-
-
 wait = 2
 procs = json.loads(json.dumps(processors))
 for p in procs:
@@ -121,7 +99,7 @@ with tempfile.TemporaryDirectory() as d:
                 if time.time() > deadline or proc.poll() is not None:
                     raise SystemExit("Fluent Bit did not start:\n" + open(out_path).read())
                 time.sleep(0.1)
-        body = json.dumps(otlp(spans)).encode()
+        body = json.dumps(otlp_traces(spans)).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=body,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:

@@ -20,32 +20,18 @@ Builds and fetches nothing.
 """
 import http.server, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fbcheck import ROOT as root, artifacts, fluent_bit, free_port, otlp_traces, replay  # noqa: E402
+
 try:
     import yaml
 except ImportError:
     sys.exit("needs PyYAML: pip install pyyaml")
 
-root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-fb = os.environ.get("FLUENT_BIT") or sys.exit("set FLUENT_BIT=/path/to/fluent-bit")
+fb = fluent_bit()
+wasm, so, receiver_bin, lockstep = artifacts()
 conf_dir = os.path.join(root, "fluent-bit-conf", "fluent-bit-sampling")
 golden = os.path.join(root, "golden", "fluent-bit")
-wasm = os.path.join(root, "dist", "lockstep_filter.wasm")
-so = os.path.join(root, "dist", "lockstep_out_loki.so")
-receiver_bin = os.path.join(root, "target", "release", "examples", "loki_receiver")
-lockstep = next((p for p in [os.environ.get("LOCKSTEP", ""), os.path.join(root, "target", "release", "lockstep"),
-                             os.path.join(root, "target", "debug", "lockstep")] if p and os.path.exists(p)), None)
-for path, hint in [(wasm, "scripts/build-plugins.sh"), (so, "scripts/build-plugins.sh"),
-                   (receiver_bin, "cargo build --release -p lockstep-harness --example loki_receiver")]:
-    if not os.path.exists(path):
-        sys.exit(f"{path} is missing: {hint}")
-if not lockstep:
-    sys.exit("no lockstep binary: cargo build --release -p lockstep-cli")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 work = tempfile.mkdtemp(prefix="lockstep-fb-conf-")
@@ -58,17 +44,8 @@ try:
     shutil.copy(os.path.join(conf_dir, "lockstep-policy.yaml"), etc)
 
     # The expectation, from the emulation: the golden logs and spans with this config's policy.
-    g = os.path.join(work, "golden")
-    os.makedirs(g)
-    for f in ("spans.jsonl", "logs.jsonl", "lines.jsonl"):
-        shutil.copy(os.path.join(golden, f), g)
-    shutil.copy(os.path.join(conf_dir, "lockstep-policy.yaml"), g)
-    rep = subprocess.run([lockstep, "replay", g, "--wasm", wasm], capture_output=True, text=True)
-    print(rep.stdout)
-    if rep.returncode != 0:
-        sys.exit(f"lockstep replay failed ({rep.returncode}): {rep.stderr}")
-    want_records = int(re.search(r"kept: (\d+)", rep.stdout).group(1))
-    want_traces = int(re.search(r"traces: \d+ \((\d+) kept", rep.stdout).group(1))
+    report, want_records, want_traces = replay(lockstep, wasm, golden, os.path.join(conf_dir, "lockstep-policy.yaml"), work)
+    print(report)
 
     # Traces catcher: Fluent Bit's opentelemetry output POSTs protobuf to /v1/traces.
     spans = [json.loads(l) for l in open(os.path.join(golden, "spans.jsonl")) if l.strip()]
@@ -133,16 +110,7 @@ try:
                     sys.exit("Fluent Bit did not start:\n" + open(fb_log).read()[-4000:])
                 time.sleep(0.1)
         time.sleep(1.5)  # the tail input's first scan
-        # spans, one OTLP/JSON request (status codes as strings: Fluent Bit's decoder)
-        by_service = {}
-        for s in spans:
-            by_service.setdefault(s["service"], []).append({
-                "traceId": s["trace_id"], "spanId": s["span_id"],
-                **({"parentSpanId": s["parent_span_id"]} if s["parent_span_id"] else {}),
-                "name": s["name"], "kind": 2, "startTimeUnixNano": str(s["start_ns"]),
-                "endTimeUnixNano": str(s["end_ns"]), "status": {"code": s["status"]}})
-        body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": k}}]},
-                                   "scopeSpans": [{"scope": {"name": "golden"}, "spans": v}]} for k, v in by_service.items()]}
+        body = otlp_traces(spans)
         req = urllib.request.Request(f"http://127.0.0.1:{in_port}/v1/traces", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates golden/fluent-bit (deterministic); run as `scripts/gen-golden.py --fluent-bit [DIR]`.
+"""Regenerates golden/fluent-bit (deterministic); run as `scripts/gen-golden.py --fluent-bit [DIR]`
+(which hands it the four-schema generator's detail lines).
 
 Traces decided by Fluent Bit 5.1.1's `sampling` processor (fluent-bit.yaml beside the
 data): a probabilistic processor (50 %) chained before a tail processor whose conditions
@@ -25,7 +26,8 @@ ROOT_EDGE_US = [199_999, 200_000, 200_400, 200_999, 201_000, 150_000, 5_000_000,
 CHILD_EDGE_US = [10_000, 10_999, 11_000, 9_500, 11_001, 25_000, 3_200, 40_000]
 
 
-def main(out=None):
+def main(out, detail_line):
+    """`detail_line(service, trace, span, ts_ns)`: the four-schema generator's detail lines."""
     rng = random.Random(20261129)
     out = out or os.path.join(os.path.dirname(__file__), "..", "golden", "fluent-bit")
     os.makedirs(out, exist_ok=True)
@@ -59,16 +61,6 @@ def main(out=None):
                 "severity_text": "ERROR" if error else "INFO", "trace_id": trace, "span_id": span,
                 "body": "ledger write" if root else "ledger read", "latency": f"{dur_us}.000µs",
                 "resource": {"service.name": service}}
-
-    def detail_line(service, trace, span, ts_ns):
-        schema = SERVICES[service]
-        if schema == "canonical":
-            return {"ts": ts_ns // 10**6, "level": "debug", "service": service, "trace_id": trace, "span_id": span, "msg": "cache lookup"}
-        if schema == "seconds":
-            return {"time": ts_ns / 1e9, "level": "DBG", "svc": service, "trace_id": trace, "span_id": span, "message": "rate table loaded"}
-        if schema == "pino":
-            return {"level": 20, "time": ts_ns // 10**6, "traceId": trace, "spanId": span, "msg": "render"}
-        return {"timestamp": str(ts_ns), "severity_number": 5, "severity_text": "DEBUG", "trace_id": trace, "span_id": span, "body": "ledger read"}
 
     for svc in SERVICES:
         log({"level": "info", "service": svc, "msg": "starting"} if SERVICES[svc] != "pino" else {"level": 30, "msg": "server listening"}, None, False, svc)
@@ -138,6 +130,3 @@ def main(out=None):
     print(f"{len(spans)} spans, {len(logs)} log lines -> {out}")
 
 
-if __name__ == "__main__":
-    import sys
-    main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -11,17 +11,9 @@ and status), as Fluent Bit's `sampling` processor judges each span on its own.
 """
 import json, random, sys, os
 
-if len(sys.argv) > 1 and sys.argv[1] == "--fluent-bit":
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("gen_golden_fluent_bit",
-        os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen-golden-fluent-bit.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.main(sys.argv[2] if len(sys.argv) > 2 else None)
-    sys.exit(0)
 
 rng = random.Random(20261122)
-out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "golden", "four-schemas")
+out = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "--fluent-bit" else os.path.join(os.path.dirname(__file__), "..", "golden", "four-schemas")
 os.makedirs(out, exist_ok=True)
 
 SERVICES = {
@@ -76,6 +68,16 @@ def detail_line(service, trace, span, ts_ns):
     if schema == "pino":
         return {"level": 20, "time": ts_ns // 10**6, "traceId": trace, "spanId": span, "msg": "render"}
     return {"timestamp": str(ts_ns), "severity_number": 5, "severity_text": "DEBUG", "trace_id": trace, "span_id": span, "body": "ledger read"}
+
+if len(sys.argv) > 1 and sys.argv[1] == "--fluent-bit":
+    # The Fluent Bit set: its own generator, the same detail lines.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_golden_fluent_bit",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen-golden-fluent-bit.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(sys.argv[2] if len(sys.argv) > 2 else None, detail_line)
+    sys.exit(0)
 
 # A few lines before any trace: startup messages with no trace context.
 for svc in SERVICES:

@@ -141,6 +141,17 @@ pub struct Processor {
 }
 
 impl Processor {
+    fn new(id: &str, pipelines: Vec<String>) -> Processor {
+        Processor {
+            id: id.into(),
+            pipelines,
+            policy: PolicyFile::default(),
+            converted: vec![],
+            skipped: vec![],
+            notes: vec![],
+        }
+    }
+
     /// True when nothing could be mirrored (no policy file should be written).
     pub fn is_empty(&self) -> bool {
         self.policy.policies.is_empty() && self.policy.processors.is_none()
@@ -196,14 +207,7 @@ fn pipelines_using(root: &Value, id: &str) -> Vec<String> {
 }
 
 fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
-    let mut p = Processor {
-        id: id.into(),
-        pipelines,
-        policy: PolicyFile::default(),
-        converted: vec![],
-        skipped: vec![],
-        notes: vec![],
-    };
+    let mut p = Processor::new(id, pipelines);
     let empty = serde_json::Map::new();
     let obj = cfg.as_object().unwrap_or(&empty);
     for (k, v) in obj {
@@ -447,14 +451,7 @@ fn convert_fluent_bit(
     traces: &[Value],
     pipelines: Vec<String>,
 ) -> Processor {
-    let mut p = Processor {
-        id: id.into(),
-        pipelines,
-        policy: PolicyFile::default(),
-        converted: vec![],
-        skipped: vec![],
-        notes: vec![],
-    };
+    let mut p = Processor::new(id, pipelines);
     let mut kept: Vec<Value> = Vec::new();
     let mut chain_broken = false;
     for (j, entry) in traces.iter().enumerate() {
