@@ -290,6 +290,24 @@ fn real_filter_keeps_records_intact_and_drops_with_empty_string() {
         out[0]["lockstep_unparsed"],
         r#"{"level":"error","ratio":nan}"#
     );
+    // ... and decided like any record: a fast success carrying one is dropped, not kept
+    // because it could not be read (issue 15)
+    for rec in [
+        r#"{"level":"info","duration_ms":12,"ratio":nan}"#,
+        r#"{"level":"info","duration_ms":12,"limits":{"max":inf,"min":-inf}}"#,
+        r#"{1:"a","level":"info","duration_ms":12}"#,
+    ] {
+        assert_eq!(
+            h.filter_text("t", (0, 0), rec).unwrap(),
+            FilterResult::Dropped,
+            "{rec}"
+        );
+    }
+    let out = kept(
+        h.filter_text("t", (0, 0), r#"{7:"x","duration_ms":250}"#)
+            .unwrap(),
+    );
+    assert_eq!(out[0]["lockstep_unparsed"], r#"{7:"x","duration_ms":250}"#);
     assert_eq!(h.traps, 0);
 }
 

@@ -5,9 +5,12 @@
 //!
 //! Invariants:
 //! - Never returns invalid JSON to the host: an unchanged record is echoed only after the
-//!   scanner validated it; a record that is not valid JSON (Fluent Bit writes NaN as a
-//!   bare `nan`, non-string keys unquoted) is never echoed — when kept it is returned
-//!   wrapped as `{"lockstep_unparsed":"<original text>"}` and counted.
+//!   scanner validated it; a record that is not valid JSON is never echoed — when kept it
+//!   is returned wrapped as `{"lockstep_unparsed":"<original text>"}` and counted.
+//! - What Fluent Bit's own conversion writes that is not JSON (NaN/Infinity as bare
+//!   `nan`/`inf`, non-string keys unquoted) does not stop the decision: such a record is
+//!   decided like any other (dropped at no extra cost, or kept wrapped), never kept just
+//!   because it could not be read.
 //! - No allocation per record: the output buffer and the extractor's buffers are reused.
 //! - Kept trace memory is bounded (direct-mapped, a power of two of slots): later lines of
 //!   a kept trace are kept unless a `drop` policy drops them.
@@ -50,8 +53,14 @@ pub struct TraceMemory {
 
 impl TraceMemory {
     pub fn new(size: usize) -> Self {
-        let n = if size == 0 { 0 } else { size.next_power_of_two() };
-        TraceMemory { slots: vec![[0; 16]; n] }
+        let n = if size == 0 {
+            0
+        } else {
+            size.next_power_of_two()
+        };
+        TraceMemory {
+            slots: vec![[0; 16]; n],
+        }
     }
     fn slot(&self, t: &TraceId) -> usize {
         // Trace ids are random; mix both halves so B3 64-bit ids (high half zero) spread too.
@@ -59,7 +68,8 @@ impl TraceMemory {
         let mut b = [0u8; 8];
         a.copy_from_slice(&t[..8]);
         b.copy_from_slice(&t[8..]);
-        let h = (u64::from_le_bytes(a) ^ u64::from_le_bytes(b).rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = (u64::from_le_bytes(a) ^ u64::from_le_bytes(b).rotate_left(17))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize & (self.slots.len() - 1)
     }
     pub fn insert(&mut self, t: &TraceId) {
@@ -99,12 +109,26 @@ impl Filter {
         let s = policy.settings();
         let memory = TraceMemory::new(s.kept_trace_memory);
         let annotate = s.annotate;
-        Filter { engine: Some(Engine::new(policy)), memory, annotate, out: Vec::new(), last_reason: LastReason::FailOpen, stats: Stats::default() }
+        Filter {
+            engine: Some(Engine::new(policy)),
+            memory,
+            annotate,
+            out: Vec::new(),
+            last_reason: LastReason::FailOpen,
+            stats: Stats::default(),
+        }
     }
 
     /// A filter that keeps every record (the policy could not be loaded).
     pub fn fail_open() -> Self {
-        Filter { engine: None, memory: TraceMemory::new(0), annotate: false, out: Vec::new(), last_reason: LastReason::FailOpen, stats: Stats::default() }
+        Filter {
+            engine: None,
+            memory: TraceMemory::new(0),
+            annotate: false,
+            out: Vec::new(),
+            last_reason: LastReason::FailOpen,
+            stats: Stats::default(),
+        }
     }
 
     pub fn is_fail_open(&self) -> bool {
@@ -136,7 +160,7 @@ impl Filter {
                 }
             };
         };
-        let (mut d, err) = engine.decide_json(record);
+        let (mut d, err, host_tokens) = engine.decide_host_json(record);
         self.last_reason = LastReason::Policy(d.reason);
         if err.is_some() {
             self.stats.unreadable += 1;
@@ -167,10 +191,19 @@ impl Filter {
         }
         self.stats.kept += 1;
         self.stats.kept_by_memory += u64::from(by_memory);
+        if host_tokens {
+            // Decided like any record, but not valid JSON: never echoed.
+            self.stats.unreadable += 1;
+            return Outcome::Keep(wrap_unparsed(&mut self.out, strip_nul(record)));
+        }
         if !self.annotate {
             return Outcome::KeepUnchanged;
         }
-        let reason = if by_memory { "kept_trace" } else { engine.policy().reason_name(d.reason) };
+        let reason = if by_memory {
+            "kept_trace"
+        } else {
+            engine.policy().reason_name(d.reason)
+        };
         annotate(&mut self.out, strip_nul(record), engine.extracted(), reason);
         Outcome::Keep(&self.out)
     }
@@ -220,7 +253,10 @@ fn wrap_unparsed<'o>(out: &'o mut Vec<u8>, text: &[u8]) -> &'o [u8] {
 /// last value, so the normalised one wins.
 fn annotate(out: &mut Vec<u8>, record: &[u8], e: &lockstep_record::Extracted, reason: &str) {
     out.clear();
-    let end = record.iter().rposition(|&c| c == b'}').unwrap_or(record.len());
+    let end = record
+        .iter()
+        .rposition(|&c| c == b'}')
+        .unwrap_or(record.len());
     let body = &record[..end];
     out.extend_from_slice(body);
     let mut first = body.trim_ascii_end().ends_with(b"{");
@@ -252,7 +288,11 @@ fn annotate(out: &mut Vec<u8>, record: &[u8], e: &lockstep_record::Extracted, re
         field(out, "duration_ms");
         // Finite by construction; Display of a finite f64 is valid JSON.
         use std::io::Write as _;
-        let _ = if ms.fract() == 0.0 && ms.abs() < 1e15 { write!(out, "{}", ms as i64) } else { write!(out, "{ms}") };
+        let _ = if ms.fract() == 0.0 && ms.abs() < 1e15 {
+            write!(out, "{}", ms as i64)
+        } else {
+            write!(out, "{ms}")
+        };
     }
     field(out, "lockstep_reason");
     push_json_str(out, reason.as_bytes());
@@ -284,9 +324,17 @@ mod tests {
         let slow = format!(r#"{{"trace_id":"{T}","level":"info","duration_ms":250}}"#);
         let detail = format!(r#"{{"trace_id":"{T}","level":"debug","msg":"after"}}"#);
         let other = r#"{"trace_id":"11111111111111111111111111111111","level":"debug"}"#;
-        assert_eq!(f.process(detail.as_bytes()), Outcome::Drop, "before the deciding line");
+        assert_eq!(
+            f.process(detail.as_bytes()),
+            Outcome::Drop,
+            "before the deciding line"
+        );
         assert_eq!(f.process(slow.as_bytes()), Outcome::KeepUnchanged);
-        assert_eq!(f.process(detail.as_bytes()), Outcome::KeepUnchanged, "after it: remembered");
+        assert_eq!(
+            f.process(detail.as_bytes()),
+            Outcome::KeepUnchanged,
+            "after it: remembered"
+        );
         assert_eq!(f.process(other.as_bytes()), Outcome::Drop);
         assert_eq!(f.stats.kept_by_memory, 1);
         assert_eq!((f.stats.records, f.stats.kept, f.stats.dropped), (4, 2, 2));
@@ -300,13 +348,19 @@ mod tests {
     fn a_drop_policy_beats_the_memory() {
         let mut f = filter("policies:\n - {name: all-errors, type: status_code, status_code: {status_codes: [ERROR]}}\n - {name: no-health, type: drop, drop: {drop_sub_policy: [{name: h, type: string_attribute, string_attribute: {key: path, values: [/health]}}]}}");
         f.process(format!(r#"{{"trace_id":"{T}","level":"error"}}"#).as_bytes());
-        assert_eq!(f.process(format!(r#"{{"trace_id":"{T}","path":"/health"}}"#).as_bytes()), Outcome::Drop);
+        assert_eq!(
+            f.process(format!(r#"{{"trace_id":"{T}","path":"/health"}}"#).as_bytes()),
+            Outcome::Drop
+        );
     }
 
     #[test]
     fn annotate_adds_normalised_fields() {
         let mut f = filter("lockstep: {annotate: true}\npolicies: [{name: errs, type: status_code, status_code: {status_codes: [ERROR]}}]");
-        let rec = format!(r#"{{"traceId":"{}","level":"ERR","duration":0.25,"n":1.0,"big":12345678901234567890}}"#, T.to_uppercase());
+        let rec = format!(
+            r#"{{"traceId":"{}","level":"ERR","duration":0.25,"n":1.0,"big":12345678901234567890}}"#,
+            T.to_uppercase()
+        );
         let o = f.process(rec.as_bytes());
         let v = parse(&o);
         assert_eq!(v["trace_id"], T);
@@ -320,7 +374,8 @@ mod tests {
         assert!(text.contains("\"n\":1.0") && text.contains("12345678901234567890"));
         let o = f.process(br#"{ }"#);
         assert_eq!(o, Outcome::Drop);
-        let mut f = filter("lockstep: {annotate: true}\npolicies: [{name: all, type: always_sample}]");
+        let mut f =
+            filter("lockstep: {annotate: true}\npolicies: [{name: all, type: always_sample}]");
         let v = parse(&f.process(b"{ }\0"));
         assert_eq!(v["lockstep_reason"], "all");
     }
@@ -338,15 +393,58 @@ mod tests {
         assert_eq!(v["lockstep_unparsed"], "{1:2}");
     }
 
+    /// Issue 15: a record Fluent Bit's conversion made invalid (`nan`, `inf`, unquoted
+    /// keys) is decided, not kept because it could not be read.
+    #[test]
+    fn records_the_host_made_invalid_are_decided() {
+        let mut f = Filter::new(Policy::default_policy());
+        // fast successes: dropped, whatever else they carry
+        for rec in [
+            &br#"{"level":"info","duration_ms":12,"ratio":nan}"#[..],
+            br#"{"level":"info","ratio":-nan,"duration_ms":12}"#,
+            br#"{"level":"info","duration_ms":12,"limits":{"max":inf,"min":-inf}}"#,
+            br#"{"level":"info","duration_ms":12,"ratios":[nan,1.5,-inf]}"#,
+            br#"{1:"a","level":"info","duration_ms":12,true:null}"#,
+        ] {
+            assert_eq!(
+                f.process(rec),
+                Outcome::Drop,
+                "{}",
+                String::from_utf8_lossy(rec)
+            );
+        }
+        assert_eq!(f.stats.unreadable, 0, "dropped records cost no wrapping");
+        // errors and slow ones: kept, and never echoed
+        let v = parse(&f.process(br#"{"level":"error","ratio":nan}"#));
+        assert_eq!(v["lockstep_unparsed"], r#"{"level":"error","ratio":nan}"#);
+        let v = parse(&f.process(br#"{7:"x","duration_ms":250}"#));
+        assert_eq!(v["lockstep_unparsed"], r#"{7:"x","duration_ms":250}"#);
+        assert_eq!(f.stats.unreadable, 2);
+        assert_eq!(f.last_reason(), "slow");
+        // a non-finite duration is no duration: not slow
+        assert_eq!(f.process(br#"{"duration_ms":inf}"#), Outcome::Drop);
+        // tokens that only look like them are still errors (kept wrapped: fail open)
+        let v = parse(&f.process(br#"{"level":"info","x":nanx}"#));
+        assert!(v["lockstep_unparsed"].is_string());
+        assert_eq!(f.last_reason(), "error");
+        // valid JSON is echoed as before
+        assert_eq!(
+            f.process(br#"{"level":"error","nan":"inf"}"#),
+            Outcome::KeepUnchanged
+        );
+    }
+
     #[test]
     fn memory_is_bounded_and_direct_mapped() {
         let mut m = TraceMemory::new(1000);
         assert_eq!(m.capacity(), 1024);
-        let ids: Vec<TraceId> = (0..5000u64).map(|i| {
-            let mut t = [0u8; 16];
-            t[8..].copy_from_slice(&(i + 1).wrapping_mul(0x9e3779b97f4a7c15).to_be_bytes());
-            t
-        }).collect();
+        let ids: Vec<TraceId> = (0..5000u64)
+            .map(|i| {
+                let mut t = [0u8; 16];
+                t[8..].copy_from_slice(&(i + 1).wrapping_mul(0x9e3779b97f4a7c15).to_be_bytes());
+                t
+            })
+            .collect();
         for t in &ids {
             m.insert(t);
         }

@@ -891,6 +891,17 @@ impl Engine {
         }
     }
 
+    /// Decides one record as Fluent Bit's filter_wasm hands it over
+    /// ([`lockstep_record::Extractor::extract_host_json`]): its bare `nan`/`inf` values and
+    /// unquoted keys are read, not an error. The flag says the text had them (it is not
+    /// valid JSON and must not be echoed).
+    pub fn decide_host_json(&mut self, text: &[u8]) -> (Decision, Option<ScanError>, bool) {
+        match self.extractor.extract_host_json(text) {
+            Ok((e, host_tokens)) => (self.policy.decide(e), None, host_tokens),
+            Err(err) => (self.policy.on_error(), Some(err), false),
+        }
+    }
+
     /// Decides one record from any self-describing deserializer (serde path).
     #[cfg(feature = "serde-path")]
     pub fn decide_de<'de, D: serde::Deserializer<'de>>(

@@ -55,9 +55,77 @@ struct Str {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    /// Accept what Fluent Bit's msgpack → JSON conversion writes that JSON does not
+    /// allow (see [`Extractor::extract_host_json`]).
+    tolerant: bool,
+    /// Such a token was seen: the text is not valid JSON.
+    host_tokens: bool,
 }
 
 impl<'a> Scanner<'a> {
+    fn new(b: &'a [u8], i: usize, tolerant: bool) -> Self {
+        Scanner {
+            b,
+            i,
+            tolerant,
+            host_tokens: false,
+        }
+    }
+
+    /// In tolerant mode, a non-finite float as Fluent Bit writes it (`%.16g`: `nan`,
+    /// `-nan`, `inf`, `-inf`), followed by a delimiter.
+    fn host_float(&mut self) -> Option<f64> {
+        if !self.tolerant {
+            return None;
+        }
+        let rest = self.b.get(self.i..)?;
+        let (neg, body) = match rest.first() {
+            Some(b'-') => (true, &rest[1..]),
+            _ => (false, rest),
+        };
+        let v = if body.starts_with(b"nan") {
+            f64::NAN
+        } else if body.starts_with(b"inf") {
+            f64::INFINITY
+        } else {
+            return None;
+        };
+        let len = usize::from(neg) + 3;
+        if rest
+            .get(len)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            return None;
+        }
+        self.i += len;
+        self.host_tokens = true;
+        Some(if neg { -v } else { v })
+    }
+
+    /// In tolerant mode, a key Fluent Bit wrote without quotes (a non-string map key:
+    /// a number, `true`, `null` …): the bare token up to the `:`. It never matches an
+    /// alias. Returns whether one was read.
+    fn host_bare_key(&mut self) -> bool {
+        if !self.tolerant {
+            return false;
+        }
+        let start = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if matches!(
+                c,
+                b':' | b',' | b'"' | b'{' | b'}' | b'[' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+            ) {
+                break;
+            }
+            self.i += 1;
+        }
+        if self.i == start {
+            return false;
+        }
+        self.host_tokens = true;
+        true
+    }
+
     #[inline(always)]
     fn ws(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
@@ -206,11 +274,12 @@ impl<'a> Scanner<'a> {
                 }
                 loop {
                     self.ws();
-                    if self.peek() != Some(b'"') {
+                    if self.peek() == Some(b'"') {
+                        self.i += 1;
+                        self.string()?;
+                    } else if !self.host_bare_key() {
                         return err(self.i, "expected a key");
                     }
-                    self.i += 1;
-                    self.string()?;
                     self.ws();
                     if self.peek() != Some(b':') {
                         return err(self.i, "expected ':'");
@@ -253,6 +322,7 @@ impl<'a> Scanner<'a> {
                     }
                 }
             }
+            Some(b'n' | b'i' | b'-') if self.host_float().is_some() => Ok(()),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
@@ -389,7 +459,28 @@ fn object(
     loop {
         sc.ws();
         if sc.peek() != Some(b'"') {
-            return err(sc.i, "expected a key");
+            if !sc.host_bare_key() {
+                return err(sc.i, "expected a key");
+            }
+            sc.ws();
+            if sc.peek() != Some(b':') {
+                return err(sc.i, "expected ':'");
+            }
+            sc.i += 1;
+            sc.ws();
+            sc.skip(depth + 1)?;
+            sc.ws();
+            match sc.peek() {
+                Some(b',') => {
+                    sc.i += 1;
+                    continue;
+                }
+                Some(b'}') => {
+                    sc.i += 1;
+                    return Ok(());
+                }
+                _ => return err(sc.i, "expected ',' or '}'"),
+            }
         }
         sc.i += 1;
         let k = sc.string()?;
@@ -419,7 +510,15 @@ fn object(
             } else {
                 &sink.m.actions[leaf]
             };
+            let host_float = match sc.peek() {
+                Some(b'n' | b'i' | b'-') => sc.host_float(),
+                _ => None,
+            };
             match sc.peek() {
+                _ if host_float.is_some() => {
+                    sink.out
+                        .on_value(actions, &Scalar::Float(host_float.unwrap_or(f64::NAN)));
+                }
                 Some(b'"') => {
                     sc.i += 1;
                     let s = sc.string()?;
@@ -498,7 +597,7 @@ fn nested_json(b: &[u8], s: &Str, sink: &mut Sink<'_>, buf: &mut Vec<u8>) -> R<(
     } else {
         buf.extend_from_slice(&b[s.start..s.end]);
     }
-    let mut probe = Scanner { b: buf, i: 0 };
+    let mut probe = Scanner::new(buf, 0, false);
     probe.ws();
     if probe.peek() != Some(b'{') {
         return Ok(());
@@ -511,7 +610,7 @@ fn nested_json(b: &[u8], s: &Str, sink: &mut Sink<'_>, buf: &mut Vec<u8>) -> R<(
     if probe.i != buf.len() {
         return Ok(());
     }
-    let mut sc = Scanner { b: buf, i: start };
+    let mut sc = Scanner::new(buf, start, false);
     let all = sink.m.all;
     // Valid (checked above), so this cannot fail part-way.
     object(&mut sc, sink, all, 0, 0, None)
@@ -521,12 +620,26 @@ impl Extractor {
     /// The fast path over JSON text (a trailing NUL is tolerated, as Fluent Bit's
     /// filter_wasm passes one). Errors name the byte offset.
     pub fn extract_json(&mut self, text: &[u8]) -> Result<&Extracted, ScanError> {
+        self.scan(text, false).map(|(e, _)| e)
+    }
+
+    /// [`Self::extract_json`] over the text Fluent Bit's filter_wasm hands over, which is
+    /// not always JSON: its msgpack → JSON conversion writes non-finite floats as bare
+    /// `nan`, `-nan`, `inf`, `-inf` and non-string map keys unquoted. Those are read (the
+    /// floats as values, the bare keys as keys no alias names), so such a record is
+    /// decided like any other; the flag says it had them, so it must never be echoed.
+    /// On valid JSON it extracts exactly what `extract_json` does.
+    pub fn extract_host_json(&mut self, text: &[u8]) -> Result<(&Extracted, bool), ScanError> {
+        self.scan(text, true)
+    }
+
+    fn scan(&mut self, text: &[u8], tolerant: bool) -> Result<(&Extracted, bool), ScanError> {
         self.out.reset();
         let text = match text.split_last() {
             Some((0, rest)) => rest,
             _ => text,
         };
-        let mut sc = Scanner { b: text, i: 0 };
+        let mut sc = Scanner::new(text, 0, tolerant);
         sc.ws();
         if sc.peek() != Some(b'{') {
             return err(sc.i, "not a JSON object");
@@ -541,13 +654,13 @@ impl Extractor {
         if sc.i != text.len() {
             return err(sc.i, "trailing data after the object");
         }
-        Ok(&self.out)
+        Ok((&self.out, sc.host_tokens))
     }
 }
 
 /// Validates `text` as one JSON object (the same checks as [`Extractor::extract_json`]).
 pub fn validate_object(text: &[u8]) -> Result<(), ScanError> {
-    let mut sc = Scanner { b: text, i: 0 };
+    let mut sc = Scanner::new(text, 0, false);
     sc.ws();
     if sc.peek() != Some(b'{') {
         return err(sc.i, "not a JSON object");
@@ -603,6 +716,42 @@ mod tests {
         assert!(validate_object(br#" {"a":[1,{"b":null}],"c":-1.5e3} "#).is_ok());
         let deep = "[".repeat(200);
         assert!(validate_object(format!("{{\"a\":{deep}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn host_tokens_are_read_only_in_tolerant_mode() {
+        use crate::{DurationState, FieldTable, LevelState, Matcher};
+        let mut ex =
+            Extractor::new(Matcher::new(FieldTable::default(), &["ratio".into()]).unwrap());
+        let text =
+            br#"{1:"a","level":"warn","ratio":-inf,"x":{"y":nan,2:[inf]},"duration_ms":3.5}"#;
+        let e = ex.extract_json(text).unwrap_err();
+        assert_eq!(e.offset, 1, "{e}");
+        let (e, host) = ex.extract_host_json(text).unwrap();
+        assert!(host);
+        assert!(matches!(e.level, LevelState::Known(_)));
+        assert_eq!(e.duration, DurationState::Ms(3.5));
+        assert_eq!(e.attr(0), crate::Attr::Float(f64::NEG_INFINITY));
+        // valid JSON: no flag, the same extraction as the strict path
+        let ok = br#"{"level":"warn","ratio":1.5,"duration_ms":3.5}"#;
+        let (_, host) = ex.extract_host_json(ok).unwrap();
+        assert!(!host);
+        for bad in [
+            &br#"{"a":nanx}"#[..],
+            br#"{"a":infinity}"#,
+            br#"{:1}"#,
+            br#"{"a":-}"#,
+        ] {
+            assert!(
+                ex.extract_host_json(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(
+            validate_object(br#"{"a":nan}"#).is_err(),
+            "validation stays strict"
+        );
     }
 
     #[test]

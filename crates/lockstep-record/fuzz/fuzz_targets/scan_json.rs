@@ -1,6 +1,7 @@
 //! The JSON scanner reads records straight from Fluent Bit: it must never panic, and
 //! whenever serde_json accepts a document as an object, the scanner must accept it too
-//! and extract exactly what the serde path extracts.
+//! and extract exactly what the serde path extracts; the tolerant reading of Fluent Bit's
+//! output reads everything the strict path accepts the same way.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lockstep_record::{Extracted, Extractor, FieldTable, Matcher};
@@ -26,6 +27,12 @@ fuzz_target!(|data: &[u8]| {
     let mut ex = Extractor::new(Matcher::new(table, &["http.method".into(), "status".into()]).unwrap());
     let fast = ex.extract_json(data).map(summary);
     let _ = lockstep_record::validate_object(data);
+    // The tolerant reading of Fluent Bit's output: whatever the strict path accepts, it
+    // reads the same, without the host-token flag.
+    let host = ex.extract_host_json(data).map(|(e, flag)| (summary(e), flag));
+    if let Ok(f) = &fast {
+        assert_eq!(host.as_ref().ok(), Some(&(f.clone(), false)), "tolerant and strict differ on valid input");
+    }
     if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_ok() {
         let slow = ex.extract_de(&mut serde_json::Deserializer::from_slice(data)).map(summary);
         let fast = fast.unwrap_or_else(|e| panic!("serde_json accepts but the scanner rejects: {e}"));
