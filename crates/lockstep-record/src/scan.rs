@@ -322,11 +322,18 @@ impl<'a> Scanner<'a> {
                     }
                 }
             }
-            Some(b'n' | b'i' | b'-') if self.host_float().is_some() => Ok(()),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
+            // `nan`, `-nan`, `inf`, `-inf` as Fluent Bit writes them: tried only when the
+            // JSON reading fails, and only in tolerant mode.
+            Some(b'n') => self
+                .literal(b"null")
+                .or_else(|e| self.host_float().map(|_| ()).ok_or(e)),
+            Some(b'-' | b'0'..=b'9') => self
+                .number()
+                .map(|_| ())
+                .or_else(|e| self.host_float().map(|_| ()).ok_or(e)),
+            Some(b'i') if self.host_float().is_some() => Ok(()),
             Some(_) => err(self.i, "unexpected character"),
             None => err(self.i, "unexpected end"),
         }
@@ -510,15 +517,7 @@ fn object(
             } else {
                 &sink.m.actions[leaf]
             };
-            let host_float = match sc.peek() {
-                Some(b'n' | b'i' | b'-') => sc.host_float(),
-                _ => None,
-            };
             match sc.peek() {
-                _ if host_float.is_some() => {
-                    sink.out
-                        .on_value(actions, &Scalar::Float(host_float.unwrap_or(f64::NAN)));
-                }
                 Some(b'"') => {
                     sc.i += 1;
                     let s = sc.string()?;
@@ -542,15 +541,21 @@ fn object(
                     )?;
                     sink.out.on_value(actions, &Scalar::Other);
                 }
-                Some(b'-' | b'0'..=b'9') => {
-                    let (s, e, int) = sc.number()?;
-                    // ASCII by construction.
-                    let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError {
-                        offset: s,
-                        msg: "bad number",
-                    })?;
-                    sink.out.on_value(actions, &parse_number(text, int));
-                }
+                Some(b'-' | b'0'..=b'9') => match sc.number() {
+                    Ok((s, e, int)) => {
+                        // ASCII by construction.
+                        let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError {
+                            offset: s,
+                            msg: "bad number",
+                        })?;
+                        sink.out.on_value(actions, &parse_number(text, int));
+                    }
+                    // `-nan`, `-inf` as Fluent Bit writes them (tolerant mode only)
+                    Err(e) => {
+                        let f = sc.host_float().ok_or(e)?;
+                        sink.out.on_value(actions, &Scalar::Float(f));
+                    }
+                },
                 Some(b't') => {
                     sc.literal(b"true")?;
                     sink.out.on_value(actions, &Scalar::Bool(true));
@@ -559,9 +564,20 @@ fn object(
                     sc.literal(b"false")?;
                     sink.out.on_value(actions, &Scalar::Bool(false));
                 }
-                Some(b'n') => {
-                    sc.literal(b"null")?;
-                    sink.out.on_value(actions, &Scalar::Null);
+                Some(b'n') => match sc.literal(b"null") {
+                    Ok(()) => sink.out.on_value(actions, &Scalar::Null),
+                    // `nan` (tolerant mode only)
+                    Err(e) => {
+                        let f = sc.host_float().ok_or(e)?;
+                        sink.out.on_value(actions, &Scalar::Float(f));
+                    }
+                },
+                Some(b'i') if sc.tolerant => {
+                    let f = sc.host_float().ok_or(ScanError {
+                        offset: sc.i,
+                        msg: "unexpected character",
+                    })?;
+                    sink.out.on_value(actions, &Scalar::Float(f));
                 }
                 _ => {
                     sc.skip(depth + 1)?;
