@@ -26,6 +26,8 @@
 #   h  no filter                             j  the Lua filter an operator writes today
 #   i  a WASM module that drops everything   k  lockstep_filter.wasm, built-in policy
 #      (Fluent Bit's own JSON round trip)       (errors + slower than 200 ms)
+#   l  lockstep_filter.aot (BENCH_AOT, default dist/lockstep_filter.aot), the same module
+#      compiled ahead of time by flb-wamrc (see README, "Ahead-of-time compiled")
 #   e.g. BENCH_RUNS="h j k i j k i j k" (interleaved: load drift hits every filter)
 #   BENCH_FILTER_INPUT  default /tmp/bench-filter-input.jsonl: golden/four-schemas/logs.jsonl
 #                       repeated BENCH_FILTER_REPEAT times (default 560, ~180,000 lines),
@@ -56,7 +58,7 @@ mkdir -p "$WORK"
 
 [ -x "$FLUENT_BIT" ] || { echo "not executable: $FLUENT_BIT" >&2; exit 2; }
 output_runs=$(tr -cd 'abcd' <<< "$BENCH_RUNS")
-filter_runs=$(tr -cd 'hijk' <<< "$BENCH_RUNS")
+filter_runs=$(tr -cd 'hijkl' <<< "$BENCH_RUNS")
 if [ -n "$output_runs" ]; then
   [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
   [ -x "$RECEIVER_BIN" ] || {
@@ -97,9 +99,14 @@ N=0
 BENCH_FILTER_INPUT=${BENCH_FILTER_INPUT:-/tmp/bench-filter-input.jsonl}
 BENCH_FILTER_REPEAT=${BENCH_FILTER_REPEAT:-560}
 BENCH_WASM=${BENCH_WASM:-$ROOT/dist/lockstep_filter.wasm}
+BENCH_AOT=${BENCH_AOT:-$ROOT/dist/lockstep_filter.aot}
 FN=0
 if [ -n "$filter_runs" ]; then
   [ -f "$BENCH_WASM" ] || { echo "missing $BENCH_WASM: run scripts/build-plugins.sh" >&2; exit 2; }
+  if [[ $filter_runs == *l* ]] && [ ! -f "$BENCH_AOT" ]; then
+    echo "missing $BENCH_AOT: flb-wamrc --disable-simd -o $BENCH_AOT $BENCH_WASM (README: Ahead-of-time compiled)" >&2
+    exit 2
+  fi
   if [ ! -f "$BENCH_FILTER_INPUT" ]; then
     echo "generating $BENCH_FILTER_INPUT ($BENCH_FILTER_REPEAT x golden/four-schemas/logs.jsonl)" >&2
     python3 - "$ROOT/golden/four-schemas/logs.jsonl" "$BENCH_FILTER_INPUT" "$BENCH_FILTER_REPEAT" <<'EOF'
@@ -155,13 +162,14 @@ run_filter() {
     i) conf=i-filter-drop-probe.conf ;;
     j) conf=j-filter-lua.conf ;;
     k) conf=k-filter-lockstep.conf ;;
+    l) conf=l-filter-lockstep-aot.conf ;;
   esac
   local d=$WORK/$run.$RANDOM
   mkdir -p "$d"
   mkfifo "$d/in.fifo"
   local http_port=$((24000 + RANDOM % 8000))
   echo "filter run $run: $FLUENT_BIT -c $CONF_DIR/$conf < $BENCH_FILTER_INPUT (through a pipe)" >&2
-  BENCH_CONF_DIR=$CONF_DIR BENCH_WORK=$WORK BENCH_WASM=$BENCH_WASM FB_HTTP_PORT=$http_port \
+  BENCH_CONF_DIR=$CONF_DIR BENCH_WORK=$WORK BENCH_WASM=$BENCH_WASM BENCH_AOT=$BENCH_AOT FB_HTTP_PORT=$http_port \
     "$FLUENT_BIT" -c "$CONF_DIR/$conf" < "$d/in.fifo" > "$d/out.txt" 2> "$d/fluent-bit.log" &
   local fb=$! wfd
   # Hold the pipe open: Fluent Bit's stdin input stops the service at end of file, before
@@ -279,7 +287,7 @@ EOF
 
 for r in $BENCH_RUNS; do
   case $r in
-    h | i | j | k) run_filter "$r" ;;
+    h | i | j | k | l) run_filter "$r" ;;
     *) run_one "$r" ;;
   esac
 done
@@ -289,7 +297,7 @@ if [ -n "$filter_runs" ]; then
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"\nfilter runs, records in input: {sys.argv[2]}")
-names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm"}
+names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm", "l": "lockstep_filter.aot"}
 def med(run, i):
     v = [float(r[i]) for r in rows if r[0] == run]
     return statistics.median(v) if v else None
@@ -300,7 +308,7 @@ for r in rows:
     cr = f"{float(r[3]) / lua_cpu:.2f}" if lua_cpu else "-"
     rr = f"{float(r[5]) / lua_rss:.2f}" if lua_rss else "-"
     print(f"| {r[0]} | {names[r[0]]} | {r[6]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {cr} | {rr} |")
-print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijk" if med(k, 3) is not None))
+print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijkl" if med(k, 3) is not None))
 EOF
 fi
 if [ -z "$output_runs" ]; then echo "logs: $WORK" >&2; exit 0; fi
