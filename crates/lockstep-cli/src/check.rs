@@ -54,10 +54,14 @@ pub fn run(policy: &Policy, input: &str, as_json: bool) -> Result<u8> {
         c.records += 1;
         let (d, err) = engine.decide_json(line.as_bytes());
         let reason = engine.policy().reason_name(d.reason).to_string();
-        bump(&mut c.reasons, (reason, if d.keep { "keep" } else { "drop" }));
+        bump(
+            &mut c.reasons,
+            (reason, if d.keep { "keep" } else { "drop" }),
+        );
         if let Some(e) = err {
             c.unreadable += 1;
-            c.first_error.get_or_insert_with(|| format!("line {n}: {e}"));
+            c.first_error
+                .get_or_insert_with(|| format!("line {n}: {e}"));
             return Ok(());
         }
         let e = engine.extracted();
@@ -102,7 +106,12 @@ pub fn run(policy: &Policy, input: &str, as_json: bool) -> Result<u8> {
         }
         Ok(())
     })?;
-    let kept: u64 = c.reasons.iter().filter(|((_, k), _)| *k == "keep").map(|(_, n)| n).sum();
+    let kept: u64 = c
+        .reasons
+        .iter()
+        .filter(|((_, k), _)| *k == "keep")
+        .map(|(_, n)| n)
+        .sum();
     let reasons: Vec<Value> = c
         .reasons
         .iter()
@@ -126,13 +135,29 @@ pub fn run(policy: &Policy, input: &str, as_json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
     }
-    println!("records: {}   unreadable: {}   kept: {} ({}%)", c.records, c.unreadable, kept, pct(kept, c.records));
+    println!(
+        "records: {}   unreadable: {}   kept: {} ({}%)",
+        c.records,
+        c.unreadable,
+        kept,
+        pct(kept, c.records)
+    );
     if let Some(e) = &c.first_error {
         println!("  first unreadable: {e}");
     }
     let section = |name: &str, m: &BTreeMap<String, u64>| {
-        let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n} ({}%)", pct(*n, c.records))).collect();
-        println!("{name:<12}{}", if parts.is_empty() { "-".into() } else { parts.join(", ") });
+        let parts: Vec<String> = m
+            .iter()
+            .map(|(k, n)| format!("{k} {n} ({}%)", pct(*n, c.records)))
+            .collect();
+        println!(
+            "{name:<12}{}",
+            if parts.is_empty() {
+                "-".into()
+            } else {
+                parts.join(", ")
+            }
+        );
     };
     section("trace_id:", &c.trace);
     section("  from:", &c.trace_src);

@@ -61,8 +61,14 @@ pub fn run(policy: &Policy, input: &str) -> Result<u8> {
                 m.insert("error".into(), json!(e.to_string()));
             }
         }
-        m.insert("decision".into(), json!(if d.keep { "keep" } else { "drop" }));
-        m.insert("reason".into(), json!(engine.policy().reason_name(d.reason)));
+        m.insert(
+            "decision".into(),
+            json!(if d.keep { "keep" } else { "drop" }),
+        );
+        m.insert(
+            "reason".into(),
+            json!(engine.policy().reason_name(d.reason)),
+        );
         if d.skipped > 0 {
             m.insert("skipped_policies".into(), json!(d.skipped));
         }

@@ -187,13 +187,27 @@ fn import(
     }
     let chosen = match which {
         Some(w) => {
-            let ids = || procs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
-            match procs.iter().filter(|p| p.matches(w)).collect::<Vec<_>>().as_slice() {
+            let ids = || {
+                procs
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match procs
+                .iter()
+                .filter(|p| p.matches(w))
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 [one] => *one,
                 [] => anyhow::bail!("{origin}: no processor {w:?}; found {}", ids()),
                 many => anyhow::bail!(
                     "{origin}: {w:?} names several ({}); choose by id",
-                    many.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
         }
@@ -259,9 +273,18 @@ fn import(
             chosen.id
         );
     }
-    let rendered = lockstep_policy::import::render(chosen)?;
+    // A `.json` output is read as JSON (the filter's JSON-only build reads only that):
+    // the policy alone, without the YAML header (what was not mirrored is on stderr).
+    let format = output.as_deref().map_or(
+        lockstep_policy::Format::Yaml,
+        lockstep_policy::Format::from_path,
+    );
+    let rendered = match format {
+        lockstep_policy::Format::Json => serde_json::to_string_pretty(&chosen.policy)? + "\n",
+        lockstep_policy::Format::Yaml => lockstep_policy::import::render(chosen)?,
+    };
     // Prove the output loads before writing it.
-    lockstep_policy::compile_policy(&rendered, lockstep_policy::Format::Yaml, "<imported>")?;
+    lockstep_policy::compile_policy(&rendered, format, "<imported>")?;
     match output {
         Some(o) => {
             std::fs::write(o, &rendered)

@@ -236,14 +236,33 @@ fn errors_name_file_line_and_column() {
 #[test]
 fn shipped_example_policies_compile() {
     for (p, semantics, a_policy) in [
-        ("fluent-bit-conf/filter/lockstep-policy.yaml", "collector tail_sampling", "errors"),
-        ("golden/four-schemas/lockstep-policy.yaml", "collector tail_sampling", "errors"),
-        ("fluent-bit-conf/fluent-bit-sampling/lockstep-policy.yaml", "Fluent Bit sampling processor", "status_code"),
-        ("golden/fluent-bit/lockstep-policy.yaml", "Fluent Bit sampling processor", "status_code"),
+        (
+            "fluent-bit-conf/filter/lockstep-policy.yaml",
+            "collector tail_sampling",
+            "errors",
+        ),
+        (
+            "golden/four-schemas/lockstep-policy.yaml",
+            "collector tail_sampling",
+            "errors",
+        ),
+        (
+            "fluent-bit-conf/fluent-bit-sampling/lockstep-policy.yaml",
+            "Fluent Bit sampling processor",
+            "status_code",
+        ),
+        (
+            "golden/fluent-bit/lockstep-policy.yaml",
+            "Fluent Bit sampling processor",
+            "status_code",
+        ),
     ] {
         let (code, out, err) = lockstep(&["policy", "validate", p]);
         assert_eq!(code, 0, "{p}: {err}");
-        assert!(out.contains(&format!("({semantics} semantics)")) && out.contains(a_policy), "{p}: {out}");
+        assert!(
+            out.contains(&format!("({semantics} semantics)")) && out.contains(a_policy),
+            "{p}: {out}"
+        );
     }
 }
 
@@ -334,10 +353,30 @@ fn policy_import_reads_fluent_bit_configs() {
         o,
     ]);
     assert_eq!(code, 3);
+    // a .json output is JSON (what the filter's JSON-only build reads)
+    let json_out = dir.path().join("lockstep-policy.json");
+    let (code, _, err) = lockstep(&[
+        "policy",
+        "import",
+        f,
+        "--processor",
+        "edge",
+        "-o",
+        json_out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_out).unwrap()).unwrap();
+    assert_eq!(v["processors"]["traces"][0]["type"], "tail");
+    let (code, stdout, err) = lockstep(&["policy", "validate", json_out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("policies: status_code"), "{stdout}");
     // a plugin name both inputs share is ambiguous: refused, not guessed
     let (code, _, err) = lockstep(&["policy", "import", f, "--processor", "opentelemetry"]);
     assert_eq!(code, 1);
-    assert!(err.contains("names several (pipeline.inputs[0], pipeline.inputs[1]); choose by id"), "{err}");
+    assert!(
+        err.contains("names several (pipeline.inputs[0], pipeline.inputs[1]); choose by id"),
+        "{err}"
+    );
     let (code, stdout, _) = lockstep(&["policy", "import", f, "--processor", "pipeline.inputs[1]"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("type: probabilistic"), "{stdout}");
