@@ -8,7 +8,8 @@
 #
 # Needs, already built (this script builds and fetches nothing):
 #   $FLUENT_BIT      a RELEASE build of Fluent Bit 5.1.x with the Go proxy loader
-#                    (FLB_PROXY_GO=On) and in_tail, out_loki, out_null
+#                    (FLB_PROXY_GO=On) and in_tail, out_loki, out_null; for the filter
+#                    runs in_stdin, filter_wasm, filter_lua, out_counter and the HTTP server
 #   $PLUGIN_SO       default dist/lockstep_out_loki.so (scripts/build-plugins.sh)
 #   $RECEIVER_BIN    default target/release/examples/loki_receiver
 #                    (cargo build --release -p lockstep-harness --example loki_receiver)
@@ -176,7 +177,7 @@ run_filter() {
   # everything it read has been through the pipeline.
   exec {wfd}> "$d/in.fifo"
   local t0; t0=$(now)
-  cat "$BENCH_FILTER_INPUT" >&"$wfd"
+  cat "$BENCH_FILTER_INPUT" >&"$wfd" || echo "filter run $run: input closed early (Fluent Bit died?)" >&2
   local got=0
   while [ "$got" -lt "$FN" ]; do
     kill -0 "$fb" 2>/dev/null || { echo "filter run $run: fluent-bit exited early (see $d/fluent-bit.log)" >&2; break; }
@@ -187,7 +188,7 @@ run_filter() {
   local wall; wall=$(printf '%.2f' "$(echo "$(now) - $t0" | bc)")
   sleep 1.5 # the last flush reaches the counter
   local cpu rss kept
-  cpu=$(cpu_of "$fb"); rss=$(hwm_mb "$fb")
+  cpu=$(cpu_of "$fb" 2>/dev/null || echo -); rss=$(hwm_mb "$fb" 2>/dev/null || echo -)
   exec {wfd}>&-
   wait "$fb" || true
   # counter prints one JSON object per flushed chunk: {"ts":…,"log_records":<in it>,…}

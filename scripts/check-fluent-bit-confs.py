@@ -9,8 +9,8 @@ directory and loopback (/etc/fluent-bit/lockstep holds dist/lockstep_filter.wasm
 dist/lockstep_out_loki.so, the config's lockstep-policy.yaml and plugins.conf; the Loki
 URL is the Loki-compatible receiver; metrics on a free port). golden/four-schemas/logs.jsonl
 is appended to the file its tail input reads. A config passes when Fluent Bit logs no
-error, the filter loaded the policy, and the records that come out (stdout, or entries in
-the receiver) are exactly the records `lockstep replay` keeps with the same policy.
+error, the filter loaded the policy, and as many records come out (stdout, or entries in
+the receiver) as `lockstep replay` keeps with the same policy.
 fluent-bit-sampling/ (traces too) is checked by scripts/fluent-bit-sampling-conf-check.py,
 which this script runs last. Needs: scripts/build-plugins.sh, `cargo build --release -p
 lockstep-harness --example loki_receiver`, a lockstep binary (target/release or

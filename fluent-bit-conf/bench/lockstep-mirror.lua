@@ -1,9 +1,10 @@
 -- The comparison baseline for lockstep_filter.wasm: the Lua filter an edge operator
 -- writes today so that logs follow a tail-sampling policy (keep every error and every
 -- request slower than 200 ms, drop the rest), with the usual aliases of the services it
--- has met, and the later lines of a kept trace kept too. It mirrors lockstep's built-in
+-- has met, and the later lines of a kept trace kept too. It decides as lockstep's built-in
 -- default policy on the golden four-schema logs (scripts/bench-fluent-bit.sh compares
--- the kept counts). Used by fluent-bit-conf/bench/j-filter-lua.conf.
+-- the kept counts), not beyond them: fewer aliases and level schemes than lockstep.
+-- Used by fluent-bit-conf/bench/j-filter-lua.conf.
 local ERROR_WORDS = {
   error = true, err = true, erro = true, eror = true, e = true, severe = true,
   fatal = true, fatl = true, fata = true, f = true, crit = true, critical = true,

@@ -33,6 +33,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(f) = &fast {
         assert_eq!(host.as_ref().ok(), Some(&(f.clone(), false)), "tolerant and strict differ on valid input");
     }
+    // ... and whatever the tolerant path reads without flagging, the strict path accepts
+    // (an unflagged record may be echoed to Fluent Bit, so it must be valid JSON).
+    if let Ok((h, false)) = &host {
+        assert_eq!(fast.as_ref().ok(), Some(h), "unflagged by the tolerant path, refused by the strict one");
+        // (both readers allow the trailing NUL Fluent Bit passes; validation does not)
+        let text = data.strip_suffix(&[0]).unwrap_or(data);
+        assert!(lockstep_record::validate_object(text).is_ok());
+    }
     if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_ok() {
         let slow = ex.extract_de(&mut serde_json::Deserializer::from_slice(data)).map(summary);
         let fast = fast.unwrap_or_else(|e| panic!("serde_json accepts but the scanner rejects: {e}"));
