@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerates golden/fluent-bit (deterministic); run as `scripts/gen-golden.py --fluent-bit [DIR]`
-(which hands it the four-schema generator's detail lines).
+(which hands it the four-schema generator's detail lines and writer).
 
 Traces decided by Fluent Bit 5.1.1's `sampling` processor (fluent-bit.yaml beside the
 data): a probabilistic processor (50 %) chained before a tail processor whose conditions
@@ -26,8 +26,9 @@ ROOT_EDGE_US = [199_999, 200_000, 200_400, 200_999, 201_000, 150_000, 5_000_000,
 CHILD_EDGE_US = [10_000, 10_999, 11_000, 9_500, 11_001, 25_000, 3_200, 40_000]
 
 
-def main(out, detail_line):
-    """`detail_line(service, trace, span, ts_ns)`: the four-schema generator's detail lines."""
+def main(out, detail_line, write_set):
+    """`detail_line(service, trace, span, ts_ns)`: the four-schema generator's detail lines;
+    `write_set(out, spans, logs, lines)`: its writer."""
     rng = random.Random(20261129)
     out = out or os.path.join(os.path.dirname(__file__), "..", "golden", "fluent-bit")
     os.makedirs(out, exist_ok=True)
@@ -118,15 +119,6 @@ def main(out, detail_line):
         if rng.random() < 0.5:
             log(detail_line(root_svc, trace, root_span, end + 1000), trace, False, root_svc)
 
-    with open(os.path.join(out, "spans.jsonl"), "w") as f:
-        for s in spans:
-            f.write(json.dumps(s, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "logs.jsonl"), "w") as f:
-        for r in logs:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "lines.jsonl"), "w") as f:
-        for r in lines:
-            f.write(json.dumps(r) + "\n")
-    print(f"{len(spans)} spans, {len(logs)} log lines -> {out}")
+    write_set(out, spans, logs, lines)
 
 

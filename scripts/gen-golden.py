@@ -69,6 +69,20 @@ def detail_line(service, trace, span, ts_ns):
         return {"level": 20, "time": ts_ns // 10**6, "traceId": trace, "spanId": span, "msg": "render"}
     return {"timestamp": str(ts_ns), "severity_number": 5, "severity_text": "DEBUG", "trace_id": trace, "span_id": span, "body": "ledger read"}
 
+def write_set(out, spans, logs, lines):
+    """Writes a golden set's three files into `out`."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "spans.jsonl"), "w") as f:
+        for s in spans:
+            f.write(json.dumps(s, ensure_ascii=False) + "\n")
+    with open(os.path.join(out, "logs.jsonl"), "w") as f:
+        for r in logs:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with open(os.path.join(out, "lines.jsonl"), "w") as f:
+        for r in lines:
+            f.write(json.dumps(r) + "\n")
+    print(f"{len(spans)} spans, {len(logs)} log lines -> {out}")
+
 if len(sys.argv) > 1 and sys.argv[1] == "--fluent-bit":
     # The Fluent Bit set: its own generator, the same detail lines.
     import importlib.util
@@ -76,7 +90,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "--fluent-bit":
         os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen-golden-fluent-bit.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.main(sys.argv[2] if len(sys.argv) > 2 else None, detail_line)
+    mod.main(sys.argv[2] if len(sys.argv) > 2 else None, detail_line, write_set)
     sys.exit(0)
 
 # A few lines before any trace: startup messages with no trace context.
@@ -119,13 +133,4 @@ for i in range(N):
         # a line after the deciding one (kept by the filter's kept-trace memory)
         log(detail_line(root_svc, trace, root_span, end + 1000), trace, False, root_svc)
 
-with open(os.path.join(out, "spans.jsonl"), "w") as f:
-    for s in spans:
-        f.write(json.dumps(s, ensure_ascii=False) + "\n")
-with open(os.path.join(out, "logs.jsonl"), "w") as f:
-    for r in logs:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
-with open(os.path.join(out, "lines.jsonl"), "w") as f:
-    for r in lines:
-        f.write(json.dumps(r) + "\n")
-print(f"{len(spans)} spans, {len(logs)} log lines -> {out}")
+write_set(out, spans, logs, lines)
