@@ -115,11 +115,18 @@ fn no_fault_run_delivers_every_record_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let port_s = port.to_string();
-    let host = start(
-        &dir.path().join("q"),
-        &rx.url(),
-        &[("metrics_listen", &port_s)],
-    );
+    // A spool_dir two levels below an existing directory: the plugin creates both.
+    let spool = dir.path().join("lib").join("q");
+    let host = start(&spool, &rx.url(), &[("metrics_listen", &port_s)]);
+    // The README's "directory 0700": the plugin must not create it with the process
+    // umask first (0755 was seen in a real run) before the spool's own 0700 create.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [&spool, &dir.path().join("lib")] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+        }
+    }
     let mut peak = 0;
     for c in 0..10 {
         let r = host

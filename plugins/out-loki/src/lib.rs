@@ -61,8 +61,8 @@ impl OutputPlugin for LokiOutput {
         if !mapping.has_labels() {
             log::warn!("no `labels` or `label_keys`: every entry goes to one stream");
         }
-        std::fs::create_dir_all(&st.spool_dir)
-            .map_err(|e| format!("spool_dir {}: {e}", st.spool_dir.display()))?;
+        // The spool creates the directory (and any missing parent) 0700 itself; creating
+        // it here first would use the process umask (0755 seen in a real run).
         let spool = Arc::new(Spool::open(&st.spool_dir, st.spool.clone())?);
         let g = spool.gauges();
         let label = Instance::current()
