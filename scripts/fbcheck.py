@@ -64,3 +64,26 @@ def replay(lockstep, wasm, golden, policy, work):
     if r.returncode != 0 or not kept or not traces:
         sys.exit(f"lockstep replay failed ({r.returncode}): {r.stdout}{r.stderr}")
     return r.stdout, int(kept.group(1)), int(traces.group(1))
+
+
+def wait_for_port(port, proc, log_path, timeout=15):
+    """Waits until Fluent Bit listens on `port`; exits with its log if it died or never did."""
+    import time
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                sys.exit("Fluent Bit did not start:\n" + open(log_path).read()[-4000:])
+            time.sleep(0.1)
+
+
+def post_traces(port, spans):
+    """POSTs spans.jsonl rows to an opentelemetry input as one OTLP/JSON request."""
+    import json, urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=json.dumps(otlp_traces(spans)).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        print(f"POST /v1/traces: {r.status} ({len(spans)} spans)")

@@ -13,10 +13,10 @@ test-harness/src/golden.rs does for the replay). Prints both counts and every
 difference; exit 0 when they are equal. Needs PyYAML (`pip install pyyaml`).
 Builds and fetches nothing: bring your own Fluent Bit build.
 """
-import json, os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, re, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fbcheck import fluent_bit, free_port, otlp_traces  # noqa: E402
+from fbcheck import fluent_bit, free_port, post_traces, wait_for_port  # noqa: E402
 
 try:
     import yaml
@@ -90,20 +90,8 @@ with tempfile.TemporaryDirectory() as d:
     out = open(out_path, "w")
     proc = subprocess.Popen([fb, "-c", conf], stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise SystemExit("Fluent Bit did not start:\n" + open(out_path).read())
-                time.sleep(0.1)
-        body = json.dumps(otlp_traces(spans)).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            print(f"POST /v1/traces: {r.status} ({len(spans)} spans)")
+        wait_for_port(port, proc, out_path)
+        post_traces(port, spans)
         # decided at the first tick where the whole-second age >= W: at most 2W, plus a flush
         time.sleep(2 * wait + 3)
     finally:

@@ -18,10 +18,10 @@ real host. Needs: scripts/build-plugins.sh, `cargo build --release -p lockstep-h
 --example loki_receiver`, a lockstep binary (target/release or target/debug), PyYAML.
 Builds and fetches nothing.
 """
-import http.server, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import http.server, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fbcheck import ROOT as root, artifacts, fluent_bit, free_port, otlp_traces, replay  # noqa: E402
+from fbcheck import ROOT as root, artifacts, fluent_bit, free_port, post_traces, replay, wait_for_port  # noqa: E402
 
 try:
     import yaml
@@ -100,21 +100,9 @@ try:
     fbp = subprocess.Popen([fb, "-c", conf], stdout=open(fb_log, "w"), stderr=subprocess.STDOUT,
                            env={**os.environ, "HOSTNAME": "edge-check"})
     try:
-        deadline = time.time() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", in_port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.time() > deadline or fbp.poll() is not None:
-                    sys.exit("Fluent Bit did not start:\n" + open(fb_log).read()[-4000:])
-                time.sleep(0.1)
+        wait_for_port(in_port, fbp, fb_log)
         time.sleep(1.5)  # the tail input's first scan
-        body = otlp_traces(spans)
-        req = urllib.request.Request(f"http://127.0.0.1:{in_port}/v1/traces", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            print(f"POST /v1/traces: {r.status} ({len(spans)} spans)")
+        post_traces(in_port, spans)
         with open(os.path.join(logs, "app.log"), "a") as f:
             f.write(open(os.path.join(golden, "logs.jsonl")).read())
         # the tail decision (<= 2 W), flushes, the drain's linger (5 s)

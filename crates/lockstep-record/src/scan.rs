@@ -465,43 +465,28 @@ fn object(
     }
     loop {
         sc.ws();
-        if sc.peek() != Some(b'"') {
+        let key_len;
+        let (leaf, desc) = if sc.peek() != Some(b'"') {
+            // A bare key from Fluent Bit (tolerant mode only): no alias names it.
             if !sc.host_bare_key() {
                 return err(sc.i, "expected a key");
             }
-            sc.ws();
-            if sc.peek() != Some(b':') {
-                return err(sc.i, "expected ':'");
-            }
-            sc.i += 1;
-            sc.ws();
-            sc.skip(depth + 1)?;
-            sc.ws();
-            match sc.peek() {
-                Some(b',') => {
-                    sc.i += 1;
-                    continue;
-                }
-                Some(b'}') => {
-                    sc.i += 1;
-                    return Ok(());
-                }
-                _ => return err(sc.i, "expected ',' or '}'"),
-            }
-        }
-        sc.i += 1;
-        let k = sc.string()?;
-        let key_len;
-        let (leaf, desc) = if k.escaped {
-            unescape(&sc.b[k.start..k.end], sink.scratch).map_err(|msg| ScanError {
-                offset: k.start,
-                msg,
-            })?;
-            key_len = sink.scratch.len();
-            sink.m.step(mask, off, sink.scratch.as_bytes())
+            key_len = 0;
+            (usize::MAX, 0)
         } else {
-            key_len = k.end - k.start;
-            sink.m.step(mask, off, &sc.b[k.start..k.end])
+            sc.i += 1;
+            let k = sc.string()?;
+            if k.escaped {
+                unescape(&sc.b[k.start..k.end], sink.scratch).map_err(|msg| ScanError {
+                    offset: k.start,
+                    msg,
+                })?;
+                key_len = sink.scratch.len();
+                sink.m.step(mask, off, sink.scratch.as_bytes())
+            } else {
+                key_len = k.end - k.start;
+                sink.m.step(mask, off, &sc.b[k.start..k.end])
+            }
         };
         sc.ws();
         if sc.peek() != Some(b':') {
