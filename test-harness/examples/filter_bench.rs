@@ -3,6 +3,7 @@
 //! that bound the host's share: one that drops everything, one that returns its input.
 //!
 //! cargo run --release -p lockstep-harness --example filter_bench -- [WASM] [RECORDS]
+//! (`LINES=file.jsonl` to measure other records than the four-schema sample)
 
 use lockstep_harness::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 use std::time::Instant;
@@ -79,7 +80,16 @@ fn main() {
         .cloned()
         .unwrap_or_else(|| "dist/lockstep_filter.wasm".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let records = lockstep_record::samples::four_schema_lines();
+    // LINES=file.jsonl measures other records (one JSON object a line).
+    let records = match std::env::var("LINES") {
+        Ok(path) => std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect(),
+        Err(_) => lockstep_record::samples::four_schema_lines(),
+    };
     let avg = records.iter().map(|r| r.len()).sum::<usize>() / records.len();
     println!("{n} records of ~{avg} bytes, wasmtime (cranelift) host emulating filter_wasm");
     let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));
@@ -109,5 +119,14 @@ fn main() {
         &records,
         n,
     );
+    // A module built with `--features bench-phases` also exports the extraction alone.
+    if std::env::var("PHASES").is_ok() {
+        run(
+            "  of which extraction",
+            FilterConfig::new(&wasm, "lockstep_extract_only"),
+            &records,
+            n,
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

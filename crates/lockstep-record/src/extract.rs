@@ -2,7 +2,7 @@
 
 use crate::duration::{self, DurationState};
 use crate::fields::{Action, Matcher};
-use crate::ids::{self, IdState, SpanId, TraceId};
+use crate::ids::{self, IdFormat, IdState, SpanId, TraceId};
 use crate::level::{self, LevelState};
 use crate::Scalar;
 use std::fmt::Write as _;
@@ -206,6 +206,74 @@ impl Extracted {
             }
         }
     }
+}
+
+impl Extracted {
+    /// [`Self::on_value`] for a string value given as its raw bytes, known to be ASCII
+    /// with no escape and no control character (the fast scanner's common case): the
+    /// forms that are decided by bytes alone skip the `&str` conversion; every other
+    /// action takes `on_value`, so each rule has one definition.
+    pub(crate) fn on_ascii(&mut self, actions: &[Action], raw: &[u8]) {
+        for a in actions {
+            match *a {
+                Action::Trace {
+                    rank,
+                    fmt: IdFormat::Hex,
+                } if !raw.is_empty() => {
+                    if rank <= self.trace_rank {
+                        self.trace_rank = rank;
+                        self.trace_id = match ids::trace_from_hex(raw) {
+                            Ok(t) => IdState::Valid(t),
+                            Err(e) => IdState::Invalid(e),
+                        };
+                    }
+                }
+                Action::Span {
+                    rank,
+                    fmt: IdFormat::Hex,
+                } if !raw.is_empty() => {
+                    if rank <= self.span_rank {
+                        self.span_rank = rank;
+                        self.span_id = match ids::span_from_hex(raw) {
+                            Ok(s) => IdState::Valid(s),
+                            Err(e) => IdState::Invalid(e),
+                        };
+                    }
+                }
+                // `str::trim` on ASCII with no control character trims spaces only.
+                Action::Level { rank, .. } if !raw.is_empty() && rank > self.level_rank => {}
+                Action::Level { rank, scheme } if !raw.is_empty() => {
+                    match level::from_word(trim_spaces(raw)) {
+                        Some(l) => {
+                            self.level_rank = rank;
+                            self.level_raw.clear();
+                            self.level = LevelState::Known(l);
+                        }
+                        None => self.on_value_text(&Action::Level { rank, scheme }, raw),
+                    }
+                }
+                _ => self.on_value_text(a, raw),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn on_value_text(&mut self, a: &Action, raw: &[u8]) {
+        // ASCII, so always UTF-8.
+        if let Ok(s) = std::str::from_utf8(raw) {
+            self.on_value(std::slice::from_ref(a), &Scalar::Str(s));
+        }
+    }
+}
+
+fn trim_spaces(mut b: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' '] = b {
+        b = rest;
+    }
+    b
 }
 
 /// Keeps at most 64 bytes of an unknown level's text (for drift reports).

@@ -229,8 +229,10 @@ pub enum FieldError {
 pub struct Matcher {
     pub(crate) paths: Vec<Box<[u8]>>,
     pub(crate) actions: Vec<Vec<Action>>,
+    /// Per path: does it hold an [`Action::Nested`]?
+    pub(crate) nested: Vec<bool>,
     /// Top-level key → (leaf path, descend mask): one probe per top-level key.
-    top: TopTable,
+    pub(crate) top: TopTable,
     pub(crate) all: u128,
     pub(crate) table: FieldTable,
     pub(crate) attr_keys: Vec<String>,
@@ -242,6 +244,7 @@ impl Matcher {
         let mut m = Matcher {
             paths: vec![],
             actions: vec![],
+            nested: vec![],
             top: TopTable::default(),
             all: 0,
             table: table.clone(),
@@ -296,6 +299,11 @@ impl Matcher {
             m.add(k, Action::Nested)?;
         }
         m.top = TopTable::build(&m.paths);
+        m.nested = m
+            .actions
+            .iter()
+            .map(|a| a.contains(&Action::Nested))
+            .collect();
         Ok(m)
     }
 
@@ -327,6 +335,7 @@ impl Matcher {
         Matcher {
             paths: vec![],
             actions: vec![],
+            nested: vec![],
             top: TopTable::default(),
             all: 0,
             table: FieldTable::default(),
@@ -378,24 +387,52 @@ impl Matcher {
 
 /// Open-addressing table of every top-level key that can start a path: each whole
 /// path (a leaf) and each prefix ending before a `.` (descend into an object).
+///
+/// Probed by the key's length and its first eight bytes as one word, which the scanner
+/// already holds when it finds the key's closing quote: a miss (most keys of a record)
+/// costs a multiply and one or two word compares, never a byte loop. Only keys longer
+/// than eight bytes whose first word matches compare their remaining bytes.
 #[derive(Debug, Clone, Default)]
-struct TopTable {
-    slots: Vec<Option<(Box<[u8]>, usize, u128)>>,
+pub(crate) struct TopTable {
+    slots: Vec<TopSlot>,
+    shift: u32,
+}
+
+#[derive(Debug, Clone)]
+struct TopSlot {
+    /// `u32::MAX` marks an empty slot.
+    len: u32,
+    /// The first `min(len, 8)` bytes, little-endian, zero-padded.
+    w0: u64,
+    leaf: usize,
+    desc: u128,
+    key: Box<[u8]>,
+}
+
+const EMPTY_SLOT: u32 = u32::MAX;
+
+/// The first `min(key.len(), 8)` bytes of `key` as a little-endian word, zero-padded.
+#[inline(always)]
+pub(crate) fn first_word(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w)
+}
+
+/// Keeps the low `len` bytes of `w` (all of it from 8 on).
+#[inline(always)]
+pub(crate) fn low_bytes(w: u64, len: usize) -> u64 {
+    if len >= 8 {
+        w
+    } else {
+        w & ((1u64 << (len * 8)) - 1)
+    }
 }
 
 #[inline(always)]
-fn key_hash(k: &[u8]) -> u64 {
-    let mut h = k.len() as u64;
-    let mut chunks = k.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    let mut w = [0u8; 8];
-    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^ (h >> 29)
+fn slot_hash(w0: u64, len: usize, shift: u32) -> usize {
+    ((w0 ^ (len as u64).rotate_right(7)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
 }
 
 impl TopTable {
@@ -422,30 +459,57 @@ impl TopTable {
             }
         }
         let n = (entries.len() * 4).next_power_of_two().max(16);
-        let mut slots = vec![None; n];
-        for e in entries {
-            let mut h = key_hash(&e.0) as usize & (n - 1);
-            while slots[h].is_some() {
+        let shift = 64 - n.trailing_zeros();
+        let mut slots = vec![
+            TopSlot {
+                len: EMPTY_SLOT,
+                w0: 0,
+                leaf: usize::MAX,
+                desc: 0,
+                key: Box::default(),
+            };
+            n
+        ];
+        for (key, leaf, desc) in entries {
+            let w0 = first_word(&key);
+            let mut h = slot_hash(w0, key.len(), shift);
+            while slots[h].len != EMPTY_SLOT {
                 h = (h + 1) & (n - 1);
             }
-            slots[h] = Some(e);
+            slots[h] = TopSlot {
+                len: key.len() as u32, // keys are at most MAX_PATH_LEN bytes
+                w0,
+                leaf,
+                desc,
+                key,
+            };
         }
-        TopTable { slots }
+        TopTable { slots, shift }
     }
 
     #[inline(always)]
     fn get(&self, key: &[u8]) -> (usize, u128) {
+        self.get_word(first_word(key), key)
+    }
+
+    /// `w0`: [`first_word`] of `key`.
+    #[inline(always)]
+    pub(crate) fn get_word(&self, w0: u64, key: &[u8]) -> (usize, u128) {
         let n = self.slots.len();
         if n == 0 {
             return (usize::MAX, 0);
         }
-        let mut h = key_hash(key) as usize & (n - 1);
+        let len = key.len();
+        let mut h = slot_hash(w0, len, self.shift);
         loop {
-            match &self.slots[h] {
-                None => return (usize::MAX, 0),
-                Some((k, leaf, desc)) if **k == *key => return (*leaf, *desc),
-                Some(_) => h = (h + 1) & (n - 1),
+            let s = &self.slots[h & (n - 1)];
+            if s.len == EMPTY_SLOT {
+                return (usize::MAX, 0);
             }
+            if s.w0 == w0 && s.len as usize == len && (len <= 8 || s.key[8..] == key[8..]) {
+                return (s.leaf, s.desc);
+            }
+            h += 1;
         }
     }
 }

@@ -170,21 +170,78 @@ const WORDS: &[(&str, Level)] = &[
 /// Normalises a level word. Numbers written as strings go through `scheme`.
 pub fn from_str(scheme: NumberScheme, s: &str) -> Option<Level> {
     let t = s.trim();
-    // Lowercase into a stack buffer: no allocation, one table walk.
-    let mut buf = [0u8; 16];
-    if t.len() <= buf.len() {
-        let lower = &mut buf[..t.len()];
-        lower.copy_from_slice(t.as_bytes());
-        lower.make_ascii_lowercase();
-        for (w, l) in WORDS {
-            if w.as_bytes() == &*lower {
-                return Some(*l);
-            }
-        }
+    if let Some(l) = from_word(t.as_bytes()) {
+        return Some(l);
     }
     let n: i64 = t.parse().ok()?;
     from_number(scheme, n)
 }
+
+/// A level word (any case), trimmed already: the word table only, no numbers.
+#[inline]
+pub(crate) fn from_word(t: &[u8]) -> Option<Level> {
+    // Lowercased and packed into one integer (no word is longer than 16 bytes and none
+    // holds a NUL), then compared with the packed table: no allocation, no byte loop
+    // per entry (this runs for most records inside the WASM interpreter).
+    if t.is_empty() || t.len() > 16 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..t.len()].copy_from_slice(t);
+    let packed = u128::from_le_bytes(buf);
+    let key = u128::from(lower8(packed as u64)) | u128::from(lower8((packed >> 64) as u64)) << 64;
+    PACKED_WORDS
+        .binary_search_by(|(w, _)| w.cmp(&key))
+        .ok()
+        .map(|i| PACKED_WORDS[i].1)
+}
+
+/// ASCII-lowercases eight bytes at once.
+#[inline(always)]
+fn lower8(x: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let x7 = x & !HI;
+    let ge_a = x7.wrapping_add(LO * 0x3f) & HI; // >= 'A' (no carry: bytes < 0x80)
+    let gt_z = x7.wrapping_add(LO * 0x25) & HI; // > 'Z'
+    let upper = ge_a & !gt_z & !(x & HI);
+    x | (upper >> 2) // 0x80 >> 2 == 0x20
+}
+
+const fn pack(w: &str) -> u128 {
+    let b = w.as_bytes();
+    let mut buf = [0u8; 16];
+    let mut i = 0;
+    while i < b.len() {
+        buf[i] = b[i];
+        i += 1;
+    }
+    u128::from_le_bytes(buf)
+}
+
+/// [`WORDS`] packed, sorted by the packed value (binary search).
+const PACKED_WORDS: [(u128, Level); WORDS.len()] = {
+    let mut out = [(0u128, Level::Info); WORDS.len()];
+    let mut i = 0;
+    while i < WORDS.len() {
+        assert!(WORDS[i].0.len() <= 16);
+        out[i] = (pack(WORDS[i].0), WORDS[i].1);
+        i += 1;
+    }
+    // insertion sort (const)
+    let mut i = 1;
+    while i < out.len() {
+        let mut j = i;
+        while j > 0 && out[j - 1].0 > out[j].0 {
+            let t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+            j -= 1;
+        }
+        i += 1;
+    }
+    out
+};
 
 /// Normalises any scalar. `None` means present but unknown.
 pub fn from_scalar(scheme: NumberScheme, v: &Scalar<'_>) -> Option<Level> {
@@ -199,6 +256,35 @@ pub fn from_scalar(scheme: NumberScheme, v: &Scalar<'_>) -> Option<Level> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn packed_word_lookup_equals_the_table() {
+        use super::*;
+        let mut words: Vec<String> = WORDS.iter().map(|(w, _)| w.to_string()).collect();
+        words.extend(WORDS.iter().map(|(w, _)| w.to_uppercase()));
+        words.extend(
+            [
+                "Warning",
+                "eRRoR",
+                "x",
+                "",
+                "informationalx",
+                "INFO\u{e9}",
+                "@",
+                "[",
+                "`",
+                "{",
+            ]
+            .map(String::from),
+        );
+        for w in words {
+            let want = WORDS
+                .iter()
+                .find(|(t, _)| t.eq_ignore_ascii_case(&w))
+                .map(|(_, l)| *l);
+            assert_eq!(from_word(w.as_bytes()), want, "{w:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

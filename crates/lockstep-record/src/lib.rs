@@ -14,6 +14,13 @@
 //!   strings eight bytes at a time). It also validates the text as JSON (structure,
 //!   literals, numbers, escapes, control characters, UTF-8), because the filter must
 //!   never echo invalid JSON back to the host.
+//! - [`Extractor::extract_host_json`]: the filter's hot path over the text Fluent Bit's
+//!   `filter_wasm` hands over (its bare `nan`/`inf` and unquoted keys read and flagged).
+//!   Same checks and same answers as the plain reading
+//!   ([`Extractor::extract_host_json_reference`]), for fewer executed instructions
+//!   (BENCHMARKS.md): one loop with its position in a local, keys probed by length and
+//!   first word, unwanted values skipped eight bytes at a time, UTF-8 checked once per
+//!   record instead of per string (`scan/fast.rs`).
 //! - [`Extractor::extract_de`]: a serde path over any self-describing deserializer
 //!   (msgpack through `rmp-serde`, an already-decoded `serde_json::Value`, JSON text),
 //!   for the output plugin.
@@ -24,8 +31,9 @@
 //! - Within a role, the first alias in the table that is present wins; `null` and `""`
 //!   are absent. A repeated key: the last occurrence wins (as serde_json).
 //! - Both paths visit keys in document order and feed the same sink, so they agree on
-//!   every valid JSON document (property-tested). Documents nested deeper than 128
-//!   levels are rejected by both.
+//!   every valid JSON document (property-tested); the filter's reading and the plain one
+//!   accept the same texts and extract the same from them (property-tested, fuzzed).
+//!   Documents nested deeper than 128 levels are rejected by all of them.
 //! - No panics on any input.
 
 #[cfg(feature = "serde-path")]

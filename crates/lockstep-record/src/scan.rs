@@ -11,6 +11,8 @@ use crate::extract::Extractor;
 use crate::fields::{Action, Matcher};
 use crate::{Extracted, Scalar, MAX_DEPTH};
 
+mod fast;
+
 /// The text is not valid JSON, or not an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid JSON at byte offset {offset}: {msg}")]
@@ -114,7 +116,8 @@ impl<'a> Scanner<'a> {
             if matches!(
                 c,
                 b':' | b',' | b'"' | b'{' | b'}' | b'[' | b']' | b' ' | b'\t' | b'\n' | b'\r'
-            ) {
+            ) || c >= 0x80
+            {
                 break;
             }
             self.i += 1;
@@ -168,19 +171,7 @@ impl<'a> Scanner<'a> {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
-                    match b.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                        Some(b'u') => {
-                            let ok = b
-                                .get(i + 2..i + 6)
-                                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-                            if !ok {
-                                return err(i, "bad \\u escape");
-                            }
-                            i += 6;
-                        }
-                        _ => return err(i, "bad escape"),
-                    }
+                    i = escape_at(b, i)?;
                 }
                 0..=0x1f => return err(i, "control character in string"),
                 0x80.. => {
@@ -340,6 +331,24 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The escape at `b[i] == '\\'`, checked; returns the index after it.
+#[inline(never)]
+fn escape_at(b: &[u8], i: usize) -> R<usize> {
+    match b.get(i + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
+        Some(b'u') => {
+            if b.get(i + 2..i + 6)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+            {
+                Ok(i + 6)
+            } else {
+                err(i, "bad \\u escape")
+            }
+        }
+        _ => err(i, "bad escape"),
+    }
+}
+
 /// Decodes the body of a JSON string (escapes resolved) into `out`.
 pub(crate) fn unescape(raw: &[u8], out: &mut String) -> Result<(), &'static str> {
     out.clear();
@@ -396,6 +405,38 @@ fn hex4(h: &[u8]) -> Result<u32, &'static str> {
         v = v << 4 | (c as char).to_digit(16).ok_or("bad \\u escape")?;
     }
     Ok(v)
+}
+
+/// The common numbers of a log line (`200`, `12.5`, `0.199999`), read without the
+/// general parser, which costs a thousand instructions inside the WASM interpreter:
+/// a non-negative integer below 2^64, or a decimal with at most 15 significant digits
+/// and no exponent. The latter is exact: its digits form an integer below 2^53 and
+/// 10^k (k <= 15) is exact in f64, so one IEEE division rounds correctly, as the general
+/// parser does (Clinger's fast path). `None`: not such a number (validated JSON
+/// grammar assumed).
+#[inline]
+fn simple_number(b: &[u8]) -> Option<Scalar<'static>> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let mut m: u64 = 0;
+    let mut digits = 0u32;
+    let mut frac: Option<usize> = None;
+    for (k, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                m = m.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                digits += 1;
+            }
+            b'.' => frac = Some(b.len() - k - 1),
+            _ => return None, // '-', exponent
+        }
+    }
+    match frac {
+        None => Some(Scalar::UInt(m)),
+        Some(k) if digits <= 15 => Some(Scalar::Float(m as f64 / POW10[k])),
+        Some(_) => None,
+    }
 }
 
 fn parse_number(text: &str, int: bool) -> Scalar<'static> {
@@ -497,78 +538,15 @@ fn object(
         if leaf == usize::MAX && desc == 0 {
             sc.skip(depth + 1)?;
         } else {
-            let actions: &[Action] = if leaf == usize::MAX {
-                &[]
-            } else {
-                &sink.m.actions[leaf]
-            };
-            match sc.peek() {
-                Some(b'"') => {
-                    sc.i += 1;
-                    let s = sc.string()?;
-                    if !actions.is_empty() {
-                        sink.value_str(sc.b, &s, actions)?;
-                        if let Some(buf) = nested.as_deref_mut() {
-                            if actions.contains(&Action::Nested) {
-                                nested_json(sc.b, &s, sink, buf)?;
-                            }
-                        }
-                    }
-                }
-                Some(b'{') if desc != 0 => {
-                    object(
-                        sc,
-                        sink,
-                        desc,
-                        off + key_len + 1,
-                        depth + 1,
-                        nested.as_deref_mut(),
-                    )?;
-                    sink.out.on_value(actions, &Scalar::Other);
-                }
-                Some(b'-' | b'0'..=b'9') => match sc.number() {
-                    Ok((s, e, int)) => {
-                        // ASCII by construction.
-                        let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError {
-                            offset: s,
-                            msg: "bad number",
-                        })?;
-                        sink.out.on_value(actions, &parse_number(text, int));
-                    }
-                    // `-nan`, `-inf` as Fluent Bit writes them (tolerant mode only)
-                    Err(e) => {
-                        let f = sc.host_float().ok_or(e)?;
-                        sink.out.on_value(actions, &Scalar::Float(f));
-                    }
-                },
-                Some(b't') => {
-                    sc.literal(b"true")?;
-                    sink.out.on_value(actions, &Scalar::Bool(true));
-                }
-                Some(b'f') => {
-                    sc.literal(b"false")?;
-                    sink.out.on_value(actions, &Scalar::Bool(false));
-                }
-                Some(b'n') => match sc.literal(b"null") {
-                    Ok(()) => sink.out.on_value(actions, &Scalar::Null),
-                    // `nan` (tolerant mode only)
-                    Err(e) => {
-                        let f = sc.host_float().ok_or(e)?;
-                        sink.out.on_value(actions, &Scalar::Float(f));
-                    }
-                },
-                Some(b'i') if sc.tolerant => {
-                    let f = sc.host_float().ok_or(ScanError {
-                        offset: sc.i,
-                        msg: "unexpected character",
-                    })?;
-                    sink.out.on_value(actions, &Scalar::Float(f));
-                }
-                _ => {
-                    sc.skip(depth + 1)?;
-                    sink.out.on_value(actions, &Scalar::Other);
-                }
-            }
+            member_value(
+                sc,
+                sink,
+                leaf,
+                desc,
+                off + key_len + 1,
+                depth,
+                nested.as_deref_mut(),
+            )?;
         }
         sc.ws();
         match sc.peek() {
@@ -580,6 +558,92 @@ fn object(
             _ => return err(sc.i, "expected ',' or '}'"),
         }
     }
+}
+
+/// The value of a member whose key matched a path (`leaf`) or can start one (`desc`),
+/// at `sc.i`. `child_off`: matcher offset for the members of an object value.
+fn member_value(
+    sc: &mut Scanner<'_>,
+    sink: &mut Sink<'_>,
+    leaf: usize,
+    desc: u128,
+    child_off: usize,
+    depth: u32,
+    nested: Option<&mut Vec<u8>>,
+) -> R<()> {
+    let mut nested = nested;
+    let actions: &[Action] = if leaf == usize::MAX {
+        &[]
+    } else {
+        &sink.m.actions[leaf]
+    };
+    match sc.peek() {
+        Some(b'"') => {
+            sc.i += 1;
+            let s = sc.string()?;
+            if !actions.is_empty() {
+                sink.value_str(sc.b, &s, actions)?;
+                if let Some(buf) = nested.as_deref_mut() {
+                    if sink.m.nested[leaf] {
+                        nested_json(sc.b, &s, sink, buf)?;
+                    }
+                }
+            }
+        }
+        Some(b'{') if desc != 0 => {
+            object(sc, sink, desc, child_off, depth + 1, nested.as_deref_mut())?;
+            sink.out.on_value(actions, &Scalar::Other);
+        }
+        Some(b'-' | b'0'..=b'9') => match sc.number() {
+            Ok((s, e, int)) => {
+                let v = match simple_number(&sc.b[s..e]) {
+                    Some(v) => v,
+                    None => {
+                        // ASCII by construction.
+                        let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError {
+                            offset: s,
+                            msg: "bad number",
+                        })?;
+                        parse_number(text, int)
+                    }
+                };
+                sink.out.on_value(actions, &v);
+            }
+            // `-nan`, `-inf` as Fluent Bit writes them (tolerant mode only)
+            Err(e) => {
+                let f = sc.host_float().ok_or(e)?;
+                sink.out.on_value(actions, &Scalar::Float(f));
+            }
+        },
+        Some(b't') => {
+            sc.literal(b"true")?;
+            sink.out.on_value(actions, &Scalar::Bool(true));
+        }
+        Some(b'f') => {
+            sc.literal(b"false")?;
+            sink.out.on_value(actions, &Scalar::Bool(false));
+        }
+        Some(b'n') => match sc.literal(b"null") {
+            Ok(()) => sink.out.on_value(actions, &Scalar::Null),
+            // `nan` (tolerant mode only)
+            Err(e) => {
+                let f = sc.host_float().ok_or(e)?;
+                sink.out.on_value(actions, &Scalar::Float(f));
+            }
+        },
+        Some(b'i') if sc.tolerant => {
+            let f = sc.host_float().ok_or(ScanError {
+                offset: sc.i,
+                msg: "unexpected character",
+            })?;
+            sink.out.on_value(actions, &Scalar::Float(f));
+        }
+        _ => {
+            sc.skip(depth + 1)?;
+            sink.out.on_value(actions, &Scalar::Other);
+        }
+    }
+    Ok(())
 }
 
 /// A string field holding a JSON object: when the decoded text is a whole valid JSON
@@ -624,13 +688,18 @@ impl Extractor {
         self.scan(text, false).map(|(e, _)| e)
     }
 
-    /// [`Self::extract_json`] over the text Fluent Bit's filter_wasm hands over, which is
+    /// The plain reading of what [`Self::extract_host_json`] reads (the same scanner as
+    /// [`Self::extract_json`], with the host's tokens allowed): the reference the fast
+    /// path is tested against. The text Fluent Bit's filter_wasm hands over is
     /// not always JSON: its msgpack → JSON conversion writes non-finite floats as bare
     /// `nan`, `-nan`, `inf`, `-inf` and non-string map keys unquoted. Those are read (the
     /// floats as values, the bare keys as keys no alias names), so such a record is
     /// decided like any other; the flag says it had them, so it must never be echoed.
     /// On valid JSON it extracts exactly what `extract_json` does.
-    pub fn extract_host_json(&mut self, text: &[u8]) -> Result<(&Extracted, bool), ScanError> {
+    pub fn extract_host_json_reference(
+        &mut self,
+        text: &[u8],
+    ) -> Result<(&Extracted, bool), ScanError> {
         self.scan(text, true)
     }
 
@@ -753,6 +822,54 @@ mod tests {
             validate_object(br#"{"a":nan}"#).is_err(),
             "validation stays strict"
         );
+    }
+
+    #[test]
+    fn simple_numbers_equal_the_general_parser() {
+        let mut cases: Vec<String> = [
+            "0",
+            "7",
+            "200",
+            "18446744073709551615",
+            "18446744073709551616",
+            "12.5",
+            "0.199999",
+            "199.999",
+            "1795000000.0969334",
+            "0.1",
+            "0.3",
+            "123456789012345",
+            "1234567890.12345",
+            "1234567890.123456",
+            "0.000000000000001",
+            "9007199254740993",
+            "9007199254740993.0",
+            "-1",
+            "-0.5",
+            "1e3",
+            "00",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let int = x % 10_000_000_000;
+            let frac = (x >> 40) % 100_000;
+            let width = (x >> 20) % 6;
+            cases.push(format!("{int}.{frac:0width$}", width = width as usize));
+        }
+        for c in cases {
+            let int = !c.contains(['.', 'e']);
+            if let Some(v) = simple_number(c.as_bytes()) {
+                assert_eq!(v, parse_number(&c, int), "{c}");
+            }
+        }
+        assert!(simple_number(b"18446744073709551616").is_none());
+        assert!(simple_number(b"1234567890.123456").is_none());
+        assert_eq!(simple_number(b"12.5"), Some(Scalar::Float(12.5)));
     }
 
     #[test]

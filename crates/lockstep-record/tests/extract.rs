@@ -429,3 +429,133 @@ proptest! {
         prop_assert_eq!(ours, theirs, "{:?}", s);
     }
 }
+
+// ---- property: the filter's fast reading of host text equals the reference reading ----
+
+/// A record as Fluent Bit's msgpack → JSON conversion may write it: JSON, plus bare
+/// `nan`/`inf` values and unquoted non-string keys, sometimes with whitespace.
+fn host_text(kv: &[(String, Value)], tokens: &[(usize, u8)], spaced: bool) -> String {
+    let sep = if spaced { " " } else { "" };
+    let mut text = String::from("{");
+    for (i, (k, v)) in kv.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+            text.push_str(sep);
+        }
+        let token = tokens.iter().find(|t| t.0 == i).map(|t| t.1);
+        match token {
+            Some(0) => text.push_str("1"),
+            Some(1) => text.push_str("true"),
+            Some(2) => text.push_str("-2.5"),
+            _ => text.push_str(&serde_json::to_string(k).unwrap()),
+        }
+        text.push(':');
+        text.push_str(sep);
+        match token {
+            Some(3) => text.push_str("nan"),
+            Some(4) => text.push_str("-nan"),
+            Some(5) => text.push_str("inf"),
+            Some(6) => text.push_str("-inf"),
+            Some(7) => text.push_str("[1,nan,{2:inf}]"),
+            _ => text.push_str(&serde_json::to_string(v).unwrap()),
+        }
+    }
+    text.push('}');
+    text
+}
+
+fn host_reading(
+    ex: &mut Extractor,
+    text: &[u8],
+) -> (
+    Result<(Summary, bool), String>,
+    Result<(Summary, bool), String>,
+) {
+    let fast = ex
+        .extract_host_json(text)
+        .map(|(e, f)| (summary(e), f))
+        .map_err(|e| e.to_string());
+    let reference = ex
+        .extract_host_json_reference(text)
+        .map(|(e, f)| (summary(e), f))
+        .map_err(|e| e.to_string());
+    (fast, reference)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(800))]
+    #[test]
+    fn fast_host_reading_equals_reference(
+        kv in prop::collection::vec((key(), value()), 0..10),
+        tokens in prop::collection::vec((0usize..10, 0u8..10), 0..3),
+        spaced in any::<bool>(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        mutate in 0u8..4,
+    ) {
+        let mut text = host_text(&kv, &tokens, spaced).into_bytes();
+        match mutate {
+            1 if !text.is_empty() => { let i = cut.index(text.len()); text.truncate(i); }
+            2 if !text.is_empty() => { let i = flip.index(text.len()); text[i] = byte; }
+            3 => { let i = flip.index(text.len() + 1); text.insert(i, byte); }
+            _ => {}
+        }
+        let mut ex = nested_extractor();
+        let (fast, reference) = host_reading(&mut ex, &text);
+        prop_assert_eq!(fast.is_ok(), reference.is_ok(), "{} fast {:?} reference {:?}", String::from_utf8_lossy(&text), fast, reference);
+        prop_assert_eq!(fast.ok(), reference.ok(), "{}", String::from_utf8_lossy(&text));
+    }
+}
+
+#[test]
+fn fast_host_reading_edge_cases() {
+    let deep_ok = format!("{{\"a\":{}1{}}}", "[".repeat(127), "]".repeat(127));
+    let deep_bad = format!("{{\"a\":{}1{}}}", "[".repeat(128), "]".repeat(128));
+    let cases: Vec<Vec<u8>> = vec![
+        b"{}".to_vec(),
+        b" { } ".to_vec(),
+        b"{\"level\":\"error\"}\0".to_vec(),
+        br#"{"a":[],"b":{},"c":[[],{}],"level":"warn"}"#.to_vec(),
+        br#"{"a":[1,]}"#.to_vec(),
+        br#"{"a":{"b":1,}}"#.to_vec(),
+        br#"{"a":01}"#.to_vec(),
+        br#"{"a":1.}"#.to_vec(),
+        br#"{"a":1e}"#.to_vec(),
+        br#"{"a":-}"#.to_vec(),
+        br#"{"a":"\x41"}"#.to_vec(),
+        br#"{"a":"\u12"}"#.to_vec(),
+        "{\"a\":\"\u{1}\"}".as_bytes().to_vec(),
+        b"{\"a\":\"\x01\"}".to_vec(),
+        b"{\"a\":\"\xff\",\"level\":\"error\"}".to_vec(),
+        "{\"a\":\"é\",\"level\":\"error\"}".as_bytes().to_vec(),
+        b"{\xc3\xa9:1}".to_vec(),
+        br#"{"tr\u0061ce_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#.to_vec(),
+        br#"{"logging.googleapis.com/trace":"projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736"}"#
+            .to_vec(),
+        br#"{"trace":{"id":"4bf92f3577b34da6a3ce929d0e0e4736"},"http":{"method":"GET"}}"#.to_vec(),
+        br#"{"log":"{\"level\":\"error\"}"}"#.to_vec(),
+        br#"{1:2,"a":nan,"b":-inf,"c":[inf,-nan]}"#.to_vec(),
+        br#"{"a":nanx}"#.to_vec(),
+        br#"{"a":1}x"#.to_vec(),
+        br#"{"a" : 1 , "level" : "error" }"#.to_vec(),
+        deep_ok.into_bytes(),
+        deep_bad.into_bytes(),
+    ];
+    let mut ex = nested_extractor();
+    for text in cases {
+        let (fast, reference) = host_reading(&mut ex, &text);
+        assert_eq!(
+            fast.is_ok(),
+            reference.is_ok(),
+            "{}: fast {fast:?} reference {reference:?}",
+            String::from_utf8_lossy(&text)
+        );
+        assert_eq!(
+            fast.ok(),
+            reference.ok(),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+    }
+}

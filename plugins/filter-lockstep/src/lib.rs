@@ -340,3 +340,30 @@ pub extern "C" fn lockstep_filter(
     }
     out
 }
+
+/// Measurement only (feature `bench-phases`): extraction alone with the default
+/// policy's aliases, as the filter runs it (always drops).
+#[cfg(feature = "bench-phases")]
+#[no_mangle]
+pub extern "C" fn lockstep_extract_only(
+    _tag: *const u8,
+    _tag_len: u32,
+    _sec: u32,
+    _nsec: u32,
+    record: *const u8,
+    record_len: u32,
+) -> *const u8 {
+    use std::cell::RefCell;
+    thread_local! {
+        static EX: RefCell<lockstep_record::Extractor> =
+            RefCell::new(lockstep_filter::Policy::default_policy().extractor());
+    }
+    if !record.is_null() {
+        // SAFETY: as in `lockstep_filter`: the host copied `record_len` bytes to `record`.
+        let rec = unsafe { std::slice::from_raw_parts(record, record_len as usize) };
+        EX.with(|ex| {
+            let _ = ex.borrow_mut().extract_host_json(rec);
+        });
+    }
+    EMPTY.as_ptr()
+}

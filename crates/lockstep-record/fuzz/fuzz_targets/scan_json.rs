@@ -1,7 +1,9 @@
 //! The JSON scanner reads records straight from Fluent Bit: it must never panic, and
 //! whenever serde_json accepts a document as an object, the scanner must accept it too
 //! and extract exactly what the serde path extracts; the tolerant reading of Fluent Bit's
-//! output reads everything the strict path accepts the same way.
+//! output reads everything the strict path accepts the same way; and the filter's fast
+//! reading of Fluent Bit's output accepts exactly what the plain (reference) reading
+//! accepts and extracts the same from it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lockstep_record::{Extracted, Extractor, FieldTable, Matcher};
@@ -30,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
     // The tolerant reading of Fluent Bit's output: whatever the strict path accepts, it
     // reads the same, without the host-token flag.
     let host = ex.extract_host_json(data).map(|(e, flag)| (summary(e), flag));
+    let reference = ex.extract_host_json_reference(data).map(|(e, flag)| (summary(e), flag));
+    assert_eq!(host.as_ref().ok(), reference.as_ref().ok(), "fast and reference host readings differ");
+    assert_eq!(host.is_ok(), reference.is_ok(), "fast {host:?} reference {reference:?}");
     if let Ok(f) = &fast {
         assert_eq!(host.as_ref().ok(), Some(&(f.clone(), false)), "tolerant and strict differ on valid input");
     }
