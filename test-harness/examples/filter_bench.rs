@@ -81,15 +81,7 @@ fn main() {
         .unwrap_or_else(|| "dist/lockstep_filter.wasm".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     // LINES=file.jsonl measures other records (one JSON object a line).
-    let records = match std::env::var("LINES") {
-        Ok(path) => std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect(),
-        Err(_) => lockstep_record::samples::four_schema_lines(),
-    };
+    let records = lockstep_record::samples::lines_from_env();
     let avg = records.iter().map(|r| r.len()).sum::<usize>() / records.len();
     println!("{n} records of ~{avg} bytes, wasmtime (cranelift) host emulating filter_wasm");
     let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));

@@ -4,15 +4,7 @@
 use lockstep_filter::{Filter, Outcome, Policy};
 fn main() {
     // LINES=file.jsonl profiles other records (one JSON object a line).
-    let sample = match std::env::var("LINES") {
-        Ok(path) => std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect(),
-        Err(_) => lockstep_record::samples::four_schema_lines(),
-    };
+    let sample = lockstep_record::samples::lines_from_env();
     let lines: Vec<Vec<u8>> = sample
         .into_iter()
         .map(|l| {

@@ -28,3 +28,18 @@ pub fn four_schema_lines() -> Vec<String> {
         ),
     ]
 }
+
+/// The lines of the file named by the `LINES` environment variable (one JSON object a
+/// line, blank lines skipped), or [`four_schema_lines`] without it: lets the benchmark
+/// and profiling examples measure an operator's own records.
+pub fn lines_from_env() -> Vec<String> {
+    match std::env::var("LINES") {
+        Ok(path) => std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("LINES={path}: {e}"))
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect(),
+        Err(_) => four_schema_lines(),
+    }
+}
