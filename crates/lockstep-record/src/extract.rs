@@ -1,9 +1,9 @@
 //! The sink both input paths feed, and the [`Extractor`] that owns it.
 
-use crate::duration::{self, DurationState};
+use crate::duration::{self, DurationState, Unit};
 use crate::fields::{Action, Matcher};
 use crate::ids::{self, IdFormat, IdState, SpanId, TraceId};
-use crate::level::{self, LevelState};
+use crate::level::{self, LevelState, NumberScheme};
 use crate::Scalar;
 use std::fmt::Write as _;
 
@@ -152,59 +152,85 @@ impl Extracted {
             other => other,
         };
         let absent = matches!(v, Scalar::Null | Scalar::Str(""));
+        // One small function per role: inlined together, the compiler hoists the setup
+        // of every role into the entry of each call (~100 instructions a value inside
+        // the WASM interpreter, whatever the role).
         for a in actions {
             match *a {
                 Action::Trace { rank, fmt } if !absent && rank <= self.trace_rank => {
-                    self.trace_rank = rank;
-                    self.trace_id = match ids::parse_trace(fmt, &v) {
-                        Ok((t, _)) => IdState::Valid(t),
-                        Err(e) => IdState::Invalid(e),
-                    };
+                    self.set_trace(rank, fmt, &v)
                 }
                 Action::Span { rank, fmt } if !absent && rank <= self.span_rank => {
-                    self.span_rank = rank;
-                    self.span_id = match ids::parse_span(fmt, &v) {
-                        Ok(s) => IdState::Valid(s),
-                        Err(e) => IdState::Invalid(e),
-                    };
+                    self.set_span(rank, fmt, &v)
                 }
                 Action::Level { rank, scheme } if !absent && rank <= self.level_rank => {
-                    self.level_rank = rank;
-                    self.level_raw.clear();
-                    self.level = match level::from_scalar(scheme, &v) {
-                        Some(l) => LevelState::Known(l),
-                        None => {
-                            write_raw(&mut self.level_raw, &v);
-                            LevelState::Unknown
-                        }
-                    };
+                    self.set_level(rank, scheme, &v)
                 }
                 Action::Duration { rank, unit } if !absent && rank <= self.duration_rank => {
-                    let d = duration::from_scalar(unit, &v);
-                    if d != DurationState::Absent {
-                        self.duration_rank = rank;
-                        self.duration = d;
-                    }
+                    self.set_duration(rank, unit, &v)
                 }
-                Action::Attr { slot } => {
-                    let a = &mut self.attrs[usize::from(slot)];
-                    a.val = match v {
-                        Scalar::Str(s) => {
-                            a.text.clear();
-                            a.text.push_str(s);
-                            AttrVal::Str
-                        }
-                        Scalar::UInt(n) => AttrVal::UInt(n),
-                        Scalar::Int(n) => AttrVal::Int(n),
-                        Scalar::Float(f) => AttrVal::Float(f),
-                        Scalar::Bool(b) => AttrVal::Bool(b),
-                        Scalar::Null => AttrVal::Null,
-                        Scalar::Other => AttrVal::Other,
-                    };
-                }
+                Action::Attr { slot } => self.set_attr(slot, &v),
                 _ => {}
             }
         }
+    }
+
+    #[inline(never)]
+    fn set_trace(&mut self, rank: u8, fmt: IdFormat, v: &Scalar<'_>) {
+        self.trace_rank = rank;
+        self.trace_id = match ids::parse_trace(fmt, v) {
+            Ok((t, _)) => IdState::Valid(t),
+            Err(e) => IdState::Invalid(e),
+        };
+    }
+
+    #[inline(never)]
+    fn set_span(&mut self, rank: u8, fmt: IdFormat, v: &Scalar<'_>) {
+        self.span_rank = rank;
+        self.span_id = match ids::parse_span(fmt, v) {
+            Ok(s) => IdState::Valid(s),
+            Err(e) => IdState::Invalid(e),
+        };
+    }
+
+    #[inline(never)]
+    fn set_level(&mut self, rank: u8, scheme: NumberScheme, v: &Scalar<'_>) {
+        self.level_rank = rank;
+        self.level_raw.clear();
+        self.level = match level::from_scalar(scheme, v) {
+            Some(l) => LevelState::Known(l),
+            None => {
+                write_raw(&mut self.level_raw, v);
+                LevelState::Unknown
+            }
+        };
+    }
+
+    #[inline(never)]
+    fn set_duration(&mut self, rank: u8, unit: Unit, v: &Scalar<'_>) {
+        let d = duration::from_scalar(unit, v);
+        if d != DurationState::Absent {
+            self.duration_rank = rank;
+            self.duration = d;
+        }
+    }
+
+    #[inline(never)]
+    fn set_attr(&mut self, slot: u16, v: &Scalar<'_>) {
+        let a = &mut self.attrs[usize::from(slot)];
+        a.val = match *v {
+            Scalar::Str(s) => {
+                a.text.clear();
+                a.text.push_str(s);
+                AttrVal::Str
+            }
+            Scalar::UInt(n) => AttrVal::UInt(n),
+            Scalar::Int(n) => AttrVal::Int(n),
+            Scalar::Float(f) => AttrVal::Float(f),
+            Scalar::Bool(b) => AttrVal::Bool(b),
+            Scalar::Null => AttrVal::Null,
+            Scalar::Other => AttrVal::Other,
+        };
     }
 }
 
@@ -221,11 +247,7 @@ impl Extracted {
                     fmt: IdFormat::Hex,
                 } if !raw.is_empty() => {
                     if rank <= self.trace_rank {
-                        self.trace_rank = rank;
-                        self.trace_id = match ids::trace_from_hex(raw) {
-                            Ok(t) => IdState::Valid(t),
-                            Err(e) => IdState::Invalid(e),
-                        };
+                        self.trace_hex(rank, raw);
                     }
                 }
                 Action::Span {
@@ -233,27 +255,46 @@ impl Extracted {
                     fmt: IdFormat::Hex,
                 } if !raw.is_empty() => {
                     if rank <= self.span_rank {
-                        self.span_rank = rank;
-                        self.span_id = match ids::span_from_hex(raw) {
-                            Ok(s) => IdState::Valid(s),
-                            Err(e) => IdState::Invalid(e),
-                        };
+                        self.span_hex(rank, raw);
                     }
                 }
                 // `str::trim` on ASCII with no control character trims spaces only.
                 Action::Level { rank, .. } if !raw.is_empty() && rank > self.level_rank => {}
                 Action::Level { rank, scheme } if !raw.is_empty() => {
-                    match level::from_word(trim_spaces(raw)) {
-                        Some(l) => {
-                            self.level_rank = rank;
-                            self.level_raw.clear();
-                            self.level = LevelState::Known(l);
-                        }
-                        None => self.on_value_text(&Action::Level { rank, scheme }, raw),
-                    }
+                    self.level_ascii(rank, scheme, raw)
                 }
                 _ => self.on_value_text(a, raw),
             }
+        }
+    }
+
+    #[inline(never)]
+    fn trace_hex(&mut self, rank: u8, raw: &[u8]) {
+        self.trace_rank = rank;
+        self.trace_id = match ids::trace_from_hex(raw) {
+            Ok(t) => IdState::Valid(t),
+            Err(e) => IdState::Invalid(e),
+        };
+    }
+
+    #[inline(never)]
+    fn span_hex(&mut self, rank: u8, raw: &[u8]) {
+        self.span_rank = rank;
+        self.span_id = match ids::span_from_hex(raw) {
+            Ok(s) => IdState::Valid(s),
+            Err(e) => IdState::Invalid(e),
+        };
+    }
+
+    #[inline(never)]
+    fn level_ascii(&mut self, rank: u8, scheme: NumberScheme, raw: &[u8]) {
+        match level::from_word(trim_spaces(raw)) {
+            Some(l) => {
+                self.level_rank = rank;
+                self.level_raw.clear();
+                self.level = LevelState::Known(l);
+            }
+            None => self.on_value_text(&Action::Level { rank, scheme }, raw),
         }
     }
 

@@ -404,6 +404,8 @@ struct TopSlot {
     len: u32,
     /// The first `min(len, 8)` bytes, little-endian, zero-padded.
     w0: u64,
+    /// Bytes 8..16 the same way (0 for keys of 8 bytes or fewer).
+    w1: u64,
     leaf: usize,
     desc: u128,
     key: Box<[u8]>,
@@ -464,6 +466,7 @@ impl TopTable {
             TopSlot {
                 len: EMPTY_SLOT,
                 w0: 0,
+                w1: 0,
                 leaf: usize::MAX,
                 desc: 0,
                 key: Box::default(),
@@ -479,6 +482,7 @@ impl TopTable {
             slots[h] = TopSlot {
                 len: key.len() as u32, // keys are at most MAX_PATH_LEN bytes
                 w0,
+                w1: first_word(key.get(8..).unwrap_or_default()),
                 leaf,
                 desc,
                 key,
@@ -506,8 +510,14 @@ impl TopTable {
             if s.len == EMPTY_SLOT {
                 return (usize::MAX, 0);
             }
-            if s.w0 == w0 && s.len as usize == len && (len <= 8 || s.key[8..] == key[8..]) {
-                return (s.leaf, s.desc);
+            if s.w0 == w0 && s.len as usize == len {
+                // Keys up to 16 bytes compare as two words; longer ones byte by byte.
+                let rest_equal = len <= 8
+                    || (len <= 16 && s.w1 == first_word(&key[8..]))
+                    || (len > 16 && s.key[8..] == key[8..]);
+                if rest_equal {
+                    return (s.leaf, s.desc);
+                }
             }
             h += 1;
         }

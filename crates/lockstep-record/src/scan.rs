@@ -439,6 +439,16 @@ fn simple_number(b: &[u8]) -> Option<Scalar<'static>> {
     }
 }
 
+/// A number the JSON grammar accepted (ASCII by construction), by the general parsers.
+#[inline(never)]
+fn number_scalar(b: &[u8]) -> Scalar<'static> {
+    let int = !b.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
+    match std::str::from_utf8(b) {
+        Ok(text) => parse_number(text, int),
+        Err(_) => Scalar::Float(f64::NAN), // unreachable: validated ASCII
+    }
+}
+
 fn parse_number(text: &str, int: bool) -> Scalar<'static> {
     if int {
         if let Some(neg) = text.strip_prefix('-') {
@@ -591,21 +601,14 @@ fn member_value(
             }
         }
         Some(b'{') if desc != 0 => {
-            object(sc, sink, desc, child_off, depth + 1, nested.as_deref_mut())?;
+            object(sc, sink, desc, child_off, depth + 1, nested)?;
             sink.out.on_value(actions, &Scalar::Other);
         }
         Some(b'-' | b'0'..=b'9') => match sc.number() {
-            Ok((s, e, int)) => {
+            Ok((s, e, _)) => {
                 let v = match simple_number(&sc.b[s..e]) {
                     Some(v) => v,
-                    None => {
-                        // ASCII by construction.
-                        let text = std::str::from_utf8(&sc.b[s..e]).map_err(|_| ScanError {
-                            offset: s,
-                            msg: "bad number",
-                        })?;
-                        parse_number(text, int)
-                    }
+                    None => number_scalar(&sc.b[s..e]),
                 };
                 sink.out.on_value(actions, &v);
             }

@@ -432,6 +432,8 @@ proptest! {
 
 // ---- property: the filter's fast reading of host text equals the reference reading ----
 
+type Reading = Result<(Summary, bool), String>;
+
 /// A record as Fluent Bit's msgpack → JSON conversion may write it: JSON, plus bare
 /// `nan`/`inf` values and unquoted non-string keys, sometimes with whitespace.
 fn host_text(kv: &[(String, Value)], tokens: &[(usize, u8)], spaced: bool) -> String {
@@ -444,7 +446,7 @@ fn host_text(kv: &[(String, Value)], tokens: &[(usize, u8)], spaced: bool) -> St
         }
         let token = tokens.iter().find(|t| t.0 == i).map(|t| t.1);
         match token {
-            Some(0) => text.push_str("1"),
+            Some(0) => text.push('1'),
             Some(1) => text.push_str("true"),
             Some(2) => text.push_str("-2.5"),
             _ => text.push_str(&serde_json::to_string(k).unwrap()),
@@ -464,13 +466,7 @@ fn host_text(kv: &[(String, Value)], tokens: &[(usize, u8)], spaced: bool) -> St
     text
 }
 
-fn host_reading(
-    ex: &mut Extractor,
-    text: &[u8],
-) -> (
-    Result<(Summary, bool), String>,
-    Result<(Summary, bool), String>,
-) {
+fn host_reading(ex: &mut Extractor, text: &[u8]) -> (Reading, Reading) {
     let fast = ex
         .extract_host_json(text)
         .map(|(e, f)| (summary(e), f))

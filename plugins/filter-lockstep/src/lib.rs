@@ -213,52 +213,67 @@ fn load_filter() -> Filter {
 /// its largest block.
 struct Arena {
     blocks: Vec<Vec<u64>>,
+    /// Words used in the last block, and its length (cached: the fast path of `alloc`
+    /// then touches no `Vec` header).
     used: usize,
+    cap: usize,
     outstanding: usize,
 }
 
 impl Arena {
+    #[inline]
     fn alloc(&mut self, size: usize) -> *mut u8 {
         let words = size.div_ceil(8).max(1);
-        let fits = self
-            .blocks
-            .last()
-            .is_some_and(|b| b.len() - self.used >= words);
-        if !fits {
-            let cap = words
-                .max(8 * 1024)
-                .max(self.blocks.last().map_or(0, |b| b.len()));
-            if self.blocks.try_reserve(1).is_err() {
-                return std::ptr::null_mut();
-            }
-            let mut b: Vec<u64> = Vec::new();
-            if b.try_reserve_exact(cap).is_err() {
-                return std::ptr::null_mut();
-            }
-            b.resize(cap, 0);
-            self.blocks.push(b);
-            self.used = 0;
+        if self.cap - self.used < words && !self.grow(words) {
+            return std::ptr::null_mut();
         }
         let Some(block) = self.blocks.last_mut() else {
             return std::ptr::null_mut();
         };
-        let p = block[self.used..].as_mut_ptr().cast::<u8>();
+        let Some(rest) = block.get_mut(self.used..) else {
+            return std::ptr::null_mut();
+        };
+        let p = rest.as_mut_ptr().cast::<u8>();
         self.used += words;
         self.outstanding += 1;
         p
     }
 
+    /// A new last block with room for `words`. False when memory is exhausted.
+    #[inline(never)]
+    fn grow(&mut self, words: usize) -> bool {
+        let cap = words.max(8 * 1024).max(self.cap);
+        if self.blocks.try_reserve(1).is_err() {
+            return false;
+        }
+        let mut b: Vec<u64> = Vec::new();
+        if b.try_reserve_exact(cap).is_err() {
+            return false;
+        }
+        b.resize(cap, 0);
+        self.blocks.push(b);
+        self.used = 0;
+        self.cap = cap;
+        true
+    }
+
+    #[inline]
     fn free(&mut self) {
         self.outstanding = self.outstanding.saturating_sub(1);
         if self.outstanding == 0 {
             if self.blocks.len() > 1 {
-                // Keep only the largest (the last) block.
-                let last = self.blocks.pop();
-                self.blocks.clear();
-                self.blocks.extend(last);
+                self.keep_last_block();
             }
             self.used = 0;
         }
+    }
+
+    /// Keeps only the largest (the last) block.
+    #[inline(never)]
+    fn keep_last_block(&mut self) {
+        let last = self.blocks.pop();
+        self.blocks.clear();
+        self.blocks.extend(last);
     }
 }
 
@@ -278,6 +293,7 @@ static STATE: Global = Global(UnsafeCell::new(State {
     arena: Arena {
         blocks: Vec::new(),
         used: 0,
+        cap: 0,
         outstanding: 0,
     },
     filter: None,
@@ -366,4 +382,28 @@ pub extern "C" fn lockstep_extract_only(
         });
     }
     EMPTY.as_ptr()
+}
+
+/// Measurement only (feature `bench-phases`): the filter over the four-schema sample,
+/// `rounds` times, with no host: for instruction-level profiling in an interpreter
+/// that traces (`wasm-interp --trace`). Returns the records kept.
+#[cfg(feature = "bench-phases")]
+#[no_mangle]
+pub extern "C" fn lockstep_profile_loop() -> u32 {
+    let lines: Vec<Vec<u8>> = lockstep_record::samples::four_schema_lines()
+        .into_iter()
+        .map(|l| {
+            let mut b = l.into_bytes();
+            b.push(0);
+            b
+        })
+        .collect();
+    let mut f = Filter::new(lockstep_filter::Policy::default_policy());
+    let mut kept = 0;
+    for _ in 0..8 {
+        for l in &lines {
+            kept += u32::from(!matches!(f.process(l), Outcome::Drop));
+        }
+    }
+    kept
 }

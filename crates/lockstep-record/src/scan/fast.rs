@@ -155,6 +155,18 @@ fn string_end(b: &[u8], start: usize, f: &mut Flags) -> R<(usize, bool)> {
     }
 }
 
+/// `true`, `false` or `null` at `i`: its end and value.
+#[inline(always)]
+fn literal(b: &[u8], i: usize) -> Option<(usize, crate::Scalar<'static>)> {
+    use crate::Scalar;
+    match b.get(i..i + 4)? {
+        b"true" => Some((i + 4, Scalar::Bool(true))),
+        b"null" => Some((i + 4, Scalar::Null)),
+        b"fals" if b.get(i + 4) == Some(&b'e') => Some((i + 5, Scalar::Bool(false))),
+        _ => None,
+    }
+}
+
 /// A value that is not a string, number or container, at `i` (`true`, `false`,
 /// `null`, or the host's `nan`/`inf` forms): the reference reads it.
 #[inline(never)]
@@ -294,7 +306,7 @@ fn skip_container(b: &[u8], mut i: usize, depth: u32, f: &mut Flags) -> R<usize>
 /// A string value of a matched key (its body starts at `start`). An ASCII string
 /// without escapes (ids, levels: nearly all of them) goes to the sink as bytes;
 /// anything else takes the reference's decoding. Returns the end of the string.
-#[inline(never)]
+#[inline(always)]
 fn matched_string(
     b: &[u8],
     start: usize,
@@ -353,8 +365,12 @@ fn object_fast(
         return Ok(i + 1);
     }
     let top = &sink.m.top;
+    // White space is looked for only where the expected byte is not found: Fluent Bit
+    // writes none, and every check is an instruction or two in the interpreter.
     loop {
-        i = ws(b, i);
+        if at(b, i) != b'"' {
+            i = ws(b, i);
+        }
         let (leaf, desc, key_len) = if at(b, i) == b'"' {
             let start = i + 1;
             // The key's first word: both the start of the closing-quote scan and the
@@ -368,7 +384,9 @@ fn object_fast(
                 let (l, d) = top.get_word(low_bytes(w, first), &b[start..start + first]);
                 (l, d, first)
             } else {
-                let (end, escaped) = string_end(b, start, f)?;
+                // No special byte among the first eight: go on after them.
+                let from = if m == 0 { start + 8 } else { start };
+                let (end, escaped) = string_end(b, from, f)?;
                 i = end + 1;
                 let key = &b[start..end];
                 if !escaped {
@@ -385,12 +403,18 @@ fn object_fast(
             i = bare_key(b, i, f)?;
             (usize::MAX, 0, 0)
         };
-        i = ws(b, i);
         if at(b, i) != b':' {
-            return err(i, "expected ':'");
+            i = ws(b, i);
+            if at(b, i) != b':' {
+                return err(i, "expected ':'");
+            }
         }
-        i = ws(b, i + 1);
-        let c = at(b, i);
+        i += 1;
+        let mut c = at(b, i);
+        if c <= b' ' {
+            i = ws(b, i);
+            c = at(b, i);
+        }
         i = if leaf == usize::MAX && desc == 0 {
             match c {
                 b'{' | b'[' => skip_container(b, i, 1, f)?,
@@ -398,11 +422,26 @@ fn object_fast(
             }
         } else if leaf != usize::MAX && c == b'"' {
             matched_string(b, i + 1, sink, leaf, nested, f)?
+        } else if let (true, Some((e, v))) = (leaf != usize::MAX, literal(b, i)) {
+            sink.out.on_value(&sink.m.actions[leaf], &v);
+            e
+        } else if let (true, Some(e)) = (leaf != usize::MAX, number_end(b, i)) {
+            // A number (durations, numeric levels): read here, not by the reference.
+            let v = match super::simple_number(&b[i..e]) {
+                Some(v) => v,
+                None => super::number_scalar(&b[i..e]),
+            };
+            sink.out.on_value(&sink.m.actions[leaf], &v);
+            e
         } else {
             matched_other(b, i, sink, (leaf, desc, key_len), nested, f)?
         };
-        i = ws(b, i);
-        match at(b, i) {
+        let mut c = at(b, i);
+        if c <= b' ' {
+            i = ws(b, i);
+            c = at(b, i);
+        }
+        match c {
             b',' => i += 1,
             b'}' => return Ok(i + 1),
             _ => return err(i, "expected ',' or '}'"),
