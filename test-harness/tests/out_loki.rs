@@ -623,3 +623,101 @@ fn kill_9_mid_intake_loses_no_acknowledged_chunk() {
         }
     }
 }
+
+/// Through the real plugin: a push Loki answers only after the stop bound is still
+/// acknowledged at exit, so the next start sends nothing again (issue 14).
+#[test]
+fn exit_acknowledges_a_push_loki_completes_after_the_bound() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Slow(Duration::from_millis(1200)));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("q");
+    // A long linger: only the exit sends the records.
+    let extra = [
+        ("linger", "60s"),
+        ("shutdown_grace", "300ms"),
+        ("timeout", "5s"),
+    ];
+    let mut host = start(&spool, &rx.url(), &extra);
+    assert_eq!(
+        host.flush(0, "t", &chunk(0, 50)).unwrap().code,
+        FlushCode::Ok
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(rx.request_count(), 0, "lingering");
+    host.shutdown(false);
+    drop(host);
+    assert_eq!(rx.total_stored(), 50);
+    assert_eq!(
+        lockstep_spool::inspect(&spool).unwrap().records,
+        0,
+        "the push Loki completed was acknowledged"
+    );
+    rx.set_mode(Mode::Accept);
+    let mut host = start(&spool, &rx.url(), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    host.shutdown(false);
+    assert_eq!(rx.request_count(), 1, "nothing sent twice");
+    assert_eq!(stored_msgs(&rx).len(), 50);
+}
+
+/// Exit with a backlog and a healthy (slow) Loki sends all of it, once.
+#[test]
+fn exit_with_a_backlog_and_a_healthy_loki_delivers_all_once() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Slow(Duration::from_millis(40)));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("q");
+    let extra = [("shutdown_grace", "20s")];
+    let mut host = start(&spool, &rx.url(), &extra);
+    let chunks: Vec<Vec<u8>> = (0..10).map(|c| chunk(c * 200, (c + 1) * 200)).collect();
+    for c in &chunks {
+        assert_eq!(host.flush(0, "t", c).unwrap().code, FlushCode::Ok);
+    }
+    // 20 pushes of 100 at 40 ms each: most of the backlog is still queued now.
+    assert!(lockstep_spool::inspect(&spool).unwrap().records > 500);
+    host.shutdown(false);
+    drop(host);
+    assert_eq!(lockstep_spool::inspect(&spool).unwrap().records, 0);
+    let msgs = stored_msgs(&rx);
+    assert_eq!(msgs.len(), 2000, "every record once");
+    assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len(), 2000);
+    let requests = rx.request_count();
+    let mut host = start(&spool, &rx.url(), &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    host.shutdown(false);
+    assert_eq!(rx.request_count(), requests, "the next start sends nothing");
+}
+
+/// Exit with Loki down is quick whatever `shutdown_grace` is, and the next start sends
+/// everything.
+#[test]
+fn exit_with_loki_down_is_quick_and_the_next_start_delivers_all() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("q");
+    let mut host = start(&spool, &rx.url(), &[("shutdown_grace", "20s")]);
+    assert_eq!(
+        host.flush(0, "t", &chunk(0, 500)).unwrap().code,
+        FlushCode::Ok
+    );
+    // Connection refused: the first pushes fail and the breaker opens.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    host.shutdown(false);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "exit took {:?}",
+        t.elapsed()
+    );
+    drop(host);
+    assert_eq!(lockstep_spool::inspect(&spool).unwrap().records, 500);
+    rx.set_mode(Mode::Accept);
+    let mut host = start(&spool, &rx.url(), &[]);
+    assert!(rx.wait_for(500, Duration::from_secs(20)));
+    host.shutdown(false);
+    let msgs = stored_msgs(&rx);
+    assert_eq!(msgs.len(), 500);
+    assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len(), 500);
+}

@@ -364,8 +364,9 @@ impl LokiClient {
     }
 
     /// Send an already encoded body for `tenant` (`None`: no `X-Scope-OrgID`), with a
-    /// whole-request timeout of `timeout` instead of the configured one when given
-    /// (a shutdown uses it to bound the last push). Check tenants taken from records
+    /// whole-request timeout of `timeout` instead of the configured one when given.
+    /// (The drain never shortens it, during a shutdown either: a push cut short may
+    /// still be stored by Loki.) Check tenants taken from records
     /// with [`check_tenant`] first: a header with control characters cannot be sent.
     pub fn push_body_as(
         &self,

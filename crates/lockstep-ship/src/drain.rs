@@ -63,10 +63,12 @@ pub struct DrainConfig {
     pub dead_letter: Option<PathBuf>,
     /// Size at which the dead-letter file stops growing (default 100 MiB).
     pub dead_letter_max_bytes: u64,
-    /// On shutdown, how long the drain keeps sending what is queued before it leaves
-    /// the rest on disk (default 5 s). Pushes started after the stop get a timeout
-    /// that ends at this bound; a push already in flight keeps its own timeout, so
-    /// stopping takes at most `shutdown_grace` + the client's timeout.
+    /// On shutdown, how long the drain keeps starting batches while pushes succeed,
+    /// before it leaves the rest on disk (default 20 s). It gives up at once when a
+    /// push fails or the breaker is open. Every push keeps the client's own timeout and
+    /// a batch whose first push went out is finished, so a push Loki completes is
+    /// always acknowledged and never sent again; stopping takes at most
+    /// `shutdown_grace` + the client's timeout per push of the last batch.
     pub shutdown_grace: Duration,
 }
 
@@ -83,7 +85,7 @@ impl Default for DrainConfig {
             too_old_slack: Duration::from_secs(600),
             dead_letter: None,
             dead_letter_max_bytes: 100 << 20,
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -218,9 +220,10 @@ impl Drain {
         self.shared.cv.notify_all();
     }
 
-    /// Asks the drain to stop: it keeps sending queued entries for at most
-    /// `shutdown_grace` (no new push starts after it; a push in flight ends within the
-    /// client's timeout), leaves the rest on disk, and exits. Returns once the thread
+    /// Asks the drain to stop: it keeps sending queued entries while pushes succeed,
+    /// starting no batch after `shutdown_grace` (a batch in flight is finished, each push
+    /// within the client's timeout, and acknowledged), leaves the rest on disk, and
+    /// exits; at once when Loki fails or the breaker is open. Returns once the thread
     /// has ended, so no code of the plugin runs after its exit. Idempotent.
     pub fn stop(&self) {
         {
@@ -402,7 +405,9 @@ fn run_loop(sh: &Shared) {
                 log::warn!("the batch in retry was dropped by spool_full drop_oldest; moving on to what survived");
                 break;
             }
-            if deadline.is_some_and(|d| now >= d) {
+            // Past the bound, no new batch starts; a batch already started is finished
+            // (an unacknowledged batch would be sent again, whole, at the next start).
+            if i == 0 && deadline.is_some_and(|d| now >= d) {
                 log::info!(
                     "stopping with {} queued entries left on disk for the next start",
                     sh.spool.gauges().records
@@ -440,10 +445,9 @@ fn run_loop(sh: &Shared) {
             }
             set_breaker(m, &breaker);
             let p = &pushes[i];
-            let timeout = deadline.map(|d| d.saturating_duration_since(now));
-            let outcome = sh
-                .client
-                .push_body_as(p.tenant.as_deref(), &p.body, timeout);
+            // The client's own timeout, during a stop too: a push cut short at the stop
+            // bound may still be stored by Loki, and would then be sent again.
+            let outcome = sh.client.push_body_as(p.tenant.as_deref(), &p.body, None);
             match outcome {
                 Outcome::Delivered { .. } => {
                     m.pushes_delivered.fetch_add(1, Relaxed);

@@ -20,8 +20,10 @@
 //!   hold time: a dead Loki sees a bounded request rate, whatever the backlog.
 //! - **Bounded memory.** At most one batch (`batch_entries`, `batch_bytes`) is in
 //!   memory, with its encoded bodies, whatever the backlog on disk.
-//! - **Bounded shutdown.** [`Drain::stop`] keeps sending for at most `shutdown_grace`,
-//!   starts no push after it (a push in flight ends within the client timeout), joins
+//! - **Bounded shutdown, no duplicate.** [`Drain::stop`] keeps sending while pushes
+//!   succeed, starts no batch after `shutdown_grace`, finishes and acknowledges a batch
+//!   already started (every push keeps the client's timeout: a push Loki completed is
+//!   never sent again), gives up at once when Loki fails or the breaker is open, joins
 //!   the thread, and leaves the rest on disk.
 //! - **Honest gauges.** Queue depth and age are read from the spool at each scrape,
 //!   never kept as counters here.

@@ -557,3 +557,114 @@ fn an_unknown_entry_version_holds_the_queue_instead_of_dropping() {
     assert_eq!(metrics.entries_too_old_dropped.load(Relaxed), 0);
     drain.stop();
 }
+
+/// A second drain on the same queue, as the next start would run: returns after it had
+/// `settle` to send whatever it found.
+fn restart_and_settle(r: &Rig, url: String, settle: Duration) {
+    let drain = Drain::start(
+        "again".into(),
+        r.spool.clone(),
+        LokiClient::new(ClientConfig::new(url)).unwrap(),
+        fast_cfg(),
+        Arc::new(Metrics::default()),
+        Box::new(|| Box::new(())),
+    )
+    .unwrap();
+    std::thread::sleep(settle);
+    drain.stop();
+}
+
+/// A push Loki completes after the stop bound is still acknowledged: before, a push
+/// started during the stop got a timeout ending at the bound, gave up while Loki went
+/// on to store it, and the next start sent the batch again.
+#[test]
+fn a_push_loki_completes_after_the_stop_bound_is_acknowledged_not_resent() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Slow(Duration::from_millis(900)));
+    let cfg = DrainConfig {
+        linger: Duration::from_secs(60), // only the stop sends them
+        shutdown_grace: Duration::from_millis(200),
+        ..fast_cfg()
+    };
+    let es: Vec<_> = (0..10)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(5), cfg, &es);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rx.request_count(), 0, "lingering");
+    let t = Instant::now();
+    r.drain.stop();
+    assert!(
+        t.elapsed() >= Duration::from_millis(850),
+        "the push ran to Loki's answer"
+    );
+    assert_eq!(rx.total_stored(), 10);
+    assert_eq!(
+        r.spool.gauges().records,
+        0,
+        "the completed push was acknowledged"
+    );
+    rx.set_mode(Mode::Accept);
+    restart_and_settle(&r, rx.url(), Duration::from_millis(500));
+    assert_eq!(rx.total_stored(), 10, "nothing sent twice");
+    assert_eq!(rx.request_count(), 1);
+}
+
+/// A batch holding two tenants is two pushes: once the first went out, the second is
+/// sent and the batch acknowledged even past the stop bound (the queue acknowledges
+/// whole batches, so stopping between them would send the first tenant's again).
+#[test]
+fn a_batch_started_before_the_stop_bound_is_finished_and_acknowledged() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Slow(Duration::from_millis(400)));
+    let cfg = DrainConfig {
+        linger: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(200),
+        ..fast_cfg()
+    };
+    let mut es: Vec<_> = (0..5)
+        .map(|i| entry(Some("a"), "api", now_ns() + i, format!("a{i}")))
+        .collect();
+    es.extend((0..5).map(|i| entry(Some("b"), "api", now_ns() + i, format!("b{i}"))));
+    let r = rig(rx.url(), Duration::from_secs(5), cfg, &es);
+    std::thread::sleep(Duration::from_millis(100));
+    r.drain.stop();
+    assert_eq!(rx.tenants().len(), 2, "both tenants' pushes went out");
+    assert_eq!(rx.total_stored(), 10);
+    assert_eq!(r.spool.gauges().records, 0);
+    rx.set_mode(Mode::Accept);
+    restart_and_settle(&r, rx.url(), Duration::from_millis(500));
+    assert_eq!(rx.total_stored(), 10, "nothing sent twice");
+}
+
+/// With Loki down the stop gives up at once and keeps everything for the next start.
+#[test]
+fn stop_with_loki_refusing_is_quick_and_the_next_start_sends_all() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Refuse);
+    let cfg = DrainConfig {
+        shutdown_grace: Duration::from_secs(20),
+        ..fast_cfg()
+    };
+    let es: Vec<_> = (0..300)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")))
+        .collect();
+    let r = rig(rx.url(), Duration::from_secs(2), cfg, &es);
+    assert!(wait_until(Duration::from_secs(5), || r
+        .metrics
+        .pushes_failed
+        .load(Relaxed)
+        >= 1));
+    let t = Instant::now();
+    r.drain.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "stop took {:?} with shutdown_grace 20 s and Loki refusing",
+        t.elapsed()
+    );
+    assert_eq!(r.spool.gauges().records, 300);
+    rx.set_mode(Mode::Accept);
+    restart_and_settle(&r, rx.url(), Duration::from_secs(2));
+    assert_eq!(rx.total_stored(), 300);
+    assert_eq!(r.spool.gauges().records, 0);
+}

@@ -10,8 +10,9 @@
 //!   durable (fsynced with `spool_sync always`); `FLB_RETRY` when the spool is full
 //!   under `spool_full block` or the instance is stopping; `FLB_ERROR` only for a
 //!   chunk that cannot be decoded or an entry larger than the spool accepts.
-//! - **One drain per instance**, started in init, stopped in exit within
-//!   `shutdown_grace`; what it did not send stays on disk for the next start.
+//! - **One drain per instance**, started in init, stopped in exit: it sends while Loki
+//!   accepts, starts no batch after `shutdown_grace`, acknowledges every push Loki
+//!   completed; what it did not send stays on disk for the next start.
 //! - The flush path keeps its stack small (Fluent Bit runs it on a 64 KiB coroutine
 //!   stack without a guard page): decoding and mapping do not recurse on input depth,
 //!   and buffers live on the heap.
