@@ -12,6 +12,9 @@
 //! `LOKI_RECEIVER_INTERVAL_MS` sets the status interval (default 1000 ms). With
 //! `LOKI_RECEIVER_DUMP=<path>` it writes every stored entry at exit, one JSON object a
 //! line: `{"tenant","labels":{..},"ts_ns","line","structured_metadata":[[k,v],..]}`.
+//! With `LOKI_RECEIVER_SLOW_MS=<ms>` every push is answered (and stored) that long after
+//! it arrived, even when the client gave up first: a healthy but slow Loki, for
+//! shutdown drills (`scripts/drill-sigterm.sh`).
 //!
 //! ```text
 //! cargo build --release -p lockstep-harness --example loki_receiver
@@ -61,6 +64,14 @@ fn main() {
     }
 
     let receiver = LokiReceiver::start_with(ReceiverConfig::default());
+    if let Some(ms) = std::env::var("LOKI_RECEIVER_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        receiver.set_mode(lockstep_harness::loki_receiver::Mode::Slow(
+            Duration::from_millis(ms),
+        ));
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", receiver.url());
     let _ = out.flush();
