@@ -9,8 +9,9 @@
 //!   `FLBPluginOutputPreExit` for one plugin type, through the FFI shell in
 //!   `fluent_bit_sys::export` (all the FFI code is there; this crate forbids unsafe_code);
 //! - [`Config`]: typed property access in Fluent Bit's notations (pure);
-//! - [`decode`]: a zero-copy, non-recursive decoder of flush chunks (pure);
-//! - [`json`]: non-recursive rendering of decoded values as JSON (pure);
+//! - [`decode`]: a zero-copy, non-recursive decoder of flush chunks, and [`json`]:
+//!   non-recursive rendering of decoded values as JSON (both re-exported from the pure
+//!   `fluent-bit-chunk` crate);
 //! - [`Instance`] (re-exported from the shell) for logging from plugin threads;
 //!   the shell's `log` backend writes through the host's `log_print` with
 //!   `"%s"`, honouring each instance's `Log_Level`.
@@ -37,8 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod decode;
-pub mod json;
+pub use fluent_bit_chunk::{decode, json};
 
 pub use config::{ByteSize, CommaList, Config, ConfigError, FromProperty};
 pub use decode::{Chunk, DecodeError, Event, EventKind, MapView, Record, Timestamp, ValueRef};

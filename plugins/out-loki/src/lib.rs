@@ -1,7 +1,7 @@
 //! `lockstep_loki`: a Fluent Bit output plugin (proxy ABI, `fluent-bit -e
 //! lockstep_out_loki.so`) that ships records to Grafana Loki through a crash-safe
 //! disk queue. A thin shell over the cores: [`settings`] reads the keys,
-//! [`mapping`] turns a record into a Loki entry, `lockstep-spool` keeps it, and
+//! `lockstep-map` turns a record into a Loki entry, `lockstep-spool` keeps it, and
 //! `lockstep-ship` drains it to Loki and renders the metrics.
 //!
 //! Invariants:
@@ -18,7 +18,6 @@
 //!   and buffers live on the heap.
 //! - No `unsafe` here: the FFI lives in `fluent-bit-plugin`'s shell.
 
-pub mod mapping;
 pub mod settings;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -32,8 +31,8 @@ use lockstep_loki::LokiClient;
 use lockstep_ship::{Drain, Metrics, MetricsServer};
 use lockstep_spool::{Spool, SpoolError};
 
-use crate::mapping::{MapStats, Mapping};
 use crate::settings::{Settings, CORE_KEYS_NOT_SEEN};
+use lockstep_map::{MapStats, Mapping};
 
 /// One `[OUTPUT]` instance.
 pub struct LokiOutput {

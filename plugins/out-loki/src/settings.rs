@@ -12,7 +12,7 @@ use lockstep_loki::{
 use lockstep_ship::{DrainConfig, TooOld};
 use lockstep_spool::{FullPolicy, SpoolConfig, SyncMode};
 
-use crate::mapping::MappingConfig;
+use lockstep_map::MappingConfig;
 
 /// Keys Fluent Bit's core consumes for every output instance: a proxy plugin never
 /// sees them, so `lockstep_loki` cannot honour them and says so at start.

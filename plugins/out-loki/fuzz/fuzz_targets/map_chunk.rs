@@ -4,9 +4,9 @@
 
 use std::sync::OnceLock;
 
-use fluent_bit_plugin::Chunk;
+use fluent_bit_chunk::Chunk;
 use libfuzzer_sys::fuzz_target;
-use lockstep_out_loki::mapping::{MapStats, Mapping, MappingConfig};
+use lockstep_map::{MapStats, Mapping, MappingConfig};
 use lockstep_ship::SpooledEntry;
 
 fn mappings() -> &'static [Mapping] {

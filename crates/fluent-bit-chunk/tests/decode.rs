@@ -1,7 +1,7 @@
 //! Decoder tests: both layouts, timestamps, groups, nesting, and malformed
 //! input with exact byte offsets.
 
-use fluent_bit_plugin::decode::{
+use fluent_bit_chunk::decode::{
     ArrayView, Chunk, DecodeErrorKind, EventKind, Layout, MapView, Timestamp, ValueRef,
 };
 use proptest::prelude::*;
@@ -269,7 +269,7 @@ fn hostile_nesting_validates_on_a_64k_stack() {
     assert_eq!(handle.join().unwrap(), 1);
 }
 
-fn first_error(data: &[u8]) -> fluent_bit_plugin::DecodeError {
+fn first_error(data: &[u8]) -> fluent_bit_chunk::DecodeError {
     Chunk::new(data)
         .events()
         .find_map(|e| e.err())
@@ -545,7 +545,7 @@ proptest! {
 
 mod json {
     use super::*;
-    use fluent_bit_plugin::json::to_json_string;
+    use fluent_bit_chunk::json::to_json_string;
 
     fn owned_to_serde(v: &Value) -> serde_json::Value {
         match v {

@@ -2,8 +2,8 @@
 //! flush coroutine stack (64 KiB): a record nested 10,000 maps deep must map
 //! without recursing on its depth.
 
-use fluent_bit_plugin::Chunk;
-use lockstep_out_loki::mapping::{MapStats, Mapping, MappingConfig, MAX_LABEL_VALUE_BYTES};
+use fluent_bit_chunk::Chunk;
+use lockstep_map::{MapStats, Mapping, MappingConfig, MAX_LABEL_VALUE_BYTES};
 
 const DEPTH: usize = 10_000;
 

@@ -1,3 +1,10 @@
+//! # lockstep-map
+//!
+//! The record mapping of the `lockstep_loki` output, as a pure library (no FFI): a
+//! Fluent Bit record (decoded in place by `fluent-bit-chunk`) becomes a Loki entry
+//! (tenant, labels, structured metadata, line) ready for the queue
+//! ([`lockstep_ship::SpooledEntry`]). The plugin crate only hands it records.
+//!
 //! Record → Loki entry mapping, with the keys of Fluent Bit's built-in `loki`
 //! output (`labels`, `label_keys`, `structured_metadata`, `remove_keys`,
 //! `line_format`, `drop_single_key`, `tenant_id`, `tenant_id_key`) meaning what
@@ -36,7 +43,7 @@
 //! - structured-metadata values render numbers, booleans, maps and arrays as
 //!   JSON text;
 //! - a label or metadata name configured twice: the last one with a value wins;
-//! - JSON is written as `fluent_bit_plugin::json` writes it (non-ASCII kept as
+//! - JSON is written as `fluent_bit_chunk::json` writes it (non-ASCII kept as
 //!   UTF-8, floats in shortest round-trip form, repeated keys all kept), where
 //!   Fluent Bit escapes non-ASCII as `\uXXXX`, prints floats `%.16g` and keeps
 //!   only the last of repeated keys; `key_value` follows Fluent Bit exactly.
@@ -48,9 +55,9 @@
 
 use std::fmt::Write as _;
 
-use fluent_bit_plugin::decode::{RawStr, Token, Tokens};
-use fluent_bit_plugin::json::write_json;
-use fluent_bit_plugin::{MapView, ValueRef};
+use fluent_bit_chunk::decode::{RawStr, Token, Tokens};
+use fluent_bit_chunk::json::write_json;
+use fluent_bit_chunk::{MapView, ValueRef};
 use lockstep_loki::{is_valid_label_name, sanitize_label_name};
 use lockstep_ship::SpooledEntry;
 
@@ -1305,7 +1312,7 @@ fn render_container_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fluent_bit_plugin::Chunk;
+    use fluent_bit_chunk::Chunk;
     use rmpv::Value as V;
 
     fn encode(body: &V) -> Vec<u8> {
@@ -2010,7 +2017,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use fluent_bit_plugin::Chunk;
+    use fluent_bit_chunk::Chunk;
     use proptest::prelude::*;
     use rmpv::Value as V;
     use std::collections::BTreeMap;
