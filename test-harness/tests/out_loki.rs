@@ -389,40 +389,48 @@ fn concurrent_flushes_lose_nothing() {
     host.shutdown(false);
 }
 
-/// Hot reload: the instance exits (shutdown_by_hot_reloading), the plugin is unloaded,
-/// and a new instance in the same process opens the same queue and sends its backlog.
-#[test]
-fn hot_reload_releases_the_queue_and_the_next_instance_sends_the_backlog() {
+/// With Loki refusing connections: flush `n` records, exit (a hot reload or a
+/// shutdown), check the exit was quick and the backlog stayed on disk, then a new
+/// instance on the same queue with Loki back sends every record once.
+fn exit_with_loki_down_then_restart(hot_reload: bool, shutdown_grace: &str, n: u64) {
     let rx = LokiReceiver::start();
     rx.set_mode(Mode::Refuse);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("q");
-    let mut host = start(&spool, &rx.url(), &[("shutdown_grace", "200ms")]);
+    let mut host = start(&spool, &rx.url(), &[("shutdown_grace", shutdown_grace)]);
     assert_eq!(
-        host.flush(0, "t", &chunk(0, 300)).unwrap().code,
+        host.flush(0, "t", &chunk(0, n)).unwrap().code,
         FlushCode::Ok
     );
+    // Connection refused: the first pushes fail and the breaker opens.
+    std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
-    host.shutdown(true);
+    host.shutdown(hot_reload);
     assert!(
         t.elapsed() < Duration::from_secs(3),
-        "exit took {:?}",
+        "exit took {:?} with shutdown_grace {shutdown_grace}",
         t.elapsed()
     );
     drop(host);
     assert_eq!(
         lockstep_spool::inspect(&spool).unwrap().records,
-        300,
+        n,
         "the backlog stays on disk"
     );
     rx.set_mode(Mode::Accept);
     let mut host = start(&spool, &rx.url(), &[]);
-    assert!(rx.wait_for(300, Duration::from_secs(20)));
-    assert_eq!(
-        stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>().len(),
-        300
-    );
+    assert!(rx.wait_for(n, Duration::from_secs(20)));
     host.shutdown(false);
+    let msgs = stored_msgs(&rx);
+    assert_eq!(msgs.len() as u64, n, "every record once");
+    assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len() as u64, n);
+}
+
+/// Hot reload: the instance exits (shutdown_by_hot_reloading), the plugin is unloaded,
+/// and a new instance in the same process opens the same queue and sends its backlog.
+#[test]
+fn hot_reload_releases_the_queue_and_the_next_instance_sends_the_backlog() {
+    exit_with_loki_down_then_restart(true, "200ms", 300);
 }
 
 #[test]
@@ -693,31 +701,5 @@ fn exit_with_a_backlog_and_a_healthy_loki_delivers_all_once() {
 /// everything.
 #[test]
 fn exit_with_loki_down_is_quick_and_the_next_start_delivers_all() {
-    let rx = LokiReceiver::start();
-    rx.set_mode(Mode::Refuse);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("q");
-    let mut host = start(&spool, &rx.url(), &[("shutdown_grace", "20s")]);
-    assert_eq!(
-        host.flush(0, "t", &chunk(0, 500)).unwrap().code,
-        FlushCode::Ok
-    );
-    // Connection refused: the first pushes fail and the breaker opens.
-    std::thread::sleep(Duration::from_millis(500));
-    let t = Instant::now();
-    host.shutdown(false);
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "exit took {:?}",
-        t.elapsed()
-    );
-    drop(host);
-    assert_eq!(lockstep_spool::inspect(&spool).unwrap().records, 500);
-    rx.set_mode(Mode::Accept);
-    let mut host = start(&spool, &rx.url(), &[]);
-    assert!(rx.wait_for(500, Duration::from_secs(20)));
-    host.shutdown(false);
-    let msgs = stored_msgs(&rx);
-    assert_eq!(msgs.len(), 500);
-    assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len(), 500);
+    exit_with_loki_down_then_restart(false, "20s", 500);
 }
