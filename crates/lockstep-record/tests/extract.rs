@@ -505,6 +505,21 @@ proptest! {
 }
 
 #[test]
+fn fast_host_reading_names_the_opening_quote_of_an_unterminated_string() {
+    let mut ex = nested_extractor();
+    // a long key (its first eight bytes are skipped by the word) and a short one
+    for (text, at) in [
+        (&br#"{"a":1,"abcdefghijklmnop"#[..], 7),
+        (br#"{"ab"#, 1),
+        (br#"{"a":"xyz"#, 5),
+    ] {
+        let e = ex.extract_host_json(text).unwrap_err();
+        assert_eq!(e.offset, at, "{}: {e}", String::from_utf8_lossy(text));
+        assert_eq!(e.msg, "unterminated string");
+    }
+}
+
+#[test]
 fn fast_host_reading_edge_cases() {
     let deep_ok = format!("{{\"a\":{}1{}}}", "[".repeat(127), "]".repeat(127));
     let deep_bad = format!("{{\"a\":{}1{}}}", "[".repeat(128), "]".repeat(128));

@@ -122,12 +122,13 @@ fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
-/// The body of a string starting at `i` (after its opening quote): returns the index
-/// of the closing quote and whether an escape occurred. Checks escapes and control
+/// The body of the string whose opening quote is at `open`, scanned from `from` (the
+/// bytes between are known to be plain): returns the index of the closing quote and
+/// whether an escape occurred; an unterminated string is reported at `open`. Checks escapes and control
 /// characters as the reference does; notes non-ASCII bytes instead of decoding them.
 #[inline(always)]
-fn string_end(b: &[u8], start: usize, f: &mut Flags) -> R<(usize, bool)> {
-    let mut i = start;
+fn string_end(b: &[u8], open: usize, from: usize, f: &mut Flags) -> R<(usize, bool)> {
+    let mut i = from;
     let mut escaped = false;
     loop {
         loop {
@@ -150,7 +151,7 @@ fn string_end(b: &[u8], start: usize, f: &mut Flags) -> R<(usize, bool)> {
                 i += 1;
             }
             Some(_) => i += 1,
-            None => return err(start - 1, "unterminated string"),
+            None => return err(open, "unterminated string"),
         }
     }
 }
@@ -205,7 +206,7 @@ fn bare_key(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
 #[inline(always)]
 fn scalar_end(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
     match at(b, i) {
-        b'"' => string_end(b, i + 1, f).map(|(e, _)| e + 1),
+        b'"' => string_end(b, i, i + 1, f).map(|(e, _)| e + 1),
         b'-' | b'0'..=b'9' => match number_end(b, i) {
             Some(e) => Ok(e),
             None => other_scalar(b, i, f),
@@ -242,7 +243,7 @@ fn skip_container(b: &[u8], mut i: usize, depth: u32, f: &mut Flags) -> R<usize>
         } else {
             if !in_array {
                 i = if at(b, i) == b'"' {
-                    string_end(b, i + 1, f)?.0 + 1
+                    string_end(b, i, i + 1, f)?.0 + 1
                 } else {
                     bare_key(b, i, f)?
                 };
@@ -316,7 +317,7 @@ fn matched_string(
     f: &mut Flags,
 ) -> R<usize> {
     let mut g = Flags::default();
-    let (end, escaped) = string_end(b, start, &mut g)?;
+    let (end, escaped) = string_end(b, start - 1, start, &mut g)?;
     f.non_ascii |= g.non_ascii;
     let s = Str {
         start,
@@ -386,7 +387,7 @@ fn object_fast(
             } else {
                 // No special byte among the first eight: go on after them.
                 let from = if m == 0 { start + 8 } else { start };
-                let (end, escaped) = string_end(b, from, f)?;
+                let (end, escaped) = string_end(b, start - 1, from, f)?;
                 i = end + 1;
                 let key = &b[start..end];
                 if !escaped {
