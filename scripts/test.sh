@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the workspace's unit, integration and property tests (including the
-# crash and corruption tests), then every cargo-fuzz target briefly.
+# crash and corruption tests, and the playground in headless Chromium), then every
+# cargo-fuzz target briefly.
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 15; 0 skips fuzzing)
 #   LOW_DISK=1       remove the test build (target/debug and the harness's artifact build)
 #                    before fuzzing, so the peak is one build, not two (.ci/run sets it)
@@ -13,6 +14,13 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || echo "warning: could not add the wasm32-unknown-unknown target"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+
+echo "== scripts/build-playground.sh (the page the browser test loads)"
+if ! scripts/build-playground.sh; then
+  # Never test a page left from an older build.
+  rm -rf dist/playground
+  echo "warning: the playground did not build; its browser test will say so"
+fi
 
 echo "== cargo test --workspace"
 set +e
@@ -27,7 +35,7 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
 fuzz_target_dir="$PWD/target/fuzz"
 if [ "${LOW_DISK:-0}" = 1 ]; then
   echo "== LOW_DISK: removing the test build before fuzzing ($(du -sh target 2>/dev/null | cut -f1) in target/)"
-  rm -rf target/debug target/lockstep-harness-artifacts target/harness-wasm
+  rm -rf target/debug target/lockstep-harness-artifacts target/harness-wasm target/wasm32-unknown-unknown/playground
 fi
 if [ "$FUZZ_SECONDS" != 0 ]; then
   if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then

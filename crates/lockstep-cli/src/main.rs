@@ -13,7 +13,7 @@ mod spool_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use lockstep_policy::{load_policy, Policy};
+use lockstep_policy::Policy;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,17 +117,40 @@ enum PolicyCmd {
     Validate { policy: PathBuf },
 }
 
+/// The policy from `--policy`: a lockstep policy file, or a collector / Fluent Bit config
+/// whose sampler is imported on the fly (kinds told apart as the playground tells them);
+/// the built-in default without it. Warnings and what an import could not mirror go to
+/// stderr.
 pub(crate) fn policy_or_default(p: &Option<PathBuf>) -> Result<Policy> {
-    match p {
-        Some(path) => {
-            let policy = load_policy(path)?;
-            for w in policy.warnings() {
-                eprintln!("warning: {}: {w}", path.display());
+    let Some(path) = p else {
+        return Ok(Policy::default_policy());
+    };
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read"))?;
+    let kind = lockstep_report::input::kind_of(&text, &origin);
+    let policy = match kind {
+        Some(lockstep_report::input::Kind::Collector | lockstep_report::input::Kind::FluentBit) => {
+            let r = lockstep_report::input::resolve(&text, &origin, None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "{origin}: a {} config; its sampler is imported:",
+                r.kind.as_str()
+            );
+            for m in r.imported.iter().flat_map(|i| &i.messages) {
+                eprintln!("{m}");
             }
-            Ok(policy)
+            r.policy
         }
-        None => Ok(Policy::default_policy()),
+        _ => lockstep_policy::compile_policy(
+            &text,
+            lockstep_policy::Format::from_path(path),
+            &origin,
+        )?,
+    };
+    for w in policy.warnings() {
+        eprintln!("warning: {origin}: {w}");
     }
+    Ok(policy)
 }
 
 /// Reads lines from a file or stdin, calling `f(line_no, line)`.
@@ -152,11 +175,9 @@ pub(crate) fn for_each_line(
             return Ok(());
         }
         n += 1;
-        let line = buf.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            continue;
+        if let Some(line) = lockstep_report::line_of(&buf) {
+            f(n, line)?;
         }
-        f(n, line)?;
     }
 }
 
@@ -167,110 +188,23 @@ fn import(
     from: Option<lockstep_policy::import::Source>,
     strict: bool,
 ) -> Result<u8> {
-    use lockstep_policy::import::Source;
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("{}: cannot read", config.display()))?;
     let origin = config.display().to_string();
-    let (source, procs) = lockstep_policy::import::import_config(
+    let imported = lockstep_report::import::import(
         &text,
         lockstep_policy::Format::from_path(config),
         &origin,
         from,
+        which.as_deref(),
     )?;
-    if procs.is_empty() {
-        match source {
-            Source::Collector => anyhow::bail!("{origin}: no tail_sampling processor under `processors:`"),
-            Source::FluentBit => anyhow::bail!(
-                "{origin}: no `name: sampling` processor under any `pipeline.inputs[*].processors.traces` or `pipeline.outputs[*].processors.traces`"
-            ),
-        }
+    for m in &imported.messages {
+        eprintln!("{m}");
     }
-    let chosen = match which {
-        Some(w) => {
-            let ids = || {
-                procs
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            match procs
-                .iter()
-                .filter(|p| p.matches(w))
-                .collect::<Vec<_>>()
-                .as_slice()
-            {
-                [one] => *one,
-                [] => anyhow::bail!("{origin}: no processor {w:?}; found {}", ids()),
-                many => anyhow::bail!(
-                    "{origin}: {w:?} names several ({}); choose by id",
-                    many.iter()
-                        .map(|p| p.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
-        None if procs.len() == 1 => &procs[0],
-        None => {
-            let used: Vec<_> = procs.iter().filter(|p| !p.pipelines.is_empty()).collect();
-            match used.as_slice() {
-                [one] => *one,
-                _ => anyhow::bail!(
-                    "{origin}: several {} ({}); choose one with --processor",
-                    match source {
-                        Source::Collector => "tail_sampling processors",
-                        Source::FluentBit => "plugins with sampling processors",
-                    },
-                    procs
-                        .iter()
-                        .map(|p| p.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
-    };
-    for p in &procs {
-        match source {
-            Source::Collector => eprintln!(
-                "processor {}{}: {} policies mirrored, {} not mirrored",
-                p.id,
-                if p.pipelines.is_empty() {
-                    " (in no pipeline)".to_string()
-                } else {
-                    format!(" (pipelines: {})", p.pipelines.join(", "))
-                },
-                p.converted.len(),
-                p.skipped.len()
-            ),
-            Source::FluentBit => eprintln!(
-                "fluent-bit {} ({}): {} mirrored, {} not mirrored",
-                p.id,
-                p.pipelines.join(", "),
-                p.converted.len(),
-                p.skipped.len()
-            ),
-        }
-    }
-    if source == Source::FluentBit {
-        for c in &chosen.converted {
-            eprintln!("  mirrored {c}");
-        }
-    }
-    for s in &chosen.skipped {
-        eprintln!(
-            "  NOT MIRRORED {} ({}) at {}: {}",
-            s.name, s.kind, s.path, s.reason
-        );
-    }
-    for n in &chosen.notes {
-        eprintln!("  note: {n}");
-    }
-    if chosen.is_empty() {
+    if imported.is_empty() {
         anyhow::bail!(
             "{origin}: {} has nothing that can be mirrored; no policy written",
-            chosen.id
+            imported.chosen().id
         );
     }
     // A `.json` output is read as JSON (the filter's JSON-only build reads only that):
@@ -279,10 +213,7 @@ fn import(
         lockstep_policy::Format::Yaml,
         lockstep_policy::Format::from_path,
     );
-    let rendered = match format {
-        lockstep_policy::Format::Json => serde_json::to_string_pretty(&chosen.policy)? + "\n",
-        lockstep_policy::Format::Yaml => lockstep_policy::import::render(chosen)?,
-    };
+    let rendered = imported.render(format)?;
     // Prove the output loads before writing it.
     lockstep_policy::compile_policy(&rendered, format, "<imported>")?;
     match output {
@@ -293,7 +224,7 @@ fn import(
         }
         None => print!("{rendered}"),
     }
-    Ok(if strict && !chosen.skipped.is_empty() {
+    Ok(if strict && !imported.skipped().is_empty() {
         3
     } else {
         0

@@ -204,6 +204,41 @@ fn policy_import_writes_a_loadable_policy_and_lists_what_it_cannot_mirror() {
 }
 
 #[test]
+fn a_bare_tail_sampling_block_imports_and_any_config_serves_as_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    // The processor block alone, as an operator copies it out of a collector config.
+    let block = dir.path().join("block.yaml");
+    std::fs::write(
+        &block,
+        "tail_sampling:\n  decision_wait: 10s\n  policies:\n    - {name: slow, type: latency, latency: {threshold_ms: 100}}\n    - {name: rl, type: rate_limiting, rate_limiting: {spans_per_second: 10}}\n",
+    )
+    .unwrap();
+    let (code, stdout, err) = lockstep(&["policy", "import", block.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("NOT MIRRORED rl (rate_limiting)"), "{err}");
+    assert!(stdout.contains("threshold_ms: 100"), "{stdout}");
+    // explain --policy takes the block (or a whole collector or Fluent Bit config) as is.
+    let logs = dir.path().join("logs.jsonl");
+    std::fs::write(
+        &logs,
+        "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"level\":\"info\",\"duration_ms\":150}\n",
+    )
+    .unwrap();
+    let (code, stdout, err) = lockstep(&[
+        "explain",
+        "--policy",
+        block.to_str().unwrap(),
+        logs.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("its sampler is imported"), "{err}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["decision"], "keep", "150 ms > 100 ms: {v}");
+    assert_eq!(v["reason"], "slow");
+    assert_eq!(v["duration_from"], "duration_ms");
+}
+
+#[test]
 fn errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.yaml");

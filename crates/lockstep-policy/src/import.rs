@@ -36,7 +36,7 @@ impl std::str::FromStr for Source {
 }
 
 /// True when the text is Fluent Bit's classic `.conf` format (`[INPUT]` sections).
-fn is_classic_conf(text: &str) -> bool {
+pub fn is_classic_conf(text: &str) -> bool {
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
@@ -75,6 +75,7 @@ pub fn detect(text: &str, format: Format, origin: &str) -> Result<Source, Policy
         .as_object()
         .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case("pipeline")));
     let col = root.get("processors").is_some_and(Value::is_object)
+        || bare_block(&root).is_some()
         || root.pointer("/service/pipelines").is_some()
         || root.get("receivers").is_some()
         || root.get("exporters").is_some();
@@ -165,14 +166,27 @@ impl Processor {
     }
 }
 
-/// Reads a collector config (YAML or JSON) and converts every `tail_sampling` processor.
+/// A collector's `tail_sampling:` block pasted alone (the processor without the config
+/// around it): the top level, when it holds a `tail_sampling` or `tail_sampling/NAME` key.
+fn bare_block(root: &Value) -> Option<&serde_json::Map<String, Value>> {
+    root.as_object().filter(|m| {
+        m.keys()
+            .any(|k| k == "tail_sampling" || k.starts_with("tail_sampling/"))
+    })
+}
+
+/// Reads a collector config (YAML or JSON), or a `tail_sampling:` block pasted alone, and
+/// converts every `tail_sampling` processor.
 pub fn import_collector(
     text: &str,
     format: Format,
     origin: &str,
 ) -> Result<Vec<Processor>, PolicyError> {
     let root: Value = parse_any(text, format, origin)?;
-    let procs = root.get("processors").and_then(Value::as_object);
+    let procs = root
+        .get("processors")
+        .and_then(Value::as_object)
+        .or_else(|| bare_block(&root));
     let mut out = Vec::new();
     let Some(procs) = procs else {
         return Ok(out);

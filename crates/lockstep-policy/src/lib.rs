@@ -108,6 +108,15 @@ pub fn parse_policy(text: &str, format: Format, origin: &str) -> Result<PolicyFi
     parse_any(text, format, origin)
 }
 
+/// Parses text of either format into a JSON value (errors name `origin`, line and column).
+pub fn parse_value(
+    text: &str,
+    format: Format,
+    origin: &str,
+) -> Result<serde_json::Value, PolicyError> {
+    parse_any(text, format, origin)
+}
+
 pub(crate) fn parse_any<T: serde::de::DeserializeOwned>(
     text: &str,
     format: Format,
