@@ -5,13 +5,17 @@
 # sampled by Fluent Bit's own `sampling` processor), then ship what the filter keeps through the real
 # lockstep_out_loki.so (driven as Fluent Bit drives it) into the built-in Loki-compatible
 # receiver, or into a real Loki when LOKI_URL is set (e.g. LOKI_URL=http://localhost:3100),
-# and check Loki holds exactly one entry per kept record.
+# and check Loki holds exactly one entry per kept record. Last, it builds the policy
+# playground (dist/playground/index.html) and prints its path.
+# The CLI is built with the dev profile: the demo replays a few hundred lines, and a
+# release build of wasmtime and Cranelift would take most of the first run's minutes
+# (the plugins keep their release profile; operators build the CLI with --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 scripts/build-plugins.sh
-cargo build --release -q -p lockstep-cli
-bin=target/release/lockstep
+cargo build -q -p lockstep-cli
+bin=target/debug/lockstep
 echo
 echo "== lockstep replay golden/four-schemas (four schemas, through dist/lockstep_filter.wasm)"
 "$bin" replay golden/four-schemas --wasm dist/lockstep_filter.wasm
@@ -36,3 +40,7 @@ echo "(... $(wc -l < "$explained") lines explained)"
 echo
 echo "== lockstep check: a sample with drift"
 "$bin" check golden/drift/logs.jsonl
+echo
+echo "== the policy playground: the same explain, check and import in a browser page"
+scripts/build-playground.sh
+echo "open file://$PWD/dist/playground/index.html (or serve dist/playground/ from any static host)"
