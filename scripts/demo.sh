@@ -13,6 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The playground builds beside the rest (its wasm-bindgen-cli install keeps the second
+# core busy while the plugins' link-time optimisation runs on one); its output is shown last.
+playground_log=$(mktemp)
+scripts/build-playground.sh > "$playground_log" 2>&1 &
+playground_pid=$!
 scripts/build-plugins.sh
 cargo build -q -p lockstep-cli
 bin=target/debug/lockstep
@@ -33,7 +38,7 @@ fi
 echo
 echo "== lockstep explain: a few summary lines"
 explained=$(mktemp)
-trap 'rm -f "$explained"' EXIT
+trap 'rm -f "$explained" "$playground_log"' EXIT
 "$bin" explain --policy golden/four-schemas/lockstep-policy.yaml golden/four-schemas/logs.jsonl > "$explained"
 grep -F '"duration_ms":' "$explained" | grep -vF '"duration_ms":null' | sed -n '1,6p'
 echo "(... $(wc -l < "$explained") lines explained)"
@@ -42,5 +47,10 @@ echo "== lockstep check: a sample with drift"
 "$bin" check golden/drift/logs.jsonl
 echo
 echo "== the policy playground: the same explain, check and import in a browser page"
-scripts/build-playground.sh
+if ! wait "$playground_pid"; then
+  cat "$playground_log"
+  echo "demo: scripts/build-playground.sh failed" >&2
+  exit 1
+fi
+cat "$playground_log"
 echo "open file://$PWD/dist/playground/index.html (or serve dist/playground/ from any static host)"
