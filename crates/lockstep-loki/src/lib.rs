@@ -38,7 +38,8 @@ pub use client::{
     TlsOptions, MAX_BODY_CHARS, MAX_BODY_READ,
 };
 pub use encode::{
-    encode_json, encode_protobuf_snappy, to_json_value, to_push_request, EntryAdapter,
+    encode_json, encode_protobuf_snappy, encode_push_request, to_json_value, to_push_request,
+    EntryAdapter,
     LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
 };
 pub use model::{

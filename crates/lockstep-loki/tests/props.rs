@@ -70,7 +70,37 @@ fn entry() -> impl Strategy<Value = Entry> {
         })
 }
 
+/// Any stream, ungrouped: empty label sets, empty lines and metadata names, zero and
+/// negative times, times past the `i64` seconds range.
+fn raw_stream() -> impl Strategy<Value = Stream> {
+    let ts = prop_oneof![
+        Just(0i128),
+        any::<i64>().prop_map(i128::from),
+        any::<i128>(),
+        (0i64..3).prop_map(|s| i128::from(s) * 1_000_000_000),
+    ];
+    let entry = (
+        ts,
+        ".{0,20}",
+        proptest::collection::vec((".{0,5}", ".{0,6}"), 0..3),
+    )
+        .prop_map(|(ts_ns, line, structured_metadata)| Entry {
+            ts_ns,
+            line,
+            structured_metadata,
+        });
+    (label_map(), proptest::collection::vec(entry, 0..5))
+        .prop_map(|(labels, entries)| Stream { labels, entries })
+}
+
 proptest! {
+    #[test]
+    fn direct_protobuf_is_byte_for_byte_prost(streams in proptest::collection::vec(raw_stream(), 0..5)) {
+        let mut direct = Vec::new();
+        encode_push_request(&streams, &mut direct);
+        prop_assert_eq!(direct, to_push_request(&streams).encode_to_vec());
+    }
+
     #[test]
     fn rendered_labels_parse_back(labels in label_map()) {
         let text = render_labels(&labels);

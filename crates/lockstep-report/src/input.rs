@@ -207,6 +207,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lockstep_policy_holding_fluent_bit_processors_is_not_mistaken_for_a_config() {
+        let text = include_str!("../../../golden/fluent-bit/lockstep-policy.yaml");
+        let r = resolve(text, "policy", None).unwrap();
+        assert_eq!(r.kind, Kind::Lockstep);
+        assert!(r.policy.is_fluent_bit());
+        assert!(r.imported.is_none());
+        // The config it was imported from is a Fluent Bit config, and decides the same.
+        let config = include_str!("../../../golden/fluent-bit/fluent-bit.yaml");
+        let c = resolve(config, "config", None).unwrap();
+        assert_eq!(c.kind, Kind::FluentBit);
+        for line in include_str!("../../../golden/fluent-bit/logs.jsonl").lines() {
+            assert_eq!(keeps(&r, line), keeps(&c, line), "{line}");
+        }
+    }
+
+    #[test]
     fn a_bad_policy_names_its_line_and_column() {
         let e = resolve(
             "policies:\n  - name: x\n    type: [latency\n",
