@@ -14,6 +14,10 @@
 #   $RECEIVER_BIN    default target/release/examples/loki_receiver
 #                    (cargo build --release -p lockstep-harness --example loki_receiver)
 # Optional:
+#   LOKI_URL         a real Loki (e.g. http://127.0.0.1:3100): runs a, b and c push to it
+#                    instead of the receiver, each run into its own stream (label
+#                    run=<run>-<n>); entries, distinct records and duplicates are counted
+#                    in Loki (count_over_time, then every line read back by query_range)
 #   BENCH_INPUT      JSON lines file (default /tmp/bench-input.jsonl; generated with
 #                    BENCH_RECORDS lines, default 500000, when missing)
 #   BENCH_RUNS       runs to do, default "a b c d"
@@ -62,7 +66,7 @@ output_runs=$(tr -cd 'abcd' <<< "$BENCH_RUNS")
 filter_runs=$(tr -cd 'hijkl' <<< "$BENCH_RUNS")
 if [ -n "$output_runs" ]; then
   [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
-  [ -x "$RECEIVER_BIN" ] || {
+  [ -n "${LOKI_URL:-}" ] || [ -x "$RECEIVER_BIN" ] || {
     echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-harness --example loki_receiver" >&2
     exit 2
   }
@@ -144,6 +148,46 @@ try: print(sum(v.get("proc_records",0) for v in json.load(sys.stdin)["output"].v
 except Exception: print(0)'
 }
 
+# Real Loki: entries of one run's stream, and (with "distinct") the distinct records among
+# them (by the seq= in each line), read back page by page.
+loki_count() {
+  python3 - "$LOKI_URL" "$1" "${2:-}" <<'EOF'
+import json, re, sys, time, urllib.parse, urllib.request
+base, run, mode = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
+sel = '{job="bench", run="%s"}' % run
+def get(path, **q):
+    with urllib.request.urlopen(base + path + "?" + urllib.parse.urlencode(q), timeout=60) as r:
+        return json.load(r)["data"]
+now = time.time_ns()
+try:
+    res = get("/loki/api/v1/query", query="sum(count_over_time(%s[6h]))" % sel, time=str(now))["result"]
+    total = int(float(res[0]["value"][1])) if res else 0
+except Exception:
+    total = 0
+if mode != "distinct":
+    print(total); sys.exit()
+seqs, start, end, bad = set(), now - 6 * 3600 * 10**9, now + 10**9, 0
+at_start = 0  # entries at ts == start already counted in earlier pages
+while True:
+    streams = get("/loki/api/v1/query_range", query=sel, start=str(start), end=str(end),
+                  limit="5000", direction="forward")["result"]
+    vals = sorted(((int(v[0]), v[1], s["stream"]) for s in streams for v in s["values"]), key=lambda v: v[0])
+    if not vals: break
+    skip = at_start
+    for ts, line, labels in vals:
+        if ts == start and skip:
+            skip -= 1; continue
+        m = re.search(r"seq=(\d+)", line)
+        if m: seqs.add(int(m.group(1)))
+        if labels.get("app") is None: bad += 1
+    last = vals[-1][0]
+    at_start = sum(1 for v in vals if v[0] == last) + (at_start if last == start else 0)
+    if len(vals) < 5000: break
+    start = last
+print(total, len(seqs) if not bad else "%d(%d-no-app-label)" % (len(seqs), bad))
+EOF
+}
+
 RESULTS=$WORK/results.tsv
 FRESULTS=$WORK/filter-results.tsv
 : > "$RESULTS"
@@ -208,29 +252,37 @@ run_one() {
   esac
   local d=$WORK/$run
   rm -rf "$d"; mkdir -p "$d/spool"
-  mkfifo "$d/recv.stdin"
-  LOKI_RECEIVER_INTERVAL_MS=100 LOKI_RECEIVER_DUMP=$d/stored.jsonl \
-    "$RECEIVER_BIN" < "$d/recv.stdin" > "$d/recv.out" 2> "$d/recv.err" &
-  local rpid=$! rfd
-  exec {rfd}> "$d/recv.stdin"
-  local url=""
-  for _ in $(seq 100); do url=$(head -n 1 "$d/recv.out" 2>/dev/null || true); [ -n "$url" ] && break; sleep 0.05; done
-  [ -n "$url" ] || { echo "receiver did not start" >&2; return 1; }
-  local port=${url#http://127.0.0.1:}; port=${port%%/*}
+  local bench_run=$run-$RANDOM$RANDOM rpid="" rfd="" url port
+  if [ -n "${LOKI_URL:-}" ]; then
+    url=${LOKI_URL%/}/loki/api/v1/push
+    port=${LOKI_URL##*:}; port=${port%%/*}
+  else
+    mkfifo "$d/recv.stdin"
+    LOKI_RECEIVER_INTERVAL_MS=100 LOKI_RECEIVER_DUMP=$d/stored.jsonl \
+      "$RECEIVER_BIN" < "$d/recv.stdin" > "$d/recv.out" 2> "$d/recv.err" &
+    rpid=$!
+    exec {rfd}> "$d/recv.stdin"
+    url=""
+    for _ in $(seq 100); do url=$(head -n 1 "$d/recv.out" 2>/dev/null || true); [ -n "$url" ] && break; sleep 0.05; done
+    [ -n "$url" ] || { echo "receiver did not start" >&2; return 1; }
+    port=${url#http://127.0.0.1:}; port=${port%%/*}
+  fi
   local http_port=$((24000 + RANDOM % 8000))
 
   local args=(-c "$CONF_DIR/$conf")
   [ "$plugin" = yes ] && args=(-e "$PLUGIN_SO" "${args[@]}")
   echo "run $run: $FLUENT_BIT ${args[*]}  (receiver $url)" >&2
   local t0; t0=$(now)
-  BENCH_INPUT=$BENCH_INPUT RECEIVER_URL=$url RECEIVER_PORT=$port SPOOL_DIR=$d/spool \
+  BENCH_RUN=$bench_run BENCH_INPUT=$BENCH_INPUT RECEIVER_URL=$url RECEIVER_PORT=$port SPOOL_DIR=$d/spool \
     FB_HTTP_PORT=$http_port BENCH_CONF_DIR=$CONF_DIR \
     "$FLUENT_BIT" "${args[@]}" > "$d/fluent-bit.log" 2>&1 &
   local fb=$!
   local done_at="" cpu="" rss="" got=0
   while :; do
     if ! kill -0 "$fb" 2>/dev/null; then echo "run $run: fluent-bit exited early (see $d/fluent-bit.log)" >&2; break; fi
-    if [ "$run" = d ]; then got=$(null_records "$http_port"); else got=$(last_stored "$d/recv.out"); fi
+    if [ "$run" = d ]; then got=$(null_records "$http_port")
+    elif [ -n "${LOKI_URL:-}" ]; then got=$(loki_count "$bench_run"); sleep 0.45
+    else got=$(last_stored "$d/recv.out"); fi
     got=${got:-0}
     if [ "$got" -ge "$N" ]; then
       done_at=$(now); cpu=$(cpu_of "$fb"); rss=$(hwm_mb "$fb"); break
@@ -256,14 +308,24 @@ run_one() {
     fi
     set +e; wait "$fb"; rc=$?; set -e
   fi
+  local stored dup distinct=-
+  if [ -n "${LOKI_URL:-}" ]; then
+    if [ "$run" = d ]; then
+      stored="(null: ${got})"; dup=-
+    else
+      sleep 2 # what Loki acknowledged is queryable
+      read -r stored distinct <<< "$(loki_count "$bench_run" distinct)"
+      local nd=${distinct%%"("*}
+      dup=$((stored - nd))
+    fi
+  else
   exec {rfd}>&-
   wait "$rpid" || true
   local last; last=$(tail -n 1 "$d/recv.out")
-  local stored dup; stored=$(sed -n 's/^stored=\([0-9]*\).*/\1/p' <<< "$last")
+  stored=$(sed -n 's/^stored=\([0-9]*\).*/\1/p' <<< "$last")
   # null: nothing reaches the receiver; show what Fluent Bit's null output counted.
   [ "$run" = d ] && stored="(null: ${got})"
   dup=$(sed -n 's/.* duplicates=\([0-9]*\).*/\1/p' <<< "$last")
-  local distinct=-
   if [ "$run" != d ]; then
     distinct=$(python3 - "$d/stored.jsonl" <<'EOF'
 import json, re, sys
@@ -278,6 +340,7 @@ for l in open(sys.argv[1]):
 print(len(seqs) if not bad else "%d(%d-bad-labels)" % (len(seqs), bad))
 EOF
 )
+  fi
   fi
   local wall=-
   [ -n "$done_at" ] && wall=$(printf '%.2f' "$(echo "$done_at - $t0" | bc)")

@@ -14,22 +14,50 @@ use std::fmt::Write as _;
 
 use crate::decode::{read_value, Head, MapView, Reader, ValueRef};
 
-fn write_escaped(out: &mut String, s: &str) {
+/// Writes `s` as a JSON string. Runs of bytes that need no escape are copied whole
+/// (one record's line is mostly such runs; a char at a time was the flush path's
+/// largest single cost).
+pub fn write_escaped(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Only ASCII bytes end a run: `start..i` are char boundaries.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", c);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Writes raw string bytes as a JSON string, invalid UTF-8 replaced by U+FFFD; returns
+/// false when some was (checked once: valid text, the usual case, is not copied first).
+pub fn write_escaped_bytes(out: &mut String, b: &[u8]) -> bool {
+    match std::str::from_utf8(b) {
+        Ok(s) => {
+            write_escaped(out, s);
+            true
+        }
+        Err(_) => {
+            write_escaped(out, &String::from_utf8_lossy(b));
+            false
         }
     }
-    out.push('"');
 }
 
 fn write_float(out: &mut String, f: f64) {
@@ -54,8 +82,12 @@ fn write_scalar(out: &mut String, v: ValueRef<'_>) {
         }
         ValueRef::F32(f) => write_float(out, f64::from(f)),
         ValueRef::F64(f) => write_float(out, f),
-        ValueRef::Str(s) => write_escaped(out, &s.to_str_lossy()),
-        ValueRef::Bin(b) => write_escaped(out, &String::from_utf8_lossy(b)),
+        ValueRef::Str(s) => {
+            write_escaped_bytes(out, s.0);
+        }
+        ValueRef::Bin(b) => {
+            write_escaped_bytes(out, b);
+        }
         ValueRef::Map(m) => stream(out, m.raw()),
         ValueRef::Array(a) => stream(out, a.raw()),
     }
@@ -179,5 +211,49 @@ impl MapView<'_> {
     /// The map as a JSON object (see the [module docs](crate::json)).
     pub fn to_json(&self) -> String {
         to_json_string(ValueRef::Map(*self))
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    /// The escaping as it was written first, a char at a time: the oracle.
+    fn escaped_by_chars(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaping_by_runs_is_escaping_by_chars(s in r#"(\PC|[\x00-\x1f"\\é€😀]){0,40}"#) {
+            let mut out = String::new();
+            write_escaped(&mut out, &s);
+            proptest::prop_assert_eq!(&out, &escaped_by_chars(&s));
+            let back: String = serde_json::from_str(&out).unwrap();
+            proptest::prop_assert_eq!(back, s);
+        }
+
+        #[test]
+        fn invalid_utf8_is_replaced_and_reported(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24)) {
+            let mut out = String::new();
+            let valid = write_escaped_bytes(&mut out, &b);
+            proptest::prop_assert_eq!(valid, std::str::from_utf8(&b).is_ok());
+            proptest::prop_assert_eq!(&out, &escaped_by_chars(&String::from_utf8_lossy(&b)));
+        }
     }
 }

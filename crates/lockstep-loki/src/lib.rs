@@ -39,8 +39,7 @@ pub use client::{
 };
 pub use encode::{
     encode_json, encode_protobuf_snappy, encode_push_request, to_json_value, to_push_request,
-    EntryAdapter,
-    LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
+    EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
 };
 pub use model::{
     effective_labels, escape_label_value, group_entries, group_streams, is_valid_label_name,

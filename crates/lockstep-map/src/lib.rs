@@ -56,7 +56,7 @@
 use std::fmt::Write as _;
 
 use fluent_bit_chunk::decode::{RawStr, Token, Tokens};
-use fluent_bit_chunk::json::write_json;
+use fluent_bit_chunk::json::{write_escaped_bytes, write_json};
 use fluent_bit_chunk::{MapView, ValueRef};
 use lockstep_loki::{is_valid_label_name, sanitize_label_name};
 use lockstep_ship::SpooledEntry;
@@ -712,40 +712,112 @@ impl Mapping {
         body: MapView<'_>,
         stats: &mut MapStats,
     ) -> SpooledEntry {
+        let mut sc = Scratch::default();
+        self.fill(tag, body, stats, &mut sc);
+        SpooledEntry {
+            tenant: sc.has_tenant.then(|| sc.tenant.clone()),
+            labels: self
+                .labels_of(&sc)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ts_ns,
+            line: std::mem::take(&mut sc.line),
+            structured_metadata: self
+                .metadata_of(&sc)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Appends the spool payload of one record to `out`: the bytes of
+    /// `map_tagged(..).encode()`, written from `scratch`'s reused buffers without
+    /// building the entry (Flush's hot path: no allocation per record once the buffers
+    /// have grown).
+    pub fn encode_tagged(
+        &self,
+        tag: &str,
+        ts_ns: i64,
+        body: MapView<'_>,
+        stats: &mut MapStats,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) {
+        self.fill(tag, body, stats, scratch);
+        lockstep_ship::encode_entry(
+            out,
+            scratch.has_tenant.then_some(scratch.tenant.as_str()),
+            self.labels_of(scratch),
+            ts_ns,
+            &scratch.line,
+            self.metadata_of(scratch),
+        );
+    }
+
+    /// Maps a record into `sc`: tenant, labels, line and metadata, reusing its buffers.
+    fn fill(&self, tag: &str, body: MapView<'_>, stats: &mut MapStats, sc: &mut Scratch) {
         // One pass over the top level serves every accessor and removal below (each
         // used to scan the whole record: the flush path's largest cost).
         let top = Top::new(body);
-        SpooledEntry {
-            tenant: self.tenant(&top, stats),
-            labels: self.labels(tag, &top, stats),
-            ts_ns,
-            line: self.line(&top, stats),
-            structured_metadata: self.metadata(tag, &top, stats),
-        }
+        sc.has_tenant = self.tenant(&top, stats, &mut sc.tenant);
+        self.labels(tag, &top, stats, sc);
+        sc.line.clear();
+        self.line(&top, stats, &mut sc.line);
+        self.metadata(tag, &top, stats, sc);
     }
 
-    fn tenant(&self, top: &Top<'_>, stats: &mut MapStats) -> Option<String> {
+    /// The labels filled into `sc`, as (name, value).
+    fn labels_of<'s>(
+        &'s self,
+        sc: &'s Scratch,
+    ) -> impl ExactSizeIterator<Item = (&'s str, &'s str)> {
+        sc.labels[..sc.n_labels]
+            .iter()
+            .map(|(i, v)| match self.labels.get(*i) {
+                Some(p) => (p.name.as_str(), v.as_str()),
+                None => ("job", "fluent-bit"),
+            })
+    }
+
+    /// The structured metadata filled into `sc`, as (name, value).
+    fn metadata_of<'s>(
+        &'s self,
+        sc: &'s Scratch,
+    ) -> impl ExactSizeIterator<Item = (&'s str, &'s str)> {
+        sc.metadata[..sc.n_metadata]
+            .iter()
+            .map(|(i, v)| (self.metadata[*i].name.as_str(), v.as_str()))
+    }
+
+    fn tenant(&self, top: &Top<'_>, stats: &mut MapStats, out: &mut String) -> bool {
+        out.clear();
         if let Some(path) = &self.tenant_key {
             if let Some(ValueRef::Str(s)) = lookup(top, path) {
                 if !s.0.is_empty() {
-                    return Some(lossy(s.0, stats));
+                    push_lossy(out, s.0, stats);
+                    return true;
                 }
             }
         }
-        self.tenant_id.clone()
+        match &self.tenant_id {
+            Some(t) => {
+                out.push_str(t);
+                true
+            }
+            None => false,
+        }
     }
 
-    fn labels(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::with_capacity(self.labels.len() + 1);
-        for p in &self.labels {
-            let mut value = match &p.value {
-                Value::Static(s) => s.clone(),
+    fn labels(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats, sc: &mut Scratch) {
+        let n = &mut sc.n_labels;
+        *n = 0;
+        for (pi, p) in self.labels.iter().enumerate() {
+            let value = slot(&mut sc.labels, *n);
+            match &p.value {
+                Value::Static(s) => value.push_str(s),
                 Value::Dynamic(parts) => {
-                    let mut v = String::new();
-                    translate(parts, tag, top, &mut v, Flavour::Label, stats);
-                    v
+                    translate(parts, tag, top, value, Flavour::Label, stats);
                 }
-            };
+            }
             if value.is_empty() {
                 continue;
             }
@@ -762,45 +834,55 @@ impl Mapping {
             }
             // `self.labels` is sorted by name; of one name, the last configured with a
             // value wins (as a JSON object with a repeated key reads in Loki).
-            match out.last_mut() {
-                Some(last) if last.0 == p.name => last.1 = value,
-                _ => out.push((p.name.clone(), value)),
+            if *n > 0 && self.labels[sc.labels[*n - 1].0].name == p.name {
+                sc.labels.swap(*n - 1, *n);
+                sc.labels[*n - 1].0 = pi;
+            } else {
+                sc.labels[*n].0 = pi;
+                *n += 1;
             }
         }
-        if out.is_empty() {
-            out.push(("job".to_string(), "fluent-bit".to_string()));
+        if *n == 0 {
+            // No label at all: Loki needs one (the index past the configured ones).
+            slot(&mut sc.labels, 0);
+            sc.labels[0].0 = usize::MAX;
+            *n = 1;
         }
-        out
     }
 
-    fn metadata(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::with_capacity(self.metadata.len());
-        for p in &self.metadata {
-            let value = match &p.value {
-                Value::Static(s) => s.clone(),
+    fn metadata(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats, sc: &mut Scratch) {
+        let n = &mut sc.n_metadata;
+        *n = 0;
+        for (pi, p) in self.metadata.iter().enumerate() {
+            let value = slot(&mut sc.metadata, *n);
+            match &p.value {
+                Value::Static(s) => value.push_str(s),
                 Value::Dynamic(parts) => {
-                    let mut v = String::new();
-                    let found = translate(parts, tag, top, &mut v, Flavour::Metadata, stats);
-                    if v.is_empty() {
+                    let found = translate(parts, tag, top, value, Flavour::Metadata, stats);
+                    if value.is_empty() {
                         if found {
                             stats.metadata_dropped += 1;
                         }
                         continue;
                     }
-                    v
                 }
-            };
-            if let Some(pos) = out.iter().position(|(n, _)| *n == p.name) {
-                out.remove(pos);
-                stats.metadata_dropped += 1;
             }
-            out.push((p.name.clone(), value));
+            sc.metadata[*n].0 = pi;
+            // Of one name the last one wins, in the last one's place.
+            if let Some(pos) = sc.metadata[..*n]
+                .iter()
+                .position(|(i, _)| self.metadata[*i].name == p.name)
+            {
+                sc.metadata[pos..=*n].rotate_left(1);
+                stats.metadata_dropped += 1;
+            } else {
+                *n += 1;
+            }
         }
-        out
     }
 
     /// The line: the record minus removed keys, in the configured format.
-    fn line(&self, top: &Top<'_>, stats: &mut MapStats) -> String {
+    fn line(&self, top: &Top<'_>, stats: &mut MapStats, out: &mut String) {
         let body = top.body;
         let mut removed: Vec<Vec<u32>> = self
             .removals
@@ -813,7 +895,7 @@ impl Mapping {
         removed.sort();
         removed.dedup();
         let rel: Vec<&[u32]> = removed.iter().map(Vec::as_slice).collect();
-        let mut out = String::with_capacity(body.raw().len() + 16);
+        out.reserve(body.raw().len() + 16);
 
         if self.drop_single_key != DropSingleKey::Off {
             let top_removed = rel.iter().filter(|r| r.len() == 1).count();
@@ -828,23 +910,21 @@ impl Mapping {
                         (LineFormat::Json, ValueRef::Str(s))
                             if self.drop_single_key == DropSingleKey::Raw =>
                         {
-                            out.push_str(&lossy(s.0, stats));
+                            push_lossy(out, s.0, stats);
                         }
-                        (LineFormat::Json, v) => render_value(&mut out, v, &sub, Fmt::Json, stats),
+                        (LineFormat::Json, v) => render_value(out, v, &sub, Fmt::Json, stats),
                         (LineFormat::KeyValue, ValueRef::Str(s)) => {
-                            out.push_str(&lossy(s.0, stats));
+                            push_lossy(out, s.0, stats);
                         }
-                        (LineFormat::KeyValue, v) => {
-                            render_value(&mut out, v, &sub, Fmt::Kv, stats)
-                        }
+                        (LineFormat::KeyValue, v) => render_value(out, v, &sub, Fmt::Kv, stats),
                     }
-                    return out;
+                    return;
                 }
             }
         }
 
         match self.line_format {
-            LineFormat::Json => render_container(&mut out, body.raw(), &rel, Fmt::Json, stats),
+            LineFormat::Json => render_container(out, body.raw(), &rel, Fmt::Json, stats),
             LineFormat::KeyValue => {
                 let mut emitted = false;
                 for (i, (k, v)) in body.iter().enumerate() {
@@ -857,14 +937,39 @@ impl Mapping {
                         out.push(' ');
                     }
                     emitted = true;
-                    push_lossy(&mut out, k.0, stats);
+                    push_lossy(out, k.0, stats);
                     out.push('=');
-                    render_value(&mut out, v, &children(&rel, i), Fmt::Kv, stats);
+                    render_value(out, v, &children(&rel, i), Fmt::Kv, stats);
                 }
             }
         }
-        out
     }
+}
+
+/// Buffers a [`Mapping`] reuses from record to record ([`Mapping::encode_tagged`]):
+/// values are kept in slots whose strings keep their capacity.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    tenant: String,
+    has_tenant: bool,
+    /// (index of the configured label, value); the first `n_labels` are this record's.
+    labels: Vec<(usize, String)>,
+    n_labels: usize,
+    /// (index of the configured metadata pair, value); the first `n_metadata` are this
+    /// record's.
+    metadata: Vec<(usize, String)>,
+    n_metadata: usize,
+    line: String,
+}
+
+/// Slot `i` of `v` (created when missing), its string emptied.
+fn slot(v: &mut Vec<(usize, String)>, i: usize) -> &mut String {
+    if v.len() <= i {
+        v.resize_with(i + 1, Default::default);
+    }
+    let s = &mut v[i].1;
+    s.clear();
+    s
 }
 
 /// The record's top level, read once: (position, key, value) of every string key.
@@ -1000,12 +1105,6 @@ fn value_text(out: &mut String, v: ValueRef<'_>, flavour: Flavour, stats: &mut M
     }
 }
 
-fn lossy(b: &[u8], stats: &mut MapStats) -> String {
-    let mut s = String::new();
-    push_lossy(&mut s, b, stats);
-    s
-}
-
 fn push_lossy(out: &mut String, b: &[u8], stats: &mut MapStats) {
     match std::str::from_utf8(b) {
         Ok(s) => out.push_str(s),
@@ -1013,12 +1112,6 @@ fn push_lossy(out: &mut String, b: &[u8], stats: &mut MapStats) {
             stats.invalid_utf8_fixed += 1;
             out.push_str(&String::from_utf8_lossy(b));
         }
-    }
-}
-
-fn count_invalid(b: &[u8], stats: &mut MapStats) {
-    if std::str::from_utf8(b).is_err() {
-        stats.invalid_utf8_fixed += 1;
     }
 }
 
@@ -1103,12 +1196,15 @@ fn render_value(
 
 fn write_scalar(out: &mut String, v: ValueRef<'_>, fmt: Fmt, stats: &mut MapStats) {
     match fmt {
-        Fmt::Json => {
-            if let ValueRef::Str(RawStr(b)) | ValueRef::Bin(b) = v {
-                count_invalid(b, stats);
+        Fmt::Json => match v {
+            // Validated once, while written.
+            ValueRef::Str(RawStr(b)) | ValueRef::Bin(b) => {
+                if !write_escaped_bytes(out, b) {
+                    stats.invalid_utf8_fixed += 1;
+                }
             }
-            write_json(out, v);
-        }
+            v => write_json(out, v),
+        },
         // Fluent Bit's pack_format_line_value.
         Fmt::Kv => match v {
             ValueRef::Str(s) => {
@@ -1136,8 +1232,9 @@ fn write_scalar(out: &mut String, v: ValueRef<'_>, fmt: Fmt, stats: &mut MapStat
 fn write_json_key(out: &mut String, k: ValueRef<'_>, stats: &mut MapStats) {
     match k {
         ValueRef::Str(s) => {
-            count_invalid(s.0, stats);
-            write_json(out, k);
+            if !write_escaped_bytes(out, s.0) {
+                stats.invalid_utf8_fixed += 1;
+            }
         }
         k => {
             let mut text = String::new();
@@ -2085,6 +2182,50 @@ mod props {
             }
             prop_assert_eq!(got, want);
             prop_assert_eq!(st, MapStats::default());
+        }
+
+        /// Flush's direct encoding, with one scratch reused across records (stale values
+        /// from a longer record must never leak into the next), writes exactly the
+        /// payload of the entry `map_tagged` builds.
+        #[test]
+        fn direct_encoding_is_the_entrys(recs in proptest::collection::vec(
+                                             proptest::collection::btree_map("[a-d]", value(), 0..5), 1..6),
+                                         cfg_pick in 0usize..4) {
+            let cfg = [
+                MappingConfig::default(),
+                MappingConfig {
+                    labels: Some("job=x, $a, b=$b, b=$c, app=$a['b']".into()),
+                    structured_metadata: Some("m=$a, n=$b, m=$c, z=static".into()),
+                    tenant_id: Some("t0".into()),
+                    tenant_id_key: Some("$c".into()),
+                    remove_keys: Some("$b".into()),
+                    ..Default::default()
+                },
+                MappingConfig {
+                    label_keys: Some("$a,$b,$c".into()),
+                    line_format: Some("key_value".into()),
+                    drop_single_key: Some("raw".into()),
+                    ..Default::default()
+                },
+                MappingConfig {
+                    labels: Some("$tag, $a".into()),
+                    structured_metadata: Some("$b, $c".into()),
+                    drop_single_key: Some("on".into()),
+                    ..Default::default()
+                },
+            ][cfg_pick].clone();
+            let mp = Mapping::new(&cfg).unwrap();
+            let mut scratch = Scratch::default();
+            for rec in &recs {
+                let bytes = encode(rec);
+                let body = Chunk::new(&bytes).records().next().unwrap().unwrap().event.body;
+                let (mut s1, mut s2) = (MapStats::default(), MapStats::default());
+                let want = mp.map_tagged("a.b", -7, body, &mut s1).encode();
+                let mut got = vec![0xAA];
+                mp.encode_tagged("a.b", -7, body, &mut s2, &mut scratch, &mut got);
+                prop_assert_eq!(&got[1..], &want[..]);
+                prop_assert_eq!(s1, s2);
+            }
         }
 
         #[test]

@@ -17,7 +17,7 @@ use lockstep_loki::{
 };
 use lockstep_spool::{Batch, Spool};
 
-use crate::entry::SpooledEntry;
+use crate::entry::{EntryRef, SpooledEntry};
 use crate::metrics::Metrics;
 
 /// What to do with entries older than Loki accepts (`reject_old_samples_max_age`).
@@ -674,26 +674,56 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
     // Grouped by tenant, then by the entry's label list as spooled (the mapping already
     // made it valid, sorted and unique), moved rather than cloned: this is the drain's
     // hot path, one lookup per entry instead of a label map built per entry.
-    let mut by_tenant: BTreeMap<Option<String>, Streams> = BTreeMap::new();
+    let mut by_tenant: Vec<(Option<String>, Streams)> = Vec::new();
     let (mut undecodable, mut old, mut rewritten) = (0u64, 0u64, 0u64);
+    let mut slow = Vec::new();
     for r in &batch.records {
-        let e = match SpooledEntry::decode(r.seq, &r.payload) {
-            Ok(e) => e,
-            Err(err @ crate::EntryError::Version { .. }) => {
-                return Prepared::Stall(err.to_string())
-            }
-            Err(err) => {
-                undecodable += 1;
-                if undecodable == 1 {
-                    log::error!("dropping an undecodable queue record: {err}");
+        // In place (the usual case): nothing of the labels is decoded or allocated for
+        // an entry whose stream is already known. Anything else takes serde's reading,
+        // which tells a newer version (the queue is held) from damage (skipped).
+        let e = match EntryRef::read(&r.payload) {
+            Some(e) => e,
+            None => match SpooledEntry::decode(r.seq, &r.payload) {
+                Ok(owned) => {
+                    slow.clear();
+                    crate::entry::encode_entry(
+                        &mut slow,
+                        owned.tenant.as_deref(),
+                        owned.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                        owned.ts_ns,
+                        &owned.line,
+                        owned
+                            .structured_metadata
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str())),
+                    );
+                    match EntryRef::read(&slow) {
+                        Some(e) => e,
+                        None => {
+                            undecodable += 1;
+                            continue;
+                        }
+                    }
                 }
-                continue;
-            }
+                Err(err @ crate::EntryError::Version { .. }) => {
+                    return Prepared::Stall(err.to_string())
+                }
+                Err(err) => {
+                    undecodable += 1;
+                    if undecodable == 1 {
+                        log::error!("dropping an undecodable queue record: {err}");
+                    }
+                    continue;
+                }
+            },
         };
         let mut entry = Entry {
             ts_ns: e.ts_ns as i128,
-            line: e.line,
-            structured_metadata: e.structured_metadata,
+            line: e.line.to_string(),
+            structured_metadata: e
+                .structured_metadata()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         match too_old(cfg, &mut entry, cutoff) {
             Aged::Kept => {}
@@ -703,8 +733,17 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
                 continue;
             }
         }
-        by_tenant.entry(e.tenant).or_default().push(e.labels, entry);
+        let streams = match by_tenant.iter().position(|(t, _)| t.as_deref() == e.tenant) {
+            Some(i) => &mut by_tenant[i].1,
+            None => {
+                by_tenant.push((e.tenant.map(str::to_string), Streams::default()));
+                &mut by_tenant.last_mut().expect("just pushed").1
+            }
+        };
+        streams.push(&e, entry);
     }
+    // One push per tenant, in tenant order (no tenant first).
+    by_tenant.sort_by(|a, b| a.0.cmp(&b.0));
     // Counted only now that the batch is not held (a held batch is prepared again).
     m.entries_undecodable.fetch_add(undecodable, Relaxed);
     m.entries_too_old_dropped.fetch_add(old, Relaxed);
@@ -733,26 +772,30 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
     Prepared::Pushes(out)
 }
 
-/// One tenant's entries grouped into streams by their spooled label lists.
+/// One tenant's entries grouped into streams by their spooled label lists (the bytes
+/// as spooled: a known stream's labels are neither decoded nor allocated again).
 #[derive(Default)]
 struct Streams {
-    index: std::collections::HashMap<Vec<(String, String)>, usize>,
+    index: std::collections::HashMap<Vec<u8>, usize>,
     streams: Vec<Stream>,
     entries: u64,
 }
 
 impl Streams {
-    fn push(&mut self, labels: Vec<(String, String)>, e: Entry) {
+    fn push(&mut self, e: &EntryRef<'_>, entry: Entry) {
         self.entries += 1;
-        if let Some(&i) = self.index.get(&labels) {
-            self.streams[i].entries.push(e);
+        if let Some(&i) = self.index.get(e.labels_raw) {
+            self.streams[i].entries.push(entry);
             return;
         }
-        let map: BTreeMap<String, String> = labels.iter().cloned().collect();
-        self.index.insert(labels, self.streams.len());
+        let map: BTreeMap<String, String> = e
+            .labels()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.index.insert(e.labels_raw.to_vec(), self.streams.len());
         self.streams.push(Stream {
             labels: map,
-            entries: vec![e],
+            entries: vec![entry],
         });
     }
 

@@ -23,6 +23,9 @@ pub struct SpooledEntry {
     pub structured_metadata: Vec<(String, String)>,
 }
 
+/// The payload as serde writes it: the format's definition, and the oracle of
+/// [`encode_entry`] in tests.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Serialize)]
 struct WireRef<'a> {
     v: u8,
@@ -58,18 +61,148 @@ pub enum EntryError {
     },
 }
 
+/// Appends the payload of an entry given by its parts to `out`: the bytes
+/// [`SpooledEntry::encode_into`] writes for the same entry (tested against serde's
+/// encoding), without building the entry. Flush writes every record this way: owning
+/// the strings first cost an allocation per label, value and line.
+pub fn encode_entry<'a>(
+    out: &mut Vec<u8>,
+    tenant: Option<&str>,
+    labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ts_ns: i64,
+    line: &str,
+    structured_metadata: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) {
+    use rmp::encode as w;
+    // Writing into a Vec cannot fail (rmp's errors are the writer's).
+    fn pairs<'a>(out: &mut Vec<u8>, it: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+        let _ = w::write_array_len(out, it.len() as u32);
+        for (k, v) in it {
+            let _ = w::write_array_len(out, 2);
+            let _ = w::write_str(out, k);
+            let _ = w::write_str(out, v);
+        }
+    }
+    // [v, [tenant, labels, ts_ns, line, structured_metadata]], as serde writes the
+    // structs (as arrays, in field order).
+    let _ = w::write_array_len(out, 2);
+    let _ = w::write_uint(out, u64::from(ENTRY_VERSION));
+    let _ = w::write_array_len(out, 5);
+    match tenant {
+        Some(t) => {
+            let _ = w::write_str(out, t);
+        }
+        None => {
+            let _ = w::write_nil(out);
+        }
+    }
+    pairs(out, labels);
+    let _ = w::write_sint(out, ts_ns);
+    let _ = w::write_str(out, line);
+    pairs(out, structured_metadata);
+}
+
+/// A spooled entry read in place: strings borrowed from the payload, the label list
+/// kept as its spooled bytes (the drain groups by them without decoding or allocating
+/// them again for every entry of a stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub tenant: Option<&'a str>,
+    /// The label list as spooled (a msgpack array of [name, value] pairs).
+    pub labels_raw: &'a [u8],
+    pub ts_ns: i64,
+    pub line: &'a str,
+    /// The structured metadata as spooled (same shape).
+    pub metadata_raw: &'a [u8],
+}
+
+/// Reads a msgpack array of `[str, str]` pairs (already validated by [`EntryRef::read`]).
+fn pairs_of(mut raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    let n = rmp::decode::read_array_len(&mut raw).unwrap_or(0);
+    (0..n).map_while(move |_| {
+        rmp::decode::read_array_len(&mut raw).ok()?;
+        let (k, rest) = rmp::decode::read_str_from_slice(raw).ok()?;
+        let (v, rest) = rmp::decode::read_str_from_slice(rest).ok()?;
+        raw = rest;
+        Some((k, v))
+    })
+}
+
+impl<'a> EntryRef<'a> {
+    /// Reads a payload written by [`encode_entry`] in place. `None` for anything else
+    /// (another version, another encoding of the same values, corruption): the caller
+    /// then decodes it with [`SpooledEntry::decode`], which says what it is. When this
+    /// reads a payload, it reads the same entry `SpooledEntry::decode` does (tested).
+    pub fn read(payload: &'a [u8]) -> Option<EntryRef<'a>> {
+        use rmp::decode as r;
+        let mut p = payload;
+        if r::read_array_len(&mut p).ok()? != 2 || p.first()? != &ENTRY_VERSION {
+            return None;
+        }
+        p = &p[1..];
+        if r::read_array_len(&mut p).ok()? != 5 {
+            return None;
+        }
+        let tenant = if p.first()? == &0xc0 {
+            p = &p[1..];
+            None
+        } else {
+            let (t, rest) = r::read_str_from_slice(p).ok()?;
+            p = rest;
+            Some(t)
+        };
+        let (labels_raw, rest) = split_pairs(p)?;
+        p = rest;
+        let ts_ns: i64 = r::read_int(&mut p).ok()?;
+        let (line, rest) = r::read_str_from_slice(p).ok()?;
+        let (metadata_raw, rest) = split_pairs(rest)?;
+        rest.is_empty().then_some(EntryRef {
+            tenant,
+            labels_raw,
+            ts_ns,
+            line,
+            metadata_raw,
+        })
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        pairs_of(self.labels_raw)
+    }
+
+    pub fn structured_metadata(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        pairs_of(self.metadata_raw)
+    }
+}
+
+/// Splits a msgpack array of `[str, str]` pairs (strings valid UTF-8) off the front.
+fn split_pairs(all: &[u8]) -> Option<(&[u8], &[u8])> {
+    use rmp::decode as r;
+    let mut p = all;
+    let n = r::read_array_len(&mut p).ok()?;
+    for _ in 0..n {
+        if r::read_array_len(&mut p).ok()? != 2 {
+            return None;
+        }
+        let (_, rest) = r::read_str_from_slice(p).ok()?;
+        let (_, rest) = r::read_str_from_slice(rest).ok()?;
+        p = rest;
+    }
+    Some(all.split_at(all.len() - p.len()))
+}
+
 impl SpooledEntry {
     /// Appends the payload bytes of this entry to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        // Serialising owned strings and vectors into a Vec cannot fail.
-        rmp_serde::encode::write(
+        encode_entry(
             out,
-            &WireRef {
-                v: ENTRY_VERSION,
-                e: self,
-            },
-        )
-        .expect("encoding a SpooledEntry into a Vec cannot fail");
+            self.tenant.as_deref(),
+            self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.ts_ns,
+            &self.line,
+            self.structured_metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
     }
 
     /// The payload bytes of this entry.
@@ -112,7 +245,52 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn serde_encoding(e: &SpooledEntry) -> Vec<u8> {
+        rmp_serde::to_vec(&WireRef {
+            v: ENTRY_VERSION,
+            e,
+        })
+        .unwrap()
+    }
+
     proptest! {
+        #[test]
+        fn direct_encoding_is_serdes(tenant in proptest::option::of(".{0,40}"), line in ".{0,300}",
+                      ts in prop_oneof![any::<i64>(), -200i64..200, Just(i64::MIN), Just(i64::MAX)],
+                      labels in proptest::collection::vec(("[a-z_]{1,40}", ".{0,40}"), 0..20),
+                      sm in proptest::collection::vec((".{0,5}", prop_oneof![".{0,8}", "[a-c]{250,260}", "[a-c]{65530,65540}"]), 0..3)) {
+            let e = SpooledEntry { tenant, labels, ts_ns: ts, line, structured_metadata: sm };
+            prop_assert_eq!(e.encode(), serde_encoding(&e));
+        }
+
+        #[test]
+        fn read_in_place_is_decode(tenant in proptest::option::of(".{0,8}"), line in ".{0,40}", ts in any::<i64>(),
+                      labels in proptest::collection::vec(("[a-z_]{1,5}", ".{0,5}"), 0..4),
+                      sm in proptest::collection::vec((".{0,5}", ".{0,5}"), 0..4),
+                      flip in any::<prop::sample::Index>(), to in any::<u8>()) {
+            let e = SpooledEntry { tenant, labels, ts_ns: ts, line, structured_metadata: sm };
+            let bytes = e.encode();
+            let r = EntryRef::read(&bytes).unwrap();
+            let owned = |it: &mut dyn Iterator<Item = (&str, &str)>| it.map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+            prop_assert_eq!(r.tenant, e.tenant.as_deref());
+            prop_assert_eq!(owned(&mut r.labels()), e.labels.clone());
+            prop_assert_eq!(r.ts_ns, e.ts_ns);
+            prop_assert_eq!(r.line, e.line.as_str());
+            prop_assert_eq!(owned(&mut r.structured_metadata()), e.structured_metadata.clone());
+            // A damaged payload: whatever the in-place reader accepts, serde reads the same.
+            let mut bad = bytes.clone();
+            let i = flip.index(bad.len());
+            bad[i] = to;
+            if let Some(r) = EntryRef::read(&bad) {
+                let d = SpooledEntry::decode(1, &bad).unwrap();
+                prop_assert_eq!(r.tenant, d.tenant.as_deref());
+                prop_assert_eq!(owned(&mut r.labels()), d.labels);
+                prop_assert_eq!(r.ts_ns, d.ts_ns);
+                prop_assert_eq!(r.line, d.line.as_str());
+                prop_assert_eq!(owned(&mut r.structured_metadata()), d.structured_metadata);
+            }
+        }
+
         #[test]
         fn round_trip(tenant in proptest::option::of(".{0,8}"), line in ".{0,40}", ts in any::<i64>(),
                       labels in proptest::collection::vec(("[a-z_]{1,5}", ".{1,5}"), 0..4),

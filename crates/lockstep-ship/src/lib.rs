@@ -33,5 +33,5 @@ pub mod entry;
 pub mod metrics;
 
 pub use drain::{Drain, DrainConfig, ThreadGuard, TooOld, ORIGINAL_TS_KEY};
-pub use entry::{EntryError, SpooledEntry, ENTRY_VERSION};
+pub use entry::{encode_entry, EntryError, EntryRef, SpooledEntry, ENTRY_VERSION};
 pub use metrics::{parse_listen, Metrics, MetricsServer};

@@ -32,7 +32,7 @@ use lockstep_ship::{Drain, Metrics, MetricsServer};
 use lockstep_spool::{Spool, SpoolError};
 
 use crate::settings::{Settings, CORE_KEYS_NOT_SEEN};
-use lockstep_map::{MapStats, Mapping};
+use lockstep_map::{MapStats, Mapping, Scratch};
 
 /// One `[OUTPUT]` instance.
 pub struct LokiOutput {
@@ -119,7 +119,11 @@ impl OutputPlugin for LokiOutput {
         // All or nothing without a separate validation pass: nothing is appended until
         // every record decoded, so a bad record drops the chunk with nothing queued.
         let mut stats = MapStats::default();
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        // Every record's payload goes into one buffer, through buffers reused from
+        // record to record: no allocation per record once they have grown.
+        let mut scratch = Scratch::default();
+        let mut buf: Vec<u8> = Vec::with_capacity(chunk.len() + chunk.len() / 4);
+        let mut ends: Vec<usize> = Vec::new();
         for record in chunk.records() {
             let r = match record {
                 Ok(r) => r,
@@ -130,16 +134,22 @@ impl OutputPlugin for LokiOutput {
                 }
             };
             let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
-            payloads.push(
-                self.mapping
-                    .map_tagged(tag, ts, r.event.body, &mut stats)
-                    .encode(),
-            );
+            self.mapping
+                .encode_tagged(tag, ts, r.event.body, &mut stats, &mut scratch, &mut buf);
+            ends.push(buf.len());
         }
-        if payloads.is_empty() {
+        if ends.is_empty() {
             m.chunks_ok.fetch_add(1, Relaxed);
             return FlushResult::Ok;
         }
+        let payloads: Vec<&[u8]> = ends
+            .iter()
+            .scan(0, |start, &end| {
+                let p = &buf[*start..end];
+                *start = end;
+                Some(p)
+            })
+            .collect();
         match self.spool.append(&payloads) {
             Ok(a) => {
                 // Counted once the chunk is queued: a chunk answered retry is mapped

@@ -1,12 +1,13 @@
 //! Flush-path mapping on arbitrary chunks: whatever the records hold, mapping never
-//! panics, labels stay valid for Loki, and the spooled form round-trips.
+//! panics, labels stay valid for Loki, the spooled form round-trips, and Flush's direct
+//! encoding (one scratch reused across records) writes exactly the entry's payload.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use fluent_bit_chunk::Chunk;
 use libfuzzer_sys::fuzz_target;
-use lockstep_map::{MapStats, Mapping, MappingConfig};
+use lockstep_map::{MapStats, Mapping, MappingConfig, Scratch};
 use lockstep_ship::SpooledEntry;
 
 fn mappings() -> &'static [Mapping] {
@@ -35,8 +36,9 @@ fuzz_target!(|data: &[u8]| {
     if chunk.validate().is_err() {
         return;
     }
+    let mut scratch: Vec<Scratch> = mappings().iter().map(|_| Scratch::default()).collect();
     for r in chunk.records().flatten() {
-        for m in mappings() {
+        for (m, sc) in mappings().iter().zip(&mut scratch) {
             let mut stats = MapStats::default();
             let e = m.map_tagged("app.x", 0, r.event.body, &mut stats);
             for w in e.labels.windows(2) {
@@ -47,6 +49,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!v.is_empty() && v.len() <= 2048, "label value {v:?}");
             }
             assert_eq!(SpooledEntry::decode(1, &e.encode()).unwrap(), e);
+            let (mut direct, mut stats2) = (Vec::new(), MapStats::default());
+            m.encode_tagged("app.x", 0, r.event.body, &mut stats2, sc, &mut direct);
+            assert_eq!(direct, e.encode());
+            assert_eq!(stats2, stats);
         }
     }
 });
