@@ -387,10 +387,16 @@ print("| " + " | ".join(hdr) + " |")
 print("|" + "---|" * len(hdr))
 for r in rows:
     print("| " + " | ".join(r) + " |")
-by = {r[0]: r for r in rows}
+import statistics
 def f(run, i):
-    try: return float(by[run][i])
-    except (KeyError, ValueError): return None
+    # The median over every run of that kind (interleave runs: load drift hits all).
+    v = []
+    for r in rows:
+        try:
+            if r[0] == run: v.append(float(r[i]))
+        except ValueError: pass
+    return statistics.median(v) if v else None
+print("ratios of medians over the runs above")
 floor = f("d", 5)
 for run in ("a", "b"):
     cpu, rss, bcpu, brss = f(run, 5), f(run, 7), f("c", 5), f("c", 7)

@@ -75,7 +75,7 @@ pub struct DrainConfig {
 impl Default for DrainConfig {
     fn default() -> Self {
         DrainConfig {
-            batch_entries: 512,
+            batch_entries: 4096,
             batch_bytes: 1 << 20,
             linger: Duration::from_secs(5),
             backoff: BackoffConfig::default(),

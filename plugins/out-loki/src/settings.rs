@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(st.client.auth, Auth::None);
         assert_eq!(st.spool.full_policy, FullPolicy::Block);
         assert_eq!(st.spool.sync, SyncMode::Always);
-        assert_eq!(st.drain.batch_entries, 512);
+        assert_eq!(st.drain.batch_entries, 4096);
         assert_eq!(st.drain.batch_bytes, 1 << 20);
         assert_eq!(st.drain.linger, Duration::from_secs(5));
         assert_eq!(st.drain.too_old, TooOld::Drop);
