@@ -16,7 +16,10 @@
 #
 # Loki's config must listen on 127.0.0.1:3100 (LOKI_PORT to change it) and allow old
 # samples (limits_config.reject_old_samples: false, or a max age above 2 h).
-# Optional: DRILL_OLD (20000), DRILL_NEW (20000), DRILL_AGE_S (7200), PLUGIN_SO.
+# Optional: DRILL_OLD (20000), DRILL_NEW (20000), DRILL_AGE_S (7200), PLUGIN_SO,
+# DRILL_OUTPUT=builtin (the same drill through Fluent Bit's built-in `loki` output with
+# unlimited retries, m-builtin-backlog-behind.conf, for comparison; DRILL_WAIT_S, default
+# 300, bounds the wait for its retries).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 : "${FLUENT_BIT:?set FLUENT_BIT to a release build of Fluent Bit 5.1.x}"
@@ -90,32 +93,56 @@ with open(path, "w") as f:
 PY
 export DRILL_INPUT=$W/input.jsonl LOKI_PUSH_URL=$LOKI/loki/api/v1/push SPOOL_DIR=$W/spool
 export METRICS_PORT=$((24000 + RANDOM % 8000)) DRILL_RUN=drill-$RANDOM$RANDOM
-"$FLUENT_BIT" -e "$PLUGIN_SO" -c "$BENCH_CONF_DIR/m-lockstep-backlog-behind.conf" > "$W/fb.log" 2>&1 &
-FB=$!
+export FB_HTTP_PORT=$((24000 + RANDOM % 8000)) LOKI_PORT=$PORT
+OUTPUT=${DRILL_OUTPUT:-lockstep}
 total=$((OLD + NEW))
-for _ in $(seq 600); do
-  [ "$(metric lockstep_loki_records_in_total)" -ge "$total" ] && break
-  sleep 0.2
-done
-echo "queued while Loki is down: $(metric lockstep_loki_queue_records) records," \
-  "oldest $(metric lockstep_loki_queue_oldest_age_seconds) s old"
+fb_input_records() {
+  { curl -s "http://127.0.0.1:$FB_HTTP_PORT/api/v1/metrics" || true; } |
+    python3 -c 'import json,sys
+try: print(sum(v.get("records",0) for v in json.load(sys.stdin)["input"].values()))
+except Exception: print(0)'
+}
+if [ "$OUTPUT" = builtin ]; then
+  "$FLUENT_BIT" -c "$BENCH_CONF_DIR/m-builtin-backlog-behind.conf" > "$W/fb.log" 2>&1 &
+  FB=$!
+  for _ in $(seq 600); do [ "$(fb_input_records)" -ge "$total" ] && break; sleep 0.2; done
+  echo "read while Loki is down: $(fb_input_records) records (built-in output, memory buffer, retrying)"
+else
+  "$FLUENT_BIT" -e "$PLUGIN_SO" -c "$BENCH_CONF_DIR/m-lockstep-backlog-behind.conf" > "$W/fb.log" 2>&1 &
+  FB=$!
+  for _ in $(seq 600); do
+    [ "$(metric lockstep_loki_records_in_total)" -ge "$total" ] && break
+    sleep 0.2
+  done
+  echo "queued while Loki is down: $(metric lockstep_loki_queue_records) records," \
+    "oldest $(metric lockstep_loki_queue_oldest_age_seconds) s old"
+fi
 
 echo "== 2. Loki up"
 t0=$(date +%s.%N)
 start_loki drill
 got=0
-for _ in $(seq 600); do
+deadline=$(( $(date +%s) + ${DRILL_WAIT_S:-300} ))
+while [ "$(date +%s)" -lt "$deadline" ]; do
   got=$(count "$DRILL_RUN")
-  [ "$got" -ge "$total" ] && [ "$(metric lockstep_loki_queue_records)" = 0 ] && break
-  sleep 0.5
+  if [ "$OUTPUT" = builtin ]; then
+    [ "$got" -ge "$total" ] && break
+  else
+    [ "$got" -ge "$total" ] && [ "$(metric lockstep_loki_queue_records)" = 0 ] && break
+  fi
+  sleep 1
 done
 echo "after $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s (Loki's start included):"
 sleep 2
 got=$(count "$DRILL_RUN")
 echo "Loki holds $got entries of $total records for run $DRILL_RUN"
-echo "plugin: sent $(metric lockstep_loki_entries_sent_total), dead-lettered" \
-  "$(metric lockstep_loki_dead_letter_entries_total), dropped $(metric lockstep_loki_entries_dropped_total)," \
-  "queue $(metric lockstep_loki_queue_records)"
+if [ "$OUTPUT" = builtin ]; then
+  { grep -c "status=400" "$W/fb.log" || true; } | sed 's/^/pushes Loki refused with 400: /'
+else
+  echo "plugin: sent $(metric lockstep_loki_entries_sent_total), dead-lettered" \
+    "$(metric lockstep_loki_dead_letter_entries_total), dropped $(metric lockstep_loki_entries_dropped_total)," \
+    "queue $(metric lockstep_loki_queue_records)"
+fi
 { grep -ci "too far behind" "$W/fb.log" || true; } | sed 's/^/"too far behind" lines in Fluent Bit log: /'
 kill -TERM "$FB"; wait "$FB" || true
 stop_loki
