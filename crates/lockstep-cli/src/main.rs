@@ -127,26 +127,23 @@ pub(crate) fn policy_or_default(p: &Option<PathBuf>) -> Result<Policy> {
     };
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read"))?;
-    let kind = lockstep_report::input::kind_of(&text, &origin);
-    let policy = match kind {
-        Some(lockstep_report::input::Kind::Collector | lockstep_report::input::Kind::FluentBit) => {
-            let r = lockstep_report::input::resolve(&text, &origin, None)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            eprintln!(
-                "{origin}: a {} config; its sampler is imported:",
-                r.kind.as_str()
-            );
-            for m in r.imported.iter().flat_map(|i| &i.messages) {
-                eprintln!("{m}");
-            }
-            r.policy
+    let r = lockstep_report::input::resolve_as(
+        &text,
+        lockstep_policy::Format::from_path(path),
+        &origin,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(imp) = &r.imported {
+        eprintln!(
+            "{origin}: a {} config; its sampler is imported:",
+            r.kind.as_str()
+        );
+        for m in &imp.messages {
+            eprintln!("{m}");
         }
-        _ => lockstep_policy::compile_policy(
-            &text,
-            lockstep_policy::Format::from_path(path),
-            &origin,
-        )?,
-    };
+    }
+    let policy = r.policy;
     for w in policy.warnings() {
         eprintln!("warning: {origin}: {w}");
     }

@@ -84,11 +84,16 @@ pub fn format_of(text: &str) -> Format {
 /// The kind of a non-empty text, by the shape of its top level (`None` when it does not
 /// parse: it is then read as a lockstep policy, whose parser reports where it breaks).
 pub fn kind_of(text: &str, origin: &str) -> Option<Kind> {
+    kind_in(text, format_of(text), origin)
+}
+
+/// [`kind_of`] for text read in `format`.
+fn kind_in(text: &str, format: Format, origin: &str) -> Option<Kind> {
     if lockstep_policy::import::is_classic_conf(text) {
         // Not YAML: the importer says why it cannot be read.
         return Some(Kind::FluentBit);
     }
-    let root: Value = lockstep_policy::parse_value(text, format_of(text), origin).ok()?;
+    let root: Value = lockstep_policy::parse_value(text, format, origin).ok()?;
     let obj = root.as_object()?;
     let sampler_key = |k: &String| k == "tail_sampling" || k.starts_with("tail_sampling/");
     if obj.keys().any(|k| k.eq_ignore_ascii_case("pipeline")) {
@@ -124,8 +129,18 @@ pub fn resolve(
             warnings: vec![],
         });
     }
-    let format = format_of(text);
-    let kind = kind_of(text, origin).unwrap_or(Kind::Lockstep);
+    resolve_as(text, format_of(text), origin, processor)
+}
+
+/// Resolves non-empty policy text read in `format` (the CLI's file name decides it):
+/// a lockstep policy is compiled, a config's sampler imported.
+pub fn resolve_as(
+    text: &str,
+    format: Format,
+    origin: &str,
+    processor: Option<&str>,
+) -> Result<Resolved, ResolveError> {
+    let kind = kind_in(text, format, origin).unwrap_or(Kind::Lockstep);
     let (policy, imported) = match kind {
         Kind::Lockstep | Kind::Default => (compile_policy(text, format, origin)?, None),
         Kind::Collector | Kind::FluentBit => {
@@ -145,11 +160,7 @@ pub fn resolve(
                     location: None,
                 });
             }
-            let rendered = imp.render(Format::Json)?;
-            (
-                compile_policy(&rendered, Format::Json, "<imported>")?,
-                Some(imp),
-            )
+            (Policy::compile(&imp.chosen().policy)?, Some(imp))
         }
     };
     Ok(Resolved {
