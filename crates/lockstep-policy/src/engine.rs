@@ -2,6 +2,7 @@
 
 use crate::model::*;
 use crate::sampling;
+use crate::trace::TraceFacts;
 use crate::PolicyError;
 use lockstep_record::{
     Attr, DurationState, Extracted, Extractor, FieldTable, IdState, LevelState, Matcher, ScanError,
@@ -129,6 +130,8 @@ pub struct Policy {
     sample_on_first_match: bool,
     settings: Settings,
     matcher: Matcher,
+    /// Per top-level rule, the number of its first leaf; last: the leaf count.
+    leaf_base: Vec<usize>,
 }
 
 /// The built-in default: keep errors and anything slower than 200 ms (the seed
@@ -442,7 +445,9 @@ impl Policy {
         let table = FieldTable::default().with_overrides(&settings.fields);
         let matcher = Matcher::new(table, &attrs)
             .map_err(|e| PolicyError::invalid("lockstep.fields", e.to_string()))?;
+        let leaf_base = leaf_bases(&rules);
         Ok(Policy {
+            leaf_base,
             rules,
             stages,
             warnings,
@@ -491,6 +496,7 @@ impl Policy {
             Ok(p) => p,
             // Unreachable (the rules above are valid), but never panic: keep everything.
             Err(_) => Policy {
+                leaf_base: vec![0, 1],
                 rules: vec![("fail_open".into(), Rule::Always, false)],
                 stages: Vec::new(),
                 warnings: Vec::new(),
@@ -558,23 +564,48 @@ impl Policy {
 
     /// Decides one extracted record.
     pub fn decide(&self, e: &Extracted) -> Decision {
+        self.decide_with(&Line(e))
+    }
+
+    /// Decides a trace from the facts of all its lines ([`Policy::observe`]): the
+    /// same precedence and rules as [`Policy::decide`], each rule asked whether *any*
+    /// line matches it (a status code, an attribute value, a Fluent Bit latency
+    /// condition, per span as the sampler does), `latency` against the longest duration
+    /// any line carries, `probabilistic` on the trace id, `and`/`not`/`drop` combining
+    /// those trace-level verdicts, as the tail sampler combines its policies over a
+    /// trace's spans. `no_level`/`no_duration` apply when no line had one.
+    pub fn decide_trace(&self, f: &TraceFacts) -> Decision {
+        self.decide_with(f)
+    }
+
+    /// Adds one line to its trace's facts: which leaf rules it matches (before any
+    /// `invert_match`), its duration, whether it had a level. Never allocates unless the
+    /// policy has more than 128 leaf rules.
+    pub fn observe(&self, e: &Extracted, f: &mut TraceFacts) {
+        let mut idx = 0usize;
+        for (_, rule, _) in &self.rules {
+            rule.observe(e, f, &mut idx);
+        }
+        if let DurationState::Ms(ms) = e.duration {
+            f.add_duration(ms);
+        }
+        if matches!(e.level, LevelState::Known(_)) {
+            f.flags |= TraceFacts::LEVEL;
+        }
+        f.lines = f.lines.saturating_add(1);
+    }
+
+    /// How many leaf rules the policy has (bits in a [`TraceFacts`]).
+    pub fn leaf_count(&self) -> usize {
+        self.leaf_base.last().copied().unwrap_or(0)
+    }
+
+    fn decide_with<F: Facts>(&self, e: &F) -> Decision {
         let s = &self.settings;
         let missing = [
-            (
-                s.no_trace_id,
-                !matches!(e.trace_id, IdState::Valid(_)),
-                Reason::NoTraceId,
-            ),
-            (
-                s.no_level,
-                !matches!(e.level, LevelState::Known(_)),
-                Reason::NoLevel,
-            ),
-            (
-                s.no_duration,
-                !matches!(e.duration, DurationState::Ms(_)),
-                Reason::NoDuration,
-            ),
+            (s.no_trace_id, !e.has_trace_id(), Reason::NoTraceId),
+            (s.no_level, !e.has_level(), Reason::NoLevel),
+            (s.no_duration, e.duration_ms().is_none(), Reason::NoDuration),
         ];
         for (action, is_missing, reason) in missing {
             if is_missing && action != Missing::Evaluate {
@@ -592,7 +623,7 @@ impl Policy {
         // Drop policies first; then the rest: Dropped > Sampled > NotSampled.
         for (i, (_, rule, is_drop)) in self.rules.iter().enumerate() {
             if *is_drop {
-                match rule.eval(e) {
+                match rule.eval(e, &mut self.leaf_base[i].clone()) {
                     Ok(Verdict::Dropped) => {
                         return Decision {
                             keep: false,
@@ -610,7 +641,7 @@ impl Policy {
             if *is_drop {
                 continue;
             }
-            match rule.eval(e) {
+            match rule.eval(e, &mut self.leaf_base[i].clone()) {
                 Ok(Verdict::Dropped) => {
                     return Decision {
                         keep: false,
@@ -651,11 +682,16 @@ impl Policy {
     /// tail stage with conditions, else the last probabilistic stage, else `tail` (a
     /// tail without conditions keeps everything). A record dropped by a probabilistic
     /// stage is dropped with that stage's name; by a tail stage, `not_sampled`.
-    fn decide_stages(&self, e: &Extracted) -> Decision {
+    fn decide_stages<F: Facts>(&self, e: &F) -> Decision {
         let mut best: Option<(u8, u16)> = None;
         for &(a, b) in &self.stages {
-            let hit = (a..b)
-                .find(|&i| matches!(self.rules[usize::from(i)].1.eval(e), Ok(Verdict::Sampled)));
+            let hit = (a..b).find(|&i| {
+                let i = usize::from(i);
+                matches!(
+                    self.rules[i].1.eval(e, &mut self.leaf_base[i].clone()),
+                    Ok(Verdict::Sampled)
+                )
+            });
             let Some(i) = hit else {
                 let by_probabilistic = b == a + 1
                     && matches!(self.rules[usize::from(a)].1, Rule::FbProbabilistic { .. });
@@ -684,6 +720,17 @@ impl Policy {
             skipped: 0,
         }
     }
+}
+
+fn leaf_bases(rules: &[(String, Rule, bool)]) -> Vec<usize> {
+    let mut v = Vec::with_capacity(rules.len() + 1);
+    let mut n = 0;
+    for (_, r, _) in rules {
+        v.push(n);
+        n += r.leaf_count();
+    }
+    v.push(n);
+    v
 }
 
 /// A record's duration truncated to whole milliseconds, after rounding to whole
@@ -718,37 +765,95 @@ fn scalar_text<'b>(a: &Attr<'b>, buf: &'b mut [u8; 40]) -> Option<&'b str> {
     std::str::from_utf8(&buf[..n]).ok()
 }
 
+/// What rules are evaluated against: one line ([`Line`]), or a trace's accumulated
+/// lines ([`TraceFacts`]). Leaves are numbered in depth-first order; `leaf` answers
+/// whether the leaf numbered `idx` matches (for a line: computed; for a trace: whether
+/// any line matched it).
+pub(crate) trait Facts {
+    fn trace_id(&self) -> Option<&[u8; 16]>;
+    fn has_trace_id(&self) -> bool {
+        self.trace_id().is_some()
+    }
+    fn has_level(&self) -> bool;
+    /// The duration `latency` compares: the line's, or the longest of the trace's lines.
+    fn duration_ms(&self) -> Option<f64>;
+    fn leaf(&self, idx: usize, rule: &Rule) -> bool;
+}
+
+/// One line, decided alone.
+pub(crate) struct Line<'a>(pub(crate) &'a Extracted);
+
+impl Facts for Line<'_> {
+    fn trace_id(&self) -> Option<&[u8; 16]> {
+        self.0.trace_id()
+    }
+    fn has_trace_id(&self) -> bool {
+        matches!(self.0.trace_id, IdState::Valid(_))
+    }
+    fn has_level(&self) -> bool {
+        matches!(self.0.level, LevelState::Known(_))
+    }
+    fn duration_ms(&self) -> Option<f64> {
+        match self.0.duration {
+            DurationState::Ms(ms) => Some(ms),
+            _ => None,
+        }
+    }
+    #[inline]
+    fn leaf(&self, _idx: usize, rule: &Rule) -> bool {
+        rule.line_match(self.0)
+    }
+}
+
 impl Rule {
-    fn eval(&self, e: &Extracted) -> Result<Verdict, EvalError> {
-        Ok(match self {
-            Rule::Always => Verdict::Sampled,
-            Rule::Latency { lo, hi, inclusive } => match e.duration {
-                // The collector truncates the trace duration (ns) to whole milliseconds.
-                DurationState::Ms(ms) => {
-                    let d = whole_ms(ms);
-                    let above = if *inclusive { d >= *lo } else { d > *lo };
-                    sampled(above && (*hi == 0 || d <= *hi))
+    /// Leaves under (and including) this rule.
+    pub(crate) fn leaf_count(&self) -> usize {
+        match self {
+            Rule::And(subs) | Rule::Drop(subs) => subs.iter().map(Rule::leaf_count).sum(),
+            Rule::Not(sub) => sub.leaf_count(),
+            _ => 1,
+        }
+    }
+
+    /// Sets, in `f`, the bit of every leaf this line matches.
+    fn observe(&self, e: &Extracted, f: &mut TraceFacts, idx: &mut usize) {
+        match self {
+            Rule::And(subs) | Rule::Drop(subs) => {
+                for s in subs {
+                    s.observe(e, f, idx);
                 }
-                _ => Verdict::NotSampled,
+            }
+            Rule::Not(sub) => sub.observe(e, f, idx),
+            leaf => {
+                if leaf.line_match(e) {
+                    f.set_bit(*idx);
+                }
+                *idx += 1;
+            }
+        }
+    }
+
+    /// Whether one line matches this leaf, before `invert_match` (`latency` and the
+    /// probabilistic rules too, though a trace reads those from its duration and id).
+    fn line_match(&self, e: &Extracted) -> bool {
+        match self {
+            Rule::Always => true,
+            Rule::Latency { lo, hi, inclusive } => match e.duration {
+                DurationState::Ms(ms) => latency_in(ms, *lo, *hi, *inclusive),
+                _ => false,
             },
-            Rule::Status { error, ok, unset } => sampled(match e.level {
+            Rule::Status { error, ok, unset } => match e.level {
                 LevelState::Known(l) if l.is_error() => *error,
                 LevelState::Known(_) => *ok || *unset,
                 _ => *unset,
-            }),
-            Rule::Probabilistic { salt, threshold } => {
-                let t = e.trace_id().ok_or(EvalError::NoTraceId)?;
-                sampled(sampling::hash_trace_id(salt, t) <= *threshold)
-            }
-            Rule::Str {
-                slot,
-                values,
-                invert,
-                ..
-            } => {
+            },
+            Rule::Probabilistic { salt, threshold } => e
+                .trace_id()
+                .is_some_and(|t| sampling::hash_trace_id(salt, t) <= *threshold),
+            Rule::Str { slot, values, .. } => {
                 let mut buf = [0u8; 40];
                 let a = e.attr(*slot);
-                let matched = match scalar_text(&a, &mut buf) {
+                match scalar_text(&a, &mut buf) {
                     None => false,
                     Some(text) => {
                         #[cfg(feature = "regex")]
@@ -763,72 +868,39 @@ impl Rule {
                         #[cfg(not(feature = "regex"))]
                         values.iter().any(|v| v == text)
                     }
-                };
-                sampled(matched != *invert)
+                }
             }
-            Rule::Num {
-                slot,
-                min,
-                max,
-                invert,
-            } => {
-                let matched = e
-                    .attr(*slot)
-                    .as_f64()
-                    .is_some_and(|v| min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m));
-                sampled(matched != *invert)
-            }
-            Rule::Bool {
-                slot,
-                value,
-                invert,
-            } => {
+            Rule::Num { slot, min, max, .. } => e
+                .attr(*slot)
+                .as_f64()
+                .is_some_and(|v| min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)),
+            Rule::Bool { slot, value, .. } => {
                 let b = match e.attr(*slot) {
                     Attr::Bool(b) => Some(b),
                     Attr::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
                     Attr::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
                     _ => None,
                 };
-                sampled(b.is_some_and(|b| b == *value) != *invert)
+                b.is_some_and(|b| b == *value)
             }
-            Rule::And(subs) => {
-                for s in subs {
-                    if s.eval(e)? != Verdict::Sampled {
-                        return Ok(Verdict::NotSampled);
-                    }
-                }
-                Verdict::Sampled
-            }
-            Rule::Not(sub) => match sub.eval(e)? {
-                Verdict::Sampled => Verdict::NotSampled,
-                Verdict::NotSampled => Verdict::Sampled,
-                Verdict::Dropped => Verdict::Dropped,
-            },
-            Rule::Drop(subs) => {
-                for s in subs {
-                    if s.eval(e)? != Verdict::Sampled {
-                        return Ok(Verdict::NotSampled);
-                    }
-                }
-                Verdict::Dropped
-            }
+            Rule::And(_) | Rule::Not(_) | Rule::Drop(_) => false,
             Rule::FbProbabilistic { percentage } => {
-                sampled(sampling::fluent_bit_keep(e.trace_id(), *percentage))
+                sampling::fluent_bit_keep(e.trace_id(), *percentage)
             }
             Rule::FbLatency { low, high } => match e.duration {
                 // Per span in Fluent Bit: each record's own duration; start > end (a
                 // negative duration) never matches.
                 DurationState::Ms(ms) if ms >= 0.0 => {
                     let d = whole_ms(ms);
-                    sampled((*low != 0 && d <= *low) || (*high != 0 && d >= *high))
+                    (*low != 0 && d <= *low) || (*high != 0 && d >= *high)
                 }
-                _ => Verdict::NotSampled,
+                _ => false,
             },
-            Rule::FbStr { slot, values, how } => sampled(match (e.attr(*slot), how) {
+            Rule::FbStr { slot, values, how } => match (e.attr(*slot), how) {
                 (Attr::Str(_), FbMatch::Exists) => true,
                 (Attr::Str(s), FbMatch::Strict) => values.iter().any(|v| v == s),
                 _ => false,
-            }),
+            },
             Rule::FbNum {
                 slot,
                 min,
@@ -845,20 +917,78 @@ impl Rule {
                     ),
                     Attr::Int(v) => v >= *min && v <= *max,
                     Attr::Float(f) => f >= *min as f64 && f <= *max as f64,
-                    _ => return Ok(Verdict::NotSampled),
+                    _ => return false,
                 };
-                sampled(*exists || in_range)
+                *exists || in_range
             }
             Rule::FbBool {
                 slot,
                 value,
                 exists,
-            } => sampled(match e.attr(*slot) {
+            } => match e.attr(*slot) {
                 Attr::Bool(b) => *exists || b == *value,
                 _ => false,
-            }),
+            },
+        }
+    }
+
+    /// This rule's verdict on `f`; `idx` is the number of its first leaf.
+    fn eval<F: Facts>(&self, f: &F, idx: &mut usize) -> Result<Verdict, EvalError> {
+        let here = *idx;
+        if !matches!(self, Rule::And(_) | Rule::Not(_) | Rule::Drop(_)) {
+            *idx += 1;
+        }
+        Ok(match self {
+            Rule::Always => Verdict::Sampled,
+            // The collector truncates the trace duration (ns) to whole milliseconds.
+            Rule::Latency { lo, hi, inclusive } => sampled(
+                f.duration_ms()
+                    .is_some_and(|ms| latency_in(ms, *lo, *hi, *inclusive)),
+            ),
+            Rule::Probabilistic { salt, threshold } => {
+                let t = f.trace_id().ok_or(EvalError::NoTraceId)?;
+                sampled(sampling::hash_trace_id(salt, t) <= *threshold)
+            }
+            Rule::FbProbabilistic { percentage } => {
+                sampled(sampling::fluent_bit_keep(f.trace_id(), *percentage))
+            }
+            Rule::Str { invert, .. } | Rule::Num { invert, .. } | Rule::Bool { invert, .. } => {
+                sampled(f.leaf(here, self) != *invert)
+            }
+            Rule::And(subs) => {
+                for s in subs {
+                    if s.eval(f, idx)? != Verdict::Sampled {
+                        return Ok(Verdict::NotSampled);
+                    }
+                }
+                Verdict::Sampled
+            }
+            Rule::Not(sub) => match sub.eval(f, idx)? {
+                Verdict::Sampled => Verdict::NotSampled,
+                Verdict::NotSampled => Verdict::Sampled,
+                Verdict::Dropped => Verdict::Dropped,
+            },
+            Rule::Drop(subs) => {
+                for s in subs {
+                    if s.eval(f, idx)? != Verdict::Sampled {
+                        return Ok(Verdict::NotSampled);
+                    }
+                }
+                Verdict::Dropped
+            }
+            Rule::Status { .. }
+            | Rule::FbLatency { .. }
+            | Rule::FbStr { .. }
+            | Rule::FbNum { .. }
+            | Rule::FbBool { .. } => sampled(f.leaf(here, self)),
         })
     }
+}
+
+fn latency_in(ms: f64, lo: i64, hi: i64, inclusive: bool) -> bool {
+    let d = whole_ms(ms);
+    let above = if inclusive { d >= lo } else { d > lo };
+    above && (hi == 0 || d <= hi)
 }
 
 /// A policy with its extractor: decides JSON text or decoded records.

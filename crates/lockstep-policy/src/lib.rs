@@ -19,6 +19,9 @@
 //! - Fluent Bit's semantics ([`fluentbit`]): processors chained as AND, conditions ORed,
 //!   per-record inclusive latency, typed attributes, its probabilistic rule bit-exact,
 //!   its start-up checks, and [`Policy::warnings`] for what 5.1.1 does surprisingly;
+//! - deciding by whole trace ([`trace`]): [`Policy::observe`] accumulates a trace's
+//!   lines into [`TraceFacts`], [`Policy::decide_trace`] decides them with the same
+//!   precedence, each rule asked whether any line matches it;
 //! - [`import`]: converting a collector or Fluent Bit config, listing every policy or
 //!   condition it cannot mirror.
 //!
@@ -35,11 +38,13 @@ pub mod fluentbit;
 pub mod import;
 pub mod model;
 pub mod sampling;
+pub mod trace;
 
 pub use engine::{Decision, Engine, EvalError, Policy, Reason, Verdict, DEFAULT_POLICY_YAML};
 pub use model::{
     FluentBitProcessors, LatencyThreshold, Missing, OnError, PolicyFile, PolicySpec, Settings,
 };
+pub use trace::TraceFacts;
 
 use std::path::Path;
 

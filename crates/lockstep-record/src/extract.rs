@@ -144,6 +144,28 @@ impl Extracted {
         self.attrs.len()
     }
 
+    /// Sets the trace id from a source that outranks every alias (OTLP metadata).
+    #[cfg(feature = "msgpack")]
+    pub(crate) fn set_trace_state(&mut self, s: IdState<16>) {
+        self.trace_rank = 0;
+        self.trace_id = s;
+    }
+
+    /// Sets the span id from a source that outranks every alias (OTLP metadata).
+    #[cfg(feature = "msgpack")]
+    pub(crate) fn set_span_state(&mut self, s: IdState<8>) {
+        self.span_rank = 0;
+        self.span_id = s;
+    }
+
+    /// Sets the level from a source that outranks every alias (OTLP metadata).
+    #[cfg(feature = "msgpack")]
+    pub(crate) fn set_level_state(&mut self, s: LevelState) {
+        self.level_rank = 0;
+        self.level_raw.clear();
+        self.level = s;
+    }
+
     /// Feeds one value found at a matched path.
     pub(crate) fn on_value(&mut self, actions: &[Action], v: &Scalar<'_>) {
         // A positive integer delivered as signed (msgpack int64) is the same value.

@@ -23,7 +23,11 @@
 //!   record instead of per string (`scan/fast.rs`).
 //! - [`Extractor::extract_de`]: a serde path over any self-describing deserializer
 //!   (msgpack through `rmp-serde`, an already-decoded `serde_json::Value`, JSON text),
-//!   for the output plugin.
+//!   (the CLI and tests).
+//! - [`Extractor::extract_msgpack`] (feature `msgpack`): a record body as
+//!   `fluent-bit-chunk` holds it, walked without serde or recursion off the alias paths,
+//!   plus [`Extractor::merge_otlp_metadata`] for the OTLP fields Fluent Bit's
+//!   `opentelemetry` input keeps in the event metadata: the output plugin's sampling.
 //!
 //! Invariants:
 //! - Ids are never guessed: all-zero, wrong-length, non-hex, malformed forms are
@@ -43,6 +47,8 @@ mod extract;
 pub mod fields;
 pub mod ids;
 pub mod level;
+#[cfg(feature = "msgpack")]
+mod msgpack;
 pub mod samples;
 mod scan;
 #[cfg(feature = "serde-path")]
@@ -56,6 +62,8 @@ pub use fields::{
 };
 pub use ids::{IdError, IdFormat, IdState, SpanId, TraceId};
 pub use level::{Level, LevelState, NumberScheme};
+#[cfg(feature = "msgpack")]
+pub use msgpack::OtlpSeen;
 pub use scan::{validate_object, ScanError};
 
 /// A scalar value as both input paths present it to the sink.

@@ -665,6 +665,27 @@ fn nested_json(b: &[u8], s: &Str, sink: &mut Sink<'_>, buf: &mut Vec<u8>) -> R<(
     } else {
         buf.extend_from_slice(&b[s.start..s.end]);
     }
+    nested_object(sink, buf)
+}
+
+/// Reads the keys of `text` (already unescaped, in `buf`) as top-level keys when it is
+/// one whole valid JSON object; anything else changes nothing.
+#[cfg(feature = "msgpack")]
+pub(crate) fn nested_text(
+    m: &Matcher,
+    out: &mut Extracted,
+    scratch: &mut String,
+    buf: &mut Vec<u8>,
+    text: &[u8],
+) {
+    buf.clear();
+    buf.extend_from_slice(text);
+    let mut sink = Sink { m, out, scratch };
+    // Valid or nothing: the object is checked whole before any key is read.
+    let _ = nested_object(&mut sink, buf);
+}
+
+fn nested_object(sink: &mut Sink<'_>, buf: &[u8]) -> R<()> {
     let mut probe = Scanner::new(buf, 0, false);
     probe.ws();
     if probe.peek() != Some(b'{') {

@@ -570,3 +570,142 @@ fn fast_host_reading_edge_cases() {
         );
     }
 }
+
+// ---- the msgpack path (the output plugin's sampling) ----
+
+#[cfg(feature = "msgpack")]
+mod msgpack {
+    use super::*;
+    use fluent_bit_chunk::Chunk;
+
+    /// One Fluent Bit V2 event `[[EventTime, metadata], body]` around msgpack maps.
+    pub(super) fn event(meta: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x92, 0x92, 0xd7, 0x00];
+        b.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(meta);
+        b.extend_from_slice(body);
+        b
+    }
+
+    pub(super) fn extract_mp(ex: &mut Extractor, meta: &[u8], body: &[u8]) -> (Summary, OtlpSeen) {
+        let bytes = event(meta, body);
+        let rec = Chunk::new(&bytes).records().next().unwrap().unwrap();
+        let _ = ex.extract_msgpack(rec.event.body);
+        let seen = ex.merge_otlp_metadata(rec.event.metadata);
+        (summary(ex.last()), seen)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        #[test]
+        fn msgpack_path_equals_json_path(kv in prop::collection::vec((key(), value()), 0..10)) {
+            let obj = Value::Object(kv.into_iter().collect());
+            let text = obj.to_string();
+            let mut ex = nested_extractor();
+            let json = summary(ex.extract_json(text.as_bytes()).unwrap());
+            let body = rmp_serde::to_vec(&obj).unwrap();
+            let (mp, seen) = extract_mp(&mut ex, &[0x80], &body);
+            prop_assert_eq!(json, mp, "{}", text);
+            prop_assert!(!seen.otlp);
+        }
+    }
+
+    fn mp(v: &Value) -> Vec<u8> {
+        rmp_serde::to_vec(v).unwrap()
+    }
+
+    /// `{"otlp": {...}}` with `trace_id`/`span_id` as msgpack bin, as the
+    /// `opentelemetry` input writes them (fluent-bit-otlp-logs.md §3).
+    fn otlp_meta(trace: &[u8], span: &[u8], rest: &[(&str, Value)]) -> Vec<u8> {
+        let mut m = vec![0x81, 0xa4];
+        m.extend_from_slice(b"otlp");
+        m.push(0x80 | (2 + rest.len() as u8));
+        for (k, id) in [("trace_id", trace), ("span_id", span)] {
+            m.extend_from_slice(&mp(&json!(k)));
+            m.push(0xc4);
+            m.push(id.len() as u8);
+            m.extend_from_slice(id);
+        }
+        for (k, v) in rest {
+            m.extend_from_slice(&mp(&json!(k)));
+            m.extend_from_slice(&mp(v));
+        }
+        m
+    }
+
+    #[test]
+    fn otlp_metadata_supplies_ids_level_and_attributes_the_body_lacks() {
+        let trace: Vec<u8> = (1..=16).collect();
+        let span: Vec<u8> = (1..=8).collect();
+        let meta = otlp_meta(
+            &trace,
+            &span,
+            &[
+                ("severity_number", json!(17)),
+                ("severity_text", json!("INFO")),
+                (
+                    "attributes",
+                    json!({"http.method": "POST", "duration_ms": 250}),
+                ),
+            ],
+        );
+        let mut ex = nested_extractor();
+        let (s, seen) = extract_mp(&mut ex, &meta, &mp(&json!({"log": "payment failed"})));
+        assert_eq!(
+            seen,
+            OtlpSeen {
+                otlp: true,
+                trace_id: true,
+                span_id: true,
+                level: true
+            }
+        );
+        assert_eq!(s.trace, IdState::Valid(trace.clone().try_into().unwrap()));
+        assert_eq!(s.span, IdState::Valid(span.clone().try_into().unwrap()));
+        // severity_number 17 is ERROR even though severity_text says INFO
+        assert_eq!(s.level, LevelState::Known(Level::Error));
+        assert_eq!(s.duration, DurationState::Ms(250.0));
+        assert_eq!(s.attrs, vec!["Str(\"POST\")".to_string()]);
+    }
+
+    #[test]
+    fn otlp_metadata_overrides_the_body_and_rejects_bad_ids() {
+        let mut ex = nested_extractor();
+        let body = mp(&json!({"trace_id": T, "level": "info"}));
+        // wrong length: invalid, never repaired, and it outranks the body's valid id
+        let meta = otlp_meta(&[0xab; 3], &[0; 8], &[("severity_text", json!("fatal"))]);
+        let (s, _) = extract_mp(&mut ex, &meta, &body);
+        assert_eq!(s.trace, IdState::Invalid(IdError::WrongLength(3)));
+        assert_eq!(s.span, IdState::Invalid(IdError::AllZero));
+        assert_eq!(s.level, LevelState::Known(Level::Fatal));
+        // an empty bin (`""` on the JSON path) is absent: the body's id stands
+        let meta = otlp_meta(&[], &[], &[("severity_number", json!("9"))]);
+        let (s, _) = extract_mp(&mut ex, &meta, &body);
+        assert_eq!(to_hex(s.trace.valid().unwrap()), T);
+        assert_eq!(s.level, LevelState::Known(Level::Info));
+        // no otlp map: the body alone
+        let (s, seen) = extract_mp(&mut ex, &mp(&json!({"other": 1})), &body);
+        assert!(!seen.otlp);
+        assert_eq!(to_hex(s.trace.valid().unwrap()), T);
+    }
+
+    #[test]
+    fn deep_bodies_are_skipped_without_recursion() {
+        // 100,000 nested arrays under an unwanted key, then the level: one pass, no
+        // stack growth (this runs on a 64 KiB coroutine stack in Fluent Bit).
+        let mut body = vec![0x82, 0xa1, b'x'];
+        body.extend(std::iter::repeat_n(0x91, 100_000));
+        body.push(0xc0);
+        body.extend_from_slice(&mp(&json!("level"))[..]);
+        body.extend_from_slice(&mp(&json!("ERR"))[..]);
+        let mut ex = nested_extractor();
+        let r = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || extract_mp(&mut ex, &[0x80], &body).0.level)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(r, LevelState::Known(Level::Error));
+    }
+}
