@@ -607,13 +607,39 @@ impl Spool {
         g
     }
 
-    fn read_batch(&self, max_records: usize, max_bytes: usize) -> Result<Batch> {
-        let inner = &*self.inner;
-        let max_len = inner.cfg.max_record_bytes;
-        let (start, acked) = {
-            let st = lock(&inner.state);
+    /// The records after `prev` (a batch from [`Spool::peek`] or from this), for reading
+    /// the whole unacknowledged backlog in bounded pieces without acknowledging any:
+    /// a recovery scan. Acknowledging such a batch before the ones before it is an
+    /// error ([`SpoolError::StaleAck`]). If `prev` was acknowledged or dropped under the
+    /// caller, this reads from the oldest unacknowledged record instead.
+    pub fn peek_after(&self, prev: &Batch, max_records: usize, max_bytes: usize) -> Result<Batch> {
+        let (cursor, acked) = {
+            let st = lock(&self.inner.state);
             (st.cursor, st.acked_next_seq)
         };
+        if prev.end < cursor {
+            return self.read_batch_from(cursor, acked, max_records, max_bytes);
+        }
+        self.read_batch_from(prev.end, prev.next_seq.max(acked), max_records, max_bytes)
+    }
+
+    fn read_batch(&self, max_records: usize, max_bytes: usize) -> Result<Batch> {
+        let (start, acked) = {
+            let st = lock(&self.inner.state);
+            (st.cursor, st.acked_next_seq)
+        };
+        self.read_batch_from(start, acked, max_records, max_bytes)
+    }
+
+    fn read_batch_from(
+        &self,
+        start: Pos,
+        acked: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch> {
+        let inner = &*self.inner;
+        let max_len = inner.cfg.max_record_bytes;
         let mut b = Batch {
             records: Vec::new(),
             start,

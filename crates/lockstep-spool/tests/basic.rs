@@ -221,3 +221,36 @@ fn spool_is_send_and_sync() {
     assert_send_sync::<Spool>();
     assert_send_sync::<lockstep_spool::Batch>();
 }
+
+#[test]
+fn peek_after_reads_the_whole_backlog_in_pieces_without_acking() {
+    let dir = tempfile::tempdir().unwrap();
+    // small segments: the scan crosses several
+    let spool = Spool::open(dir.path(), cfg(1024)).unwrap();
+    let written: Vec<Vec<u8>> = fill(&spool, 60, 3).into_iter().flatten().collect();
+    let first = spool.peek(1, usize::MAX).unwrap();
+    spool.ack(&first).unwrap();
+    let mut seen = Vec::new();
+    let mut b = spool.peek(4, usize::MAX).unwrap();
+    loop {
+        seen.extend(b.records.iter().map(|r| r.payload.clone()));
+        if b.is_empty() {
+            break;
+        }
+        b = spool.peek_after(&b, 4, usize::MAX).unwrap();
+    }
+    assert_eq!(seen, written[1..]);
+    // nothing was acknowledged by the scan, and acking ahead is refused
+    let head = spool.peek(1, usize::MAX).unwrap();
+    assert_eq!(head.records[0].payload, written[1]);
+    let ahead = spool.peek_after(&head, 1, usize::MAX).unwrap();
+    assert!(matches!(
+        spool.ack(&ahead),
+        Err(SpoolError::StaleAck { .. })
+    ));
+    // a prev that was acknowledged meanwhile: read from the oldest unacked record
+    let two = spool.peek(2, usize::MAX).unwrap();
+    spool.ack(&two).unwrap();
+    let again = spool.peek_after(&head, 1, usize::MAX).unwrap();
+    assert_eq!(again.records[0].payload, written[3]);
+}

@@ -1,0 +1,138 @@
+//! The stage's Prometheus text, appended to the output's `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::Stage;
+
+fn add(s: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(s, "{name}{{{labels}}} {v}");
+    }
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub(crate) fn render(stage: &Stage, instance: &str, now_ns: u64) -> String {
+    let inst = format!("instance=\"{}\"", esc(instance));
+    let l = |extra: &str| format!("{inst},{extra}");
+    let m = stage.metrics();
+    let r = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+    let (waiting, pinned, cached) = stage.table_sizes();
+    let g = stage.waiting_gauges();
+    let mut s = String::with_capacity(2048);
+    add(
+        &mut s,
+        "lockstep_loki_traces_waiting",
+        "gauge",
+        "Traces waiting for their decision (bounded by num_traces).",
+        &[(inst.clone(), waiting as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_decisions_pinned",
+        "gauge",
+        "Decided traces whose lines are still being swept out of the waiting queue.",
+        &[(inst.clone(), pinned as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_decisions_cached",
+        "gauge",
+        "Decisions remembered for late lines (decision_cache_*_size).",
+        &[(inst.clone(), cached as f64)],
+    );
+    let decided: Vec<(String, f64)> = stage
+        .decided()
+        .into_iter()
+        .map(|(keep, reason, n)| {
+            let d = if keep { "keep" } else { "drop" };
+            (
+                l(&format!("decision=\"{d}\",reason=\"{}\"", esc(&reason))),
+                n as f64,
+            )
+        })
+        .collect();
+    add(
+        &mut s,
+        "lockstep_loki_traces_decided_total",
+        "counter",
+        "Traces decided, by decision and by the policy (or rule) that decided.",
+        &decided,
+    );
+    add(
+        &mut s,
+        "lockstep_loki_traces_decided_early_total",
+        "counter",
+        "Traces decided before decision_wait because num_traces traces were waiting.",
+        &[(inst.clone(), r(&m.decided_early))],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_policy_lines_total",
+        "counter",
+        "Lines by decision: of decided traces (trace), without a trace id (alone), after their trace's decision (late).",
+        &[
+            (l("decision=\"keep\",by=\"trace\""), r(&m.lines_kept_trace)),
+            (l("decision=\"drop\",by=\"trace\""), r(&m.lines_dropped_trace)),
+            (l("decision=\"keep\",by=\"alone\""), r(&m.lines_kept_alone)),
+            (l("decision=\"drop\",by=\"alone\""), r(&m.lines_dropped_alone)),
+            (l("decision=\"keep\",by=\"late\""), r(&m.late_followed_kept)),
+            (l("decision=\"drop\",by=\"late\""), r(&m.late_followed_dropped)),
+        ],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_late_lines_total",
+        "counter",
+        "Lines that arrived after their trace was decided: followed the remembered decision, or started a new trace (decision forgotten).",
+        &[
+            (
+                l("outcome=\"followed\""),
+                r(&m.late_followed_kept) + r(&m.late_followed_dropped),
+            ),
+            (l("outcome=\"new_trace\""), r(&m.late_new_trace)),
+        ],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_waiting_records",
+        "gauge",
+        "Records in the waiting queue (lines of undecided traces, and decided lines not yet swept).",
+        &[(inst.clone(), g.records as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_waiting_bytes",
+        "gauge",
+        "Payload bytes in the waiting queue.",
+        &[(inst.clone(), g.bytes as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_waiting_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest record in the waiting queue (about decision_wait when healthy).",
+        &[(
+            inst.clone(),
+            g.oldest_age(now_ns).map_or(0.0, |d| d.as_secs_f64()),
+        )],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_waiting_unreadable_total",
+        "counter",
+        "Waiting-queue records that could not be read (skipped), and recovered lines written under another policy (kept).",
+        &[
+            (l("kind=\"record\""), r(&m.unreadable_records)),
+            (l("kind=\"other_policy\""), r(&m.recovered_other_policy)),
+        ],
+    );
+    s
+}

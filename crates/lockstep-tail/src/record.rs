@@ -1,0 +1,173 @@
+//! The records of the waiting queue. One spool record each; the first byte says which:
+//!
+//! ```text
+//! b'P' fingerprint u32 LE, trace id [16], facts (TraceFacts::encode), entry   a line whose trace is waiting
+//! b'K' entry                                                                  a line already kept (no trace id,
+//!                                                                             or a late line of a kept trace)
+//! b'D' count u32 LE, count × (trace id [16], keep u8)                         decisions, in the order made
+//! ```
+//! `entry` is the spooled Loki entry exactly as the main queue stores it
+//! (`lockstep_ship::encode_entry`), so a kept line moves to the main queue unchanged.
+//! `fingerprint` names the policy the facts were computed under: after a restart with
+//! another policy, those facts cannot be read (their bits name other rules).
+
+use lockstep_policy::TraceFacts;
+
+pub const PENDING: u8 = b'P';
+pub const KEPT: u8 = b'K';
+pub const DECISIONS: u8 = b'D';
+
+/// One record of the waiting queue, borrowed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitRecord<'a> {
+    Pending {
+        fingerprint: u32,
+        trace: [u8; 16],
+        facts: TraceFacts,
+        entry: &'a [u8],
+    },
+    Kept {
+        entry: &'a [u8],
+    },
+    Decisions(Decisions<'a>),
+}
+
+/// The decisions of a `D` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decisions<'a>(&'a [u8]);
+
+impl<'a> Decisions<'a> {
+    pub fn iter(&self) -> impl Iterator<Item = ([u8; 16], bool)> + 'a {
+        self.0.chunks_exact(17).map(|c| {
+            let mut t = [0u8; 16];
+            t.copy_from_slice(&c[..16]);
+            (t, c[16] != 0)
+        })
+    }
+    pub fn len(&self) -> usize {
+        self.0.len() / 17
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("empty waiting-queue record")]
+    Empty,
+    #[error("unknown waiting-queue record kind {0:#04x} at byte 0 (written by a newer lockstep?)")]
+    Kind(u8),
+    #[error("truncated waiting-queue record: {what} at byte {offset}")]
+    Truncated { what: &'static str, offset: usize },
+}
+
+/// Appends the header of a line whose trace is waiting; the entry follows.
+pub fn write_pending(out: &mut Vec<u8>, fingerprint: u32, trace: &[u8; 16], facts: &TraceFacts) {
+    out.push(PENDING);
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    out.extend_from_slice(trace);
+    facts.encode(out);
+}
+
+/// Appends the header of a line already kept; the entry follows.
+pub fn write_kept(out: &mut Vec<u8>) {
+    out.push(KEPT);
+}
+
+/// One `D` record.
+pub fn write_decisions(out: &mut Vec<u8>, decisions: &[([u8; 16], bool)]) {
+    out.push(DECISIONS);
+    out.extend_from_slice(&(decisions.len() as u32).to_le_bytes());
+    for (t, keep) in decisions {
+        out.extend_from_slice(t);
+        out.push(u8::from(*keep));
+    }
+}
+
+/// Reads one record. Never panics.
+pub fn parse(b: &[u8]) -> Result<WaitRecord<'_>, RecordError> {
+    let trunc = |what, offset| RecordError::Truncated { what, offset };
+    match *b.first().ok_or(RecordError::Empty)? {
+        PENDING => {
+            let fingerprint = u32::from_le_bytes(
+                b.get(1..5)
+                    .ok_or(trunc("fingerprint", 1))?
+                    .try_into()
+                    .map_err(|_| trunc("fingerprint", 1))?,
+            );
+            let mut trace = [0u8; 16];
+            trace.copy_from_slice(b.get(5..21).ok_or(trunc("trace id", 5))?);
+            let (facts, used) =
+                TraceFacts::decode(Some(trace), &b[21..]).ok_or(trunc("facts", 21))?;
+            Ok(WaitRecord::Pending {
+                fingerprint,
+                trace,
+                facts,
+                entry: &b[21 + used..],
+            })
+        }
+        KEPT => Ok(WaitRecord::Kept { entry: &b[1..] }),
+        DECISIONS => {
+            let n = u32::from_le_bytes(
+                b.get(1..5)
+                    .ok_or(trunc("count", 1))?
+                    .try_into()
+                    .map_err(|_| trunc("count", 1))?,
+            ) as usize;
+            let body = &b[5..];
+            if body.len() != n.saturating_mul(17) {
+                return Err(trunc("decisions", 5));
+            }
+            Ok(WaitRecord::Decisions(Decisions(body)))
+        }
+        k => Err(RecordError::Kind(k)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_errors() {
+        let mut facts = TraceFacts::new(Some([3; 16]));
+        facts.merge(&TraceFacts::new(Some([3; 16])));
+        let mut b = Vec::new();
+        write_pending(&mut b, 0xdead_beef, &[3; 16], &facts);
+        b.extend_from_slice(b"entry");
+        match parse(&b).unwrap() {
+            WaitRecord::Pending {
+                fingerprint,
+                trace,
+                facts: f,
+                entry,
+            } => {
+                assert_eq!(
+                    (fingerprint, trace, entry),
+                    (0xdead_beef, [3; 16], &b"entry"[..])
+                );
+                assert_eq!(f, facts);
+            }
+            other => panic!("{other:?}"),
+        }
+        for cut in 0..21 {
+            assert!(parse(&b[..cut]).is_err(), "{cut}");
+        }
+        let mut d = Vec::new();
+        write_decisions(&mut d, &[([1; 16], true), ([2; 16], false)]);
+        let WaitRecord::Decisions(ds) = parse(&d).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            ds.iter().collect::<Vec<_>>(),
+            vec![([1; 16], true), ([2; 16], false)]
+        );
+        assert!(parse(&d[..d.len() - 1]).is_err());
+        assert_eq!(parse(b"Xyz"), Err(RecordError::Kind(b'X')));
+        let mut k = Vec::new();
+        write_kept(&mut k);
+        k.extend_from_slice(b"e");
+        assert_eq!(parse(&k), Ok(WaitRecord::Kept { entry: b"e" }));
+    }
+}
