@@ -44,7 +44,7 @@ pub use engine::{Decision, Engine, EvalError, Policy, Reason, Verdict, DEFAULT_P
 pub use model::{
     FluentBitProcessors, LatencyThreshold, Missing, OnError, PolicyFile, PolicySpec, Settings,
 };
-pub use trace::TraceFacts;
+pub use trace::{TraceFacts, TraceTiming};
 
 use std::path::Path;
 

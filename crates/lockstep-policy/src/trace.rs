@@ -175,3 +175,55 @@ impl Facts for TraceFacts {
         self.bit(idx)
     }
 }
+
+/// When a trace sampler's file says to decide and how many traces it holds: the
+/// Collector's top-level `decision_wait` (a Go duration) and `num_traces`, or the first
+/// Fluent Bit `tail` processor's `sampling_settings` (`decision_wait` in whole seconds as
+/// 5.1.1 reads it, `max_traces`). `None` where the file does not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TraceTiming {
+    pub decision_wait_ms: Option<f64>,
+    pub num_traces: Option<u64>,
+}
+
+impl crate::PolicyFile {
+    /// See [`TraceTiming`].
+    pub fn trace_timing(&self) -> TraceTiming {
+        use serde_json::Value;
+        let num = |v: &Value| match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let mut t = TraceTiming::default();
+        if let Some(w) = self.other.get("decision_wait") {
+            t.decision_wait_ms = match w {
+                Value::String(s) => lockstep_record::duration::go_duration_ms(s.trim()),
+                // A bare number in a Collector config is nanoseconds (time.Duration).
+                Value::Number(n) => n.as_f64().map(|ns| ns / 1e6),
+                _ => None,
+            };
+        }
+        t.num_traces = self.other.get("num_traces").and_then(num);
+        if let Some(p) = &self.processors {
+            let tail = p.traces.iter().filter_map(Value::as_object).find(|m| {
+                crate::fluentbit::key_ci(m, "type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("tail"))
+            });
+            if let Some(Value::Object(s)) =
+                tail.and_then(|m| crate::fluentbit::key_ci(m, "sampling_settings"))
+            {
+                if let Some(w) = crate::fluentbit::key_ci(s, "decision_wait") {
+                    let text = match w {
+                        Value::String(x) => x.clone(),
+                        other => other.to_string(),
+                    };
+                    t.decision_wait_ms = Some(crate::fluentbit::atoi(&text).max(0) as f64 * 1000.0);
+                }
+                t.num_traces = crate::fluentbit::key_ci(s, "max_traces").and_then(num);
+            }
+        }
+        t
+    }
+}

@@ -280,3 +280,36 @@ proptest! {
         let _ = TraceFacts::decode(None, &b);
     }
 }
+
+#[test]
+fn the_samplers_own_timing_is_read_from_the_file() {
+    let f = parse_policy(
+        "decision_wait: 10s\nnum_traces: 2000\npolicies:\n  - {name: a, type: always_sample}\n",
+        Format::Yaml,
+        "c.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        f.trace_timing(),
+        TraceTiming {
+            decision_wait_ms: Some(10_000.0),
+            num_traces: Some(2000)
+        }
+    );
+    let f = parse_policy(
+        "processors:\n  traces:\n    - {name: sampling, type: tail, sampling_settings: {decision_wait: 500ms, max_traces: 7}}\n",
+        Format::Yaml,
+        "fb.yaml",
+    )
+    .unwrap();
+    // 5.1.1 reads `500ms` as 500 whole seconds
+    assert_eq!(
+        f.trace_timing(),
+        TraceTiming {
+            decision_wait_ms: Some(500_000.0),
+            num_traces: Some(7)
+        }
+    );
+    let f = parse_policy(lockstep_policy::DEFAULT_POLICY_YAML, Format::Yaml, "d").unwrap();
+    assert_eq!(f.trace_timing(), TraceTiming::default());
+}

@@ -16,6 +16,11 @@
 //! - The flush path keeps its stack small (Fluent Bit runs it on a 64 KiB coroutine
 //!   stack without a guard page): decoding and mapping do not recurse on input depth,
 //!   and buffers live on the heap.
+//! - **With `policy_file`, sampling by whole trace** (`lockstep-tail`): a flush writes
+//!   its lines to the waiting queue (`spool_dir/waiting`) instead, dropping at once what
+//!   is already decided (late lines of dropped traces, lines with no trace id the policy
+//!   drops); a decider thread decides each trace `decision_wait` after its first line
+//!   and moves the lines of kept traces to the main queue. The drain sees kept lines only.
 //! - No `unsafe` here: the FFI lives in `fluent-bit-plugin`'s shell.
 
 pub mod settings;
@@ -33,12 +38,15 @@ use lockstep_spool::{Spool, SpoolError};
 
 use crate::settings::{Settings, CORE_KEYS_NOT_SEEN};
 use lockstep_map::{MapStats, Mapping, Scratch};
+use lockstep_tail::{Stage, StageConfig};
 
 /// One `[OUTPUT]` instance.
 pub struct LokiOutput {
     mapping: Mapping,
     spool: Arc<Spool>,
-    drain: Drain,
+    drain: Arc<Drain>,
+    /// The decision stage, with `policy_file`.
+    stage: Option<Arc<Stage>>,
     metrics: Arc<Metrics>,
     _metrics_server: Option<MetricsServer>,
     stopping: AtomicBool,
@@ -78,12 +86,19 @@ impl OutputPlugin for LokiOutput {
         let client = LokiClient::new(st.client.clone())?;
         let metrics = Arc::new(Metrics::default());
         // The listener first: a failed bind must fail init before any thread starts.
+        let stage_cell: Arc<std::sync::OnceLock<Arc<Stage>>> = Arc::default();
         let metrics_server = match st.metrics_listen {
             None => None,
             Some(addr) => {
                 let (m, s, l) = (metrics.clone(), spool.clone(), label.clone());
+                let cell = stage_cell.clone();
                 let srv = MetricsServer::start(addr, format!("{label}.metrics"), move || {
-                    m.render(&l, &s.gauges(), lockstep_spool::now_ns())
+                    let now = lockstep_spool::now_ns();
+                    let mut text = m.render(&l, &s.gauges(), now);
+                    if let Some(stage) = cell.get() {
+                        text.push_str(&stage.render_metrics(&l, now));
+                    }
+                    text
                 })
                 .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
                 log::info!("metrics on http://{}/metrics", srv.addr());
@@ -91,18 +106,75 @@ impl OutputPlugin for LokiOutput {
             }
         };
         let instance = Instance::current();
-        let drain = Drain::start(
+        let inst = instance.clone();
+        let drain = Arc::new(Drain::start(
             format!("{label}.drain"),
             spool.clone(),
             client,
             st.drain.clone(),
             metrics.clone(),
-            Box::new(move || Box::new(instance.as_ref().map(Instance::enter))),
-        )?;
+            Box::new(move || Box::new(inst.as_ref().map(Instance::enter))),
+        )?);
+        let stage = match st.sampling {
+            None => None,
+            Some(sm) => {
+                let wait_dir = st.spool_dir.join("waiting");
+                let cfg = StageConfig {
+                    table: sm.table.clone(),
+                    fingerprint: sm.fingerprint,
+                    // Waiting lines are never dropped to make room: a full waiting
+                    // queue answers retry.
+                    spool: lockstep_spool::SpoolConfig {
+                        full_policy: lockstep_spool::FullPolicy::Block,
+                        ..st.spool.clone()
+                    },
+                };
+                for w in sm.policy.warnings() {
+                    log::warn!("policy_file {}: {w}", sm.policy_file.display());
+                }
+                let d = drain.clone();
+                let opened = Stage::open(
+                    sm.policy,
+                    cfg,
+                    &wait_dir,
+                    spool.clone(),
+                    Box::new(move |n| d.notify(n)),
+                );
+                let (stage, rec) = match opened {
+                    Ok(x) => x,
+                    Err(e) => {
+                        drain.stop();
+                        return Err(e.into());
+                    }
+                };
+                log::info!(
+                    "sampling by trace with {} (decision_wait {:?}, num_traces {}): {} waiting \
+                     traces ({} lines) recovered from {}",
+                    sm.policy_file.display(),
+                    std::time::Duration::from_nanos(sm.table.decision_wait_ns),
+                    sm.table.num_traces,
+                    rec.waiting_traces,
+                    rec.pending_lines,
+                    wait_dir.display()
+                );
+                let stage = Arc::new(stage);
+                let inst = instance.clone();
+                if let Err(e) = stage.start(
+                    format!("{label}.decide"),
+                    Box::new(move || Box::new(inst.as_ref().map(Instance::enter))),
+                ) {
+                    drain.stop();
+                    return Err(e.into());
+                }
+                let _ = stage_cell.set(stage.clone());
+                Some(stage)
+            }
+        };
         Ok(LokiOutput {
             mapping,
             spool,
             drain,
+            stage,
             metrics,
             _metrics_server: metrics_server,
             stopping: AtomicBool::new(false),
@@ -115,6 +187,9 @@ impl OutputPlugin for LokiOutput {
         if self.stopping.load(Relaxed) {
             m.chunks_retry.fetch_add(1, Relaxed);
             return FlushResult::Retry;
+        }
+        if let Some(stage) = &self.stage {
+            return self.flush_sampled(stage, tag, chunk);
         }
         // All or nothing without a separate validation pass: nothing is appended until
         // every record decoded, so a bad record drops the chunk with nothing queued.
@@ -150,8 +225,82 @@ impl OutputPlugin for LokiOutput {
                 Some(p)
             })
             .collect();
-        match self.spool.append(&payloads) {
-            Ok(a) => {
+        let res = self.spool.append(&payloads).map(|a| {
+            self.drain.notify(a.count);
+            a.count
+        });
+        self.queued(tag, res, &stats, ends.len())
+    }
+
+    fn pre_exit(&self, _reason: ExitReason) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    fn exit(self, _reason: ExitReason) {
+        self.stopping.store(true, Relaxed);
+        if let Some(stage) = &self.stage {
+            // One last decision round first, so what is due reaches the drain.
+            stage.stop();
+        }
+        self.drain.stop();
+        let g = self.spool.gauges();
+        log::info!(
+            "stopped: {} entries sent this run; {} records left in the queue for the next start",
+            self.metrics.entries_sent.load(Relaxed),
+            g.records
+        );
+    }
+}
+
+impl LokiOutput {
+    /// With a policy: every record goes through the decision stage; the lines it keeps
+    /// or holds are mapped and appended to the waiting queue as one batch.
+    fn flush_sampled(&self, stage: &Stage, tag: &str, chunk: Chunk<'_>) -> FlushResult {
+        let m = &*self.metrics;
+        let mut stats = MapStats::default();
+        let mut scratch = Scratch::default();
+        let mut intake = stage.intake();
+        intake.buf().reserve(chunk.len() + chunk.len() / 4);
+        let mut records = 0usize;
+        for record in chunk.records() {
+            let r = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    // Nothing was appended; dropping the intake releases its traces.
+                    m.chunks_error.fetch_add(1, Relaxed);
+                    log::error!("dropping an undecodable chunk for tag {tag}: {e}");
+                    return FlushResult::Error;
+                }
+            };
+            records += 1;
+            if intake.begin(r.event.body, r.event.metadata) {
+                let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
+                self.mapping.encode_tagged(
+                    tag,
+                    ts,
+                    r.event.body,
+                    &mut stats,
+                    &mut scratch,
+                    intake.buf(),
+                );
+                intake.end();
+            }
+        }
+        let res = intake.commit();
+        self.queued(tag, res, &stats, records)
+    }
+
+    /// The flush's answer once its batch was appended (or not): counters, logs, code.
+    fn queued(
+        &self,
+        tag: &str,
+        res: Result<usize, SpoolError>,
+        stats: &MapStats,
+        records: usize,
+    ) -> FlushResult {
+        let m = &*self.metrics;
+        match res {
+            Ok(_) => {
                 // Counted once the chunk is queued: a chunk answered retry is mapped
                 // again when Fluent Bit flushes it again.
                 m.invalid_utf8_fixed
@@ -162,9 +311,8 @@ impl OutputPlugin for LokiOutput {
                     .fetch_add(stats.label_values_truncated, Relaxed);
                 m.metadata_dropped
                     .fetch_add(stats.metadata_dropped, Relaxed);
-                m.records_in.fetch_add(a.count as u64, Relaxed);
+                m.records_in.fetch_add(records as u64, Relaxed);
                 m.chunks_ok.fetch_add(1, Relaxed);
-                self.drain.notify(a.count);
                 FlushResult::Ok
             }
             Err(e @ SpoolError::Full { .. }) => {
@@ -187,21 +335,6 @@ impl OutputPlugin for LokiOutput {
                 FlushResult::Retry
             }
         }
-    }
-
-    fn pre_exit(&self, _reason: ExitReason) {
-        self.stopping.store(true, Relaxed);
-    }
-
-    fn exit(self, _reason: ExitReason) {
-        self.stopping.store(true, Relaxed);
-        self.drain.stop();
-        let g = self.spool.gauges();
-        log::info!(
-            "stopped: {} entries sent this run; {} records left in the queue for the next start",
-            self.metrics.entries_sent.load(Relaxed),
-            g.records
-        );
     }
 }
 

@@ -58,6 +58,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "dead_letter_max_bytes",
     "shutdown_grace",
     "metrics_listen",
+    "policy_file",
+    "decision_wait",
+    "num_traces",
+    "decision_cache_sampled_size",
+    "decision_cache_not_sampled_size",
 ];
 
 /// Keys of the built-in `loki` output that `lockstep_loki` does not implement: refused
@@ -83,6 +88,83 @@ pub struct Settings {
     pub mapping: MappingConfig,
     /// `/metrics` listen address.
     pub metrics_listen: Option<SocketAddr>,
+    /// Sampling by whole trace (`policy_file` and its keys); `None`: every record is
+    /// shipped, as without a policy.
+    pub sampling: Option<Sampling>,
+}
+
+/// The decision stage's settings.
+#[derive(Debug)]
+pub struct Sampling {
+    pub policy_file: PathBuf,
+    pub policy: lockstep_policy::Policy,
+    /// FNV-1a-32 of the policy file's bytes: names the policy facts on disk were
+    /// written under.
+    pub fingerprint: u32,
+    pub table: lockstep_tail::TableConfig,
+}
+
+/// Keys that only mean something with `policy_file`.
+const SAMPLING_KEYS: &[&str] = &[
+    "decision_wait",
+    "num_traces",
+    "decision_cache_sampled_size",
+    "decision_cache_not_sampled_size",
+];
+
+fn fnv32(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
+    let Some(policy_file) = config.get::<PathBuf>("policy_file")? else {
+        if let Some(k) = SAMPLING_KEYS.iter().find(|k| config.raw(k).is_some()) {
+            return Err(
+                format!("`{k}` needs `policy_file` (sampling by trace is off without it)").into(),
+            );
+        }
+        return Ok(None);
+    };
+    let origin = policy_file.display().to_string();
+    let text = std::fs::read_to_string(&policy_file)
+        .map_err(|e| format!("`policy_file` {origin}: {e}"))?;
+    let file = lockstep_policy::parse_policy(
+        &text,
+        lockstep_policy::Format::from_path(&policy_file),
+        &origin,
+    )
+    .map_err(|e| format!("`policy_file` {e}"))?;
+    let policy = lockstep_policy::Policy::compile(&file)
+        .map_err(|e| format!("`policy_file` {origin}: {e}"))?;
+    let timing = file.trace_timing();
+    let file_wait = timing
+        .decision_wait_ms
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0));
+    let wait = duration(
+        config,
+        "decision_wait",
+        file_wait.unwrap_or(Duration::from_secs(30)),
+        24 * HOUR,
+    )?;
+    let file_traces = timing.num_traces.and_then(|n| usize::try_from(n).ok());
+    let num_traces: usize = config.get_or("num_traces", file_traces.unwrap_or(50_000))?;
+    if num_traces == 0 {
+        return Err("`num_traces` must be at least 1".into());
+    }
+    Ok(Some(Sampling {
+        fingerprint: fnv32(text.as_bytes()),
+        policy,
+        policy_file,
+        table: lockstep_tail::TableConfig {
+            decision_wait_ns: u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
+            num_traces,
+            cache_sampled: config.get_or("decision_cache_sampled_size", 50_000usize)?,
+            cache_not_sampled: config.get_or("decision_cache_not_sampled_size", 50_000usize)?,
+        },
+    }))
 }
 
 type E = Box<dyn std::error::Error + Send + Sync>;
@@ -336,6 +418,7 @@ impl Settings {
             None => None,
             Some(v) => Some(lockstep_ship::parse_listen(&v)?),
         };
+        let sampling = sampling(config)?;
         Ok(Settings {
             client,
             spool_dir,
@@ -343,6 +426,7 @@ impl Settings {
             drain,
             mapping,
             metrics_listen,
+            sampling,
         })
     }
 }
@@ -557,8 +641,43 @@ mod tests {
                 "README does not document `{key}`"
             );
         }
-        let conf =
-            std::fs::read_to_string(root.join("fluent-bit-conf/loki/fluent-bit.conf")).unwrap();
+        for dir in ["loki", "loki-sampling"] {
+            let conf = std::fs::read_to_string(
+                root.join("fluent-bit-conf")
+                    .join(dir)
+                    .join("fluent-bit.conf"),
+            )
+            .unwrap();
+            let section = output_section(&conf);
+            let core = ["name", "match", "match_regex", "retry_limit"];
+            let mut n = 0;
+            for (key, _) in &section {
+                assert!(
+                    core.contains(&key.as_str()) || KNOWN_KEYS.contains(&key.as_str()),
+                    "{dir}/fluent-bit.conf uses unknown key `{key}`"
+                );
+                n += 1;
+            }
+            assert!(n > 10);
+            let yaml = std::fs::read_to_string(
+                root.join("fluent-bit-conf")
+                    .join(dir)
+                    .join("fluent-bit.yaml"),
+            )
+            .unwrap();
+            let outputs = yaml.split("outputs:").nth(1).unwrap();
+            for line in outputs.lines().map(str::trim).filter(|l| l.contains(':')) {
+                let key = line.trim_start_matches("- ").split(':').next().unwrap();
+                assert!(
+                    core.contains(&key) || KNOWN_KEYS.contains(&key),
+                    "{dir}/fluent-bit.yaml uses unknown key `{key}`"
+                );
+            }
+        }
+    }
+
+    /// The `[OUTPUT]` section of a classic config: (lowercased key, value).
+    fn output_section(conf: &str) -> Vec<(String, String)> {
         let lines: Vec<&str> = conf
             .lines()
             .map(str::trim)
@@ -568,35 +687,109 @@ mod tests {
             .iter()
             .position(|l| *l == "[OUTPUT]")
             .expect("an [OUTPUT] section");
-        let section: Vec<&str> = lines[start + 1..]
+        let section: Vec<(String, String)> = lines[start + 1..]
             .iter()
             .take_while(|l| !l.starts_with('['))
-            .copied()
+            .map(|l| {
+                let (k, v) = l.split_once(char::is_whitespace).unwrap();
+                (k.to_ascii_lowercase(), v.trim().to_string())
+            })
             .collect();
         assert!(section
             .iter()
-            .any(|l| l.starts_with("Name") && l.ends_with("lockstep_loki")));
-        let core = ["name", "match", "retry_limit"];
-        let mut n = 0;
-        for line in section {
-            let key = line.split_whitespace().next().unwrap().to_ascii_lowercase();
-            assert!(
-                core.contains(&key.as_str()) || KNOWN_KEYS.contains(&key.as_str()),
-                "fluent-bit.conf uses unknown key `{key}`"
-            );
-            n += 1;
-        }
-        assert!(n > 10);
-        let yaml =
-            std::fs::read_to_string(root.join("fluent-bit-conf/loki/fluent-bit.yaml")).unwrap();
-        let outputs = yaml.split("outputs:").nth(1).unwrap();
-        for line in outputs.lines().map(str::trim).filter(|l| l.contains(':')) {
-            let key = line.trim_start_matches("- ").split(':').next().unwrap();
-            assert!(
-                core.contains(&key) || KNOWN_KEYS.contains(&key),
-                "fluent-bit.yaml uses unknown key `{key}`"
-            );
-        }
+            .any(|(k, v)| k == "name" && v == "lockstep_loki"));
+        section
+    }
+
+    /// The one-output sampling config starts as shipped (its files pointed at the repo's
+    /// copies): the policy compiles and its keys are read.
+    #[test]
+    fn the_sampling_config_reads_its_policy() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = root.join("fluent-bit-conf/loki-sampling");
+        let conf = std::fs::read_to_string(dir.join("fluent-bit.conf")).unwrap();
+        let token = tempfile_dir().join("token");
+        std::fs::write(&token, "t").unwrap();
+        let pairs: Vec<(String, String)> = output_section(&conf)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match k.as_str() {
+                    "policy_file" => dir.join("lockstep-policy.yaml").display().to_string(),
+                    "bearer_token_file" => token.display().to_string(),
+                    "labels" => v.replace("${HOSTNAME}", "edge-1"),
+                    _ => v,
+                };
+                (k, v)
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let st = Settings::from_config(&Config::from_pairs(&pairs)).unwrap();
+        let sm = st.sampling.expect("policy_file set");
+        assert_eq!(sm.table.decision_wait_ns, 30_000_000_000);
+        assert_eq!(sm.table.num_traces, 50_000);
+        assert_eq!(
+            sm.policy.names().collect::<Vec<_>>(),
+            vec!["errors", "slow", "baseline"]
+        );
+    }
+
+    #[test]
+    fn sampling_keys_need_a_policy_and_timing_comes_from_the_file() {
+        let d = tempfile_dir();
+        let e = Settings::from_config(&Config::from_pairs(&[
+            ("url", "http://l/x"),
+            ("spool_dir", "/q"),
+            ("num_traces", "5"),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("`num_traces` needs `policy_file`"),
+            "{e}"
+        );
+        let p = d.join("p.yaml");
+        std::fs::write(
+            &p,
+            "decision_wait: 2s\nnum_traces: 9\npolicies:\n  - {name: a, type: always_sample}\n",
+        )
+        .unwrap();
+        let p = p.display().to_string();
+        let st = Settings::from_config(&Config::from_pairs(&[
+            ("url", "http://l/x"),
+            ("spool_dir", "/q"),
+            ("policy_file", &p),
+        ]))
+        .unwrap();
+        let t = st.sampling.unwrap().table;
+        assert_eq!((t.decision_wait_ns, t.num_traces), (2_000_000_000, 9));
+        let st = Settings::from_config(&Config::from_pairs(&[
+            ("url", "http://l/x"),
+            ("spool_dir", "/q"),
+            ("policy_file", &p),
+            ("decision_wait", "250ms"),
+            ("num_traces", "3"),
+        ]))
+        .unwrap();
+        let t = st.sampling.unwrap().table;
+        assert_eq!((t.decision_wait_ns, t.num_traces), (250_000_000, 3));
+        std::fs::write(
+            d.join("bad.yaml"),
+            "policies:\n  - {name: a, type: latency}\n",
+        )
+        .unwrap();
+        let bad = d.join("bad.yaml").display().to_string();
+        let e = Settings::from_config(&Config::from_pairs(&[
+            ("url", "http://l/x"),
+            ("spool_dir", "/q"),
+            ("policy_file", &bad),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("bad.yaml") && e.to_string().contains("latency"),
+            "{e}"
+        );
     }
 
     fn tempfile_dir() -> PathBuf {
