@@ -44,7 +44,11 @@ pub struct LineTruth {
 pub struct GoldenSet {
     pub dir: PathBuf,
     pub spans: Vec<Span>,
+    /// Each record's body as JSON text (`logs.jsonl`, or the bodies of `events.jsonl`).
     pub logs: Vec<String>,
+    /// Each record's event metadata (`events.jsonl` only: OTLP-shaped sets, ids as
+    /// `{"$bin": hex}`); empty for `logs.jsonl` sets.
+    pub metadata: Vec<serde_json::Value>,
     pub lines: Vec<LineTruth>,
     pub policy: PolicyFile,
 }
@@ -67,11 +71,31 @@ impl GoldenSet {
         let spans = read_jsonl(&dir.join("spans.jsonl"))?;
         let lines: Vec<LineTruth> = read_jsonl(&dir.join("lines.jsonl"))?;
         let logs_path = dir.join("logs.jsonl");
-        let logs: Vec<String> = std::fs::read_to_string(&logs_path)
-            .map_err(|e| format!("{}: {e}", logs_path.display()))?
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let events_path = dir.join("events.jsonl");
+        let (logs, metadata) = if !logs_path.exists() && events_path.exists() {
+            let events: Vec<serde_json::Value> = read_jsonl(&events_path)?;
+            let mut logs = Vec::new();
+            let mut meta = Vec::new();
+            for (i, e) in events.into_iter().enumerate() {
+                let (Some(m), Some(b)) = (e.get("metadata"), e.get("body")) else {
+                    return Err(format!(
+                        "{}:{}: an event needs `metadata` and `body`",
+                        events_path.display(),
+                        i + 1
+                    ));
+                };
+                logs.push(b.to_string());
+                meta.push(m.clone());
+            }
+            (logs, meta)
+        } else {
+            let logs: Vec<String> = std::fs::read_to_string(&logs_path)
+                .map_err(|e| format!("{}: {e}", logs_path.display()))?
+                .lines()
+                .map(str::to_string)
+                .collect();
+            (logs, Vec::new())
+        };
         if logs.len() != lines.len() {
             return Err(format!(
                 "{}: {} log lines but lines.jsonl describes {}",
@@ -92,6 +116,7 @@ impl GoldenSet {
             dir: dir.to_path_buf(),
             spans,
             logs,
+            metadata,
             lines,
             policy,
         })

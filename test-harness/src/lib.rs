@@ -8,6 +8,8 @@
 //!   Fluent Bit 5.1 does; [`golden`]: the golden replay and its trace-side truth.
 //! - [`proxy`]: a `dlopen` host for output plugins built on Fluent Bit's proxy
 //!   ABI (the one Go plugins use), behaving like Fluent Bit 5.1.
+//! - [`output_replay`]: a golden set through the real output with `policy_file`
+//!   (sampling by whole trace), checked for completeness against the traces.
 //! - [`artifacts`]: builds plugin artifacts (`cdylib`s) from the workspace so
 //!   tests load exactly what ships.
 //!
@@ -20,6 +22,7 @@
 pub mod artifacts;
 pub mod golden;
 pub mod loki_receiver;
+pub mod output_replay;
 pub mod proxy;
 pub mod wasm;
 

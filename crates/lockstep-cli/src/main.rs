@@ -52,8 +52,14 @@ enum Cmd {
     },
     /// Replay a golden set through the real filter `.wasm` in the filter_wasm host and
     /// check the logs follow the traces 1:1 (non-zero exit when the mapping breaks).
+    ///
+    /// With `--through-output`: through the real `lockstep_out_loki.so` instead, with the
+    /// set's policy as `policy_file` (sampling by whole trace, no filter), into the
+    /// built-in Loki receiver (or `--loki URL`); checks every line of every kept trace is
+    /// stored and no line of a dropped one, and prints the drift report.
     Replay {
-        /// The golden set directory (spans.jsonl, logs.jsonl, lines.jsonl, lockstep-policy.yaml).
+        /// The golden set directory (spans.jsonl, logs.jsonl or events.jsonl, lines.jsonl,
+        /// lockstep-policy.yaml).
         golden_dir: PathBuf,
         /// The filter module.
         #[arg(long, default_value = "dist/lockstep_filter.wasm")]
@@ -61,6 +67,18 @@ enum Cmd {
         /// Records per chunk handed to the host.
         #[arg(long, default_value_t = 256)]
         chunk: usize,
+        /// Through the output plugin with `policy_file`, not the filter.
+        #[arg(long)]
+        through_output: bool,
+        /// The output plugin (`--through-output`).
+        #[arg(long, default_value = "dist/lockstep_out_loki.so")]
+        plugin: PathBuf,
+        /// Base URL of a real Loki (`--through-output`); default: the built-in receiver.
+        #[arg(long)]
+        loki: Option<String>,
+        /// `decision_wait` for `--through-output`.
+        #[arg(long, default_value = "1s", value_parser = parse_wait)]
+        decision_wait: std::time::Duration,
     },
     /// The main job: golden logs through the real filter `.wasm` and the real
     /// `lockstep_out_loki.so` into the built-in Loki receiver, or a real Loki with
@@ -248,6 +266,13 @@ fn replay(dir: &Path, wasm: &Path, chunk: usize) -> Result<u8> {
     Ok(if report.ok() { 0 } else { 2 })
 }
 
+fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let ms = lockstep_record::duration::go_duration_ms(s.trim())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .ok_or_else(|| format!("not a duration: {s} (e.g. 500ms, 2s)"))?;
+    Ok(std::time::Duration::from_secs_f64(ms / 1000.0))
+}
+
 fn run() -> Result<u8> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -287,7 +312,17 @@ fn run() -> Result<u8> {
             golden_dir,
             wasm,
             chunk,
-        } => replay(&golden_dir, &wasm, chunk),
+            through_output,
+            plugin,
+            loki,
+            decision_wait,
+        } => {
+            if through_output {
+                ship::replay_through_output(&golden_dir, &plugin, loki.as_deref(), decision_wait)
+            } else {
+                replay(&golden_dir, &wasm, chunk)
+            }
+        }
         Cmd::Ship {
             golden_dir,
             wasm,

@@ -15,25 +15,7 @@ use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, LogSource, ProxyHost};
 use lockstep_harness::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 
-fn to_rmpv(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::Boolean(*b),
-        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => Value::from(u),
-            (_, Some(i), _) => Value::from(i),
-            (_, _, Some(f)) => Value::F64(f),
-            _ => Value::Nil,
-        },
-        serde_json::Value::String(s) => Value::from(s.as_str()),
-        serde_json::Value::Array(a) => Value::Array(a.iter().map(to_rmpv).collect()),
-        serde_json::Value::Object(o) => Value::Map(
-            o.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), to_rmpv(v)))
-                .collect(),
-        ),
-    }
-}
+use lockstep_harness::output_replay::to_rmpv;
 
 /// Runs the job; returns the exit code (0: Loki holds exactly what the filter kept).
 pub fn run(dir: &Path, wasm: &Path, plugin: &Path, loki: Option<&str>) -> Result<u8> {
@@ -203,40 +185,127 @@ pub fn run(dir: &Path, wasm: &Path, plugin: &Path, loki: Option<&str>) -> Result
 
 /// Counts what a real Loki holds for this run (`query_range` over the last hour).
 fn query_loki(base: &str, run_id: &str, want: usize) -> Result<(usize, BTreeSet<String>)> {
+    let query = format!("{{job=\"lockstep-demo\", run=\"{run_id}\"}}");
+    let entries = query_entries(base, &query, want)?;
+    let traces = entries
+        .iter()
+        .filter_map(|m| m.get("trace_id").cloned())
+        .collect();
+    Ok((entries.len(), traces))
+}
+
+/// The entries a real Loki holds for `query` over the last hour, each as its structured
+/// metadata (polling up to 30 s until `want` are there).
+pub fn query_entries(
+    base: &str,
+    query: &str,
+    want: usize,
+) -> Result<Vec<std::collections::BTreeMap<String, String>>> {
     let end = lockstep_spool::now_ns() + 60_000_000_000;
     let start = end - 3_600_000_000_000 - 60_000_000_000;
-    let query = format!("{{job=\"lockstep-demo\", run=\"{run_id}\"}}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let url = format!(
             "{}/loki/api/v1/query_range?query={}&start={start}&end={end}&limit={}&direction=forward",
             base.trim_end_matches('/'),
-            urlencode(&query),
+            urlencode(query),
             (want + 100).min(5000) // Loki's default max_entries_limit_per_query
         );
         let body: serde_json::Value = ureq::get(&url).call()?.body_mut().read_json()?;
-        let mut n = 0;
-        let mut traces = BTreeSet::new();
+        let mut out = Vec::new();
         for s in body["data"]["result"].as_array().into_iter().flatten() {
             for v in s["values"].as_array().into_iter().flatten() {
-                n += 1;
                 // Structured metadata comes back among the stream's labels, or as the
                 // third element with `categorize-labels`.
-                let t = v
-                    .get(2)
-                    .and_then(|m| m["trace_id"].as_str())
-                    .or(s["stream"]["trace_id"].as_str());
-                if let Some(t) = t {
-                    traces.insert(t.to_string());
+                let mut m = std::collections::BTreeMap::new();
+                let sources = [
+                    v.get(2).and_then(|x| x.as_object()),
+                    s["stream"].as_object(),
+                ];
+                for (k, val) in sources.into_iter().flatten().flatten() {
+                    if let Some(t) = val.as_str() {
+                        m.entry(k.clone()).or_insert_with(|| t.to_string());
+                    }
                 }
+                out.push(m);
             }
         }
-        if n >= want || Instant::now() >= deadline {
-            println!("loki: {n} entries for {query}");
-            return Ok((n, traces));
+        if out.len() >= want || Instant::now() >= deadline {
+            println!("loki: {} entries for {query}", out.len());
+            return Ok(out);
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// `lockstep replay DIR --through-output`: the set through the real
+/// `lockstep_out_loki.so` with its policy as `policy_file` (sampling by whole trace, no
+/// filter), into the built-in receiver or a real Loki; completeness and drift reports.
+pub fn replay_through_output(
+    dir: &Path,
+    plugin: &Path,
+    loki: Option<&str>,
+    decision_wait: Duration,
+) -> Result<u8> {
+    use lockstep_harness::output_replay::{receiver_lines, replay_output, OutputReplay};
+    if !plugin.exists() {
+        bail!(
+            "{}: no such output plugin (build it with scripts/build-plugins.sh)",
+            plugin.display()
+        );
+    }
+    let set = GoldenSet::load(dir).map_err(anyhow::Error::msg)?;
+    let work = std::env::temp_dir().join(format!("lockstep-replay-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let run_id = format!("{:x}", lockstep_spool::now_ns());
+    let receiver = loki.is_none().then(LokiReceiver::start);
+    let url = match (loki, &receiver) {
+        (Some(base), _) => base.to_string(),
+        (None, Some(rx)) => rx.url(),
+        (None, None) => unreachable!(),
+    };
+    let opts = OutputReplay {
+        plugin: plugin.to_path_buf(),
+        url: url.clone(),
+        work: work.clone(),
+        decision_wait,
+        chunk: 64,
+        labels: format!("job=lockstep-replay, run={run_id}"),
+    };
+    println!(
+        "through {} with policy_file {} (decision_wait {:?}) to {url}",
+        plugin.display(),
+        dir.join("lockstep-policy.yaml").display(),
+        decision_wait
+    );
+    let report = replay_output(&set, &opts, |want| match &receiver {
+        Some(rx) => receiver_lines(rx, want),
+        None => {
+            let q = format!("{{job=\"lockstep-replay\", run=\"{run_id}\"}}");
+            query_entries(loki.unwrap_or_default(), &q, want)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|m| {
+                    m.get("golden_line")
+                        .and_then(|g| g.parse().ok())
+                        .ok_or_else(|| format!("an entry without golden_line: {m:?}"))
+                })
+                .collect()
+        }
+    })
+    .map_err(anyhow::Error::msg)?;
+    let _ = std::fs::remove_dir_all(&work);
+    print!("{}", report.render());
+    // Drift, over what the policy reads in the bodies.
+    let policy = lockstep_policy::load_policy(&dir.join("lockstep-policy.yaml"))?;
+    let mut engine = lockstep_policy::Engine::new(policy.clone());
+    let mut check = lockstep_report::check::Check::new(&policy);
+    for (i, l) in set.logs.iter().enumerate() {
+        check.add(&mut engine, i + 1, l);
+    }
+    println!("-- drift (record bodies)");
+    print!("{}", check.render_text());
+    Ok(if report.complete() { 0 } else { 2 })
 }
 
 fn urlencode(s: &str) -> String {

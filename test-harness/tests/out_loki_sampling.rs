@@ -1,0 +1,595 @@
+//! End to end, sampling by whole trace (`policy_file`): the real `lockstep_out_loki.so`
+//! in the proxy host, as Fluent Bit drives it, into the Loki-compatible receiver.
+//! Completeness on the golden sets (OTLP ids in metadata included), `kill -9` during
+//! the wait and a restart, late lines, `num_traces` overflow.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lockstep_harness::artifacts::build_cdylib;
+use lockstep_harness::golden::GoldenSet;
+use lockstep_harness::loki_receiver::{LokiReceiver, Mode};
+use lockstep_harness::output_replay::{receiver_lines, replay_output, OutputReplay};
+use lockstep_harness::proxy::rmpv::Value;
+use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
+use lockstep_harness::{free_port, wait_until, KillOnDrop};
+
+fn plugin() -> PathBuf {
+    build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn golden_complete(set: &str) {
+    let set = GoldenSet::load(&root().join("golden").join(set)).unwrap();
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = OutputReplay {
+        plugin: plugin(),
+        url: rx.url(),
+        work: dir.path().to_path_buf(),
+        decision_wait: Duration::from_millis(500),
+        chunk: 64,
+        labels: "job=golden".into(),
+    };
+    let r = replay_output(&set, &opts, |want| receiver_lines(&rx, want)).unwrap();
+    println!("{}", r.render());
+    assert!(r.complete(), "{}", r.render());
+    assert_eq!(r.duplicates, 0);
+    assert!(
+        r.kept_trace_lines > 50 && r.dropped_trace_lines > 50,
+        "{r:?}"
+    );
+    assert!(
+        r.plugin_log.iter().all(|l| !l.contains("error")),
+        "{:?}",
+        r.plugin_log
+    );
+    // The point of deciding in the output: the filter alone loses the lines before each
+    // kept trace's deciding line.
+    assert!(r.filter_alone_kept < r.kept_trace_lines, "{}", r.render());
+}
+
+#[test]
+fn four_schemas_every_line_of_every_kept_trace_and_none_of_a_dropped_one() {
+    golden_complete("four-schemas");
+}
+
+#[test]
+fn traces_sampled_by_fluent_bit_are_complete_too() {
+    golden_complete("fluent-bit");
+}
+
+/// OTLP logs: the trace and span ids are msgpack bin in the event metadata (as Fluent
+/// Bit's opentelemetry input writes them), the severity too; the bodies have no ids, so
+/// a filter (which sees the body only) cannot group them.
+#[test]
+fn otlp_records_are_grouped_by_the_ids_in_their_metadata() {
+    golden_complete("otlp");
+}
+
+// ---- a synthetic workload: requests of 2-4 lines, the deciding line last -------------
+
+/// Request `i`: kept when `i % 4 == 0` (an error) or `i % 4 == 1` (slow), else dropped.
+fn request(i: u64) -> Vec<Value> {
+    let t = format!("{:032x}", 0xabc0_0000 + i);
+    let n = 2 + i % 3;
+    let mut out = Vec::new();
+    for j in 0..n {
+        let last = j + 1 == n;
+        let mut kv: Vec<(Value, Value)> = vec![
+            ("trace_id".into(), t.as_str().into()),
+            ("msg".into(), format!("r{i} l{j}").into()),
+        ];
+        if last {
+            let (level, dur) = match i % 4 {
+                0 => ("error", 20),
+                1 => ("info", 250),
+                _ => ("info", 30),
+            };
+            kv.push(("level".into(), level.into()));
+            kv.push(("duration_ms".into(), Value::from(dur)));
+        } else {
+            kv.push(("level".into(), "debug".into()));
+        }
+        out.push(Value::Map(kv));
+    }
+    out
+}
+
+fn kept(i: u64) -> bool {
+    i % 4 < 2
+}
+
+fn lines_of(i: u64) -> Vec<String> {
+    (0..2 + i % 3).map(|j| format!("r{i} l{j}")).collect()
+}
+
+fn chunk(records: &[Value]) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let mut b = ChunkBuilder::new();
+    for (k, r) in records.iter().enumerate() {
+        b = b.record(
+            now.as_secs() as u32 - 5,
+            (k as u32) * 1000,
+            Value::Map(vec![]),
+            r.clone(),
+        );
+    }
+    b.build()
+}
+
+fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, entries) in rx.entries("fake") {
+        for e in entries {
+            let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+            out.push(v["msg"].as_str().unwrap().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn expected(requests: impl Iterator<Item = u64>) -> Vec<String> {
+    let mut v: Vec<String> = requests.filter(|i| kept(*i)).flat_map(lines_of).collect();
+    v.sort();
+    v
+}
+
+fn start(spool: &Path, url: &str, policy: &Path, extra: &[(&str, &str)]) -> ProxyHost {
+    let mut host = ProxyHost::load(plugin(), HostOptions::default()).expect("load");
+    let spool = spool.to_str().unwrap().to_string();
+    let policy = policy.to_str().unwrap().to_string();
+    let mut props: Vec<(&str, &str)> = extra.to_vec();
+    props.extend_from_slice(&[
+        ("match", "*"),
+        ("url", url),
+        ("spool_dir", &spool),
+        ("policy_file", &policy),
+        ("labels", "job=sampling"),
+        ("line_format", "json"),
+        ("linger", "20ms"),
+        ("shutdown_grace", "2s"),
+    ]);
+    host.add_output("lockstep_loki", &props)
+        .expect("add_output");
+    host.start().expect("start");
+    host
+}
+
+fn default_policy(dir: &Path) -> PathBuf {
+    let p = dir.join("policy.yaml");
+    std::fs::write(&p, lockstep_policy::DEFAULT_POLICY_YAML).unwrap();
+    p
+}
+
+fn scrape(port: u16) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// The value of the sample of `name` whose labels contain `labels` (after `instance`).
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    metric_opt(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels} in\n{text}"))
+}
+
+fn metric_opt(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{instance=")) && l.contains(labels))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[test]
+fn late_lines_follow_the_decision_while_it_is_remembered() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let port = free_port().to_string();
+    let host = start(
+        &dir.path().join("q"),
+        &rx.url(),
+        &policy,
+        &[("decision_wait", "300ms"), ("metrics_listen", &port)],
+    );
+    let mut recs = request(0); // kept
+    recs.extend(request(2)); // dropped
+    assert_eq!(
+        host.flush(0, "t", &chunk(&recs)).unwrap().code,
+        FlushCode::Ok
+    );
+    assert!(wait_until(Duration::from_secs(10), || stored_msgs(&rx)
+        == expected([0, 2].into_iter())));
+    // After the decision: a late line of each.
+    let late = vec![
+        Value::Map(vec![
+            ("trace_id".into(), format!("{:032x}", 0xabc0_0000u64).into()),
+            ("msg".into(), "r0 late".into()),
+        ]),
+        Value::Map(vec![
+            ("trace_id".into(), format!("{:032x}", 0xabc0_0002u64).into()),
+            ("msg".into(), "r2 late".into()),
+        ]),
+    ];
+    assert_eq!(
+        host.flush(0, "t", &chunk(&late)).unwrap().code,
+        FlushCode::Ok
+    );
+    let mut want = expected([0, 2].into_iter());
+    want.push("r0 late".into());
+    want.sort();
+    assert!(
+        wait_until(Duration::from_secs(10), || stored_msgs(&rx) == want),
+        "{:?}",
+        stored_msgs(&rx)
+    );
+    let port: u16 = port.parse().unwrap();
+    let m = scrape(port);
+    assert_eq!(
+        metric(&m, "lockstep_loki_late_lines_total", "outcome=\"followed\""),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_late_lines_total",
+            "outcome=\"new_trace\""
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_traces_decided_total",
+            "decision=\"keep\",reason=\"errors\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_traces_decided_total",
+            "decision=\"drop\",reason=\"not_sampled\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_policy_lines_total",
+            "decision=\"drop\",by=\"trace\""
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_policy_lines_total",
+            "decision=\"keep\",by=\"late\""
+        ),
+        1.0
+    );
+    drop(host);
+}
+
+#[test]
+fn a_late_line_after_its_decision_is_forgotten_starts_a_new_trace() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let port = free_port().to_string();
+    let host = start(
+        &dir.path().join("q"),
+        &rx.url(),
+        &policy,
+        &[
+            ("decision_wait", "300ms"),
+            ("metrics_listen", &port),
+            ("decision_cache_sampled_size", "0"),
+        ],
+    );
+    assert_eq!(
+        host.flush(0, "t", &chunk(&request(0))).unwrap().code,
+        FlushCode::Ok
+    );
+    assert!(wait_until(Duration::from_secs(10), || stored_msgs(&rx)
+        .len()
+        == 2));
+    let late = vec![Value::Map(vec![
+        ("trace_id".into(), format!("{:032x}", 0xabc0_0000u64).into()),
+        ("msg".into(), "r0 late".into()),
+        ("level".into(), "info".into()),
+    ])];
+    assert_eq!(
+        host.flush(0, "t", &chunk(&late)).unwrap().code,
+        FlushCode::Ok
+    );
+    let port: u16 = port.parse().unwrap();
+    // Decided as a new trace of one info line: dropped, and counted.
+    assert!(wait_until(Duration::from_secs(10), || {
+        metric_opt(
+            &scrape(port),
+            "lockstep_loki_traces_decided_total",
+            "decision=\"drop\"",
+        ) == Some(1.0)
+    }));
+    let m = scrape(port);
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_late_lines_total",
+            "outcome=\"new_trace\""
+        ),
+        1.0
+    );
+    assert_eq!(stored_msgs(&rx), vec!["r0 l0".to_string(), "r0 l1".into()]);
+    drop(host);
+}
+
+#[test]
+fn past_num_traces_the_oldest_are_decided_early_counted_and_delivered_whole() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let port = free_port().to_string();
+    let host = start(
+        &dir.path().join("q"),
+        &rx.url(),
+        &policy,
+        &[
+            ("decision_wait", "1h"),
+            ("num_traces", "10"),
+            ("metrics_listen", &port),
+        ],
+    );
+    let n = 100u64;
+    for c in 0..n / 10 {
+        let recs: Vec<Value> = (c * 10..(c + 1) * 10).flat_map(request).collect();
+        assert_eq!(
+            host.flush(0, "t", &chunk(&recs)).unwrap().code,
+            FlushCode::Ok
+        );
+    }
+    let port: u16 = port.parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            metric(
+                &scrape(port),
+                "lockstep_loki_traces_decided_early_total",
+                "",
+            ) == (n - 10) as f64
+        }),
+        "{}",
+        scrape(port)
+    );
+    let m = scrape(port);
+    assert_eq!(metric(&m, "lockstep_loki_traces_waiting", ""), 10.0);
+    // The 90 oldest traces, decided early over all their lines, are delivered whole.
+    let want = expected(0..n - 10);
+    assert!(
+        wait_until(Duration::from_secs(10), || stored_msgs(&rx) == want),
+        "{} of {}",
+        stored_msgs(&rx).len(),
+        want.len()
+    );
+    drop(host);
+}
+
+/// Group markers (OTLP resource/scope groups) around records are skipped, not records.
+#[test]
+fn group_markers_are_not_lines() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let host = start(
+        &dir.path().join("q"),
+        &rx.url(),
+        &policy,
+        &[("decision_wait", "200ms")],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let meta = |sev: u64| {
+        Value::Map(vec![(
+            "otlp".into(),
+            Value::Map(vec![
+                ("trace_id".into(), Value::Binary(vec![0x5b; 16])),
+                ("span_id".into(), Value::Binary(vec![0x05; 8])),
+                ("severity_number".into(), Value::from(sev)),
+            ]),
+        )])
+    };
+    let mut b = ChunkBuilder::new().group_start(
+        Value::Map(vec![("schema".into(), "otlp".into())]),
+        Value::Map(vec![("resource".into(), Value::Map(vec![]))]),
+    );
+    for (k, (sev, msg)) in [(9u64, "a"), (17, "b")].into_iter().enumerate() {
+        b = b.record(
+            now - 5,
+            k as u32,
+            meta(sev),
+            Value::Map(vec![("msg".into(), msg.into())]),
+        );
+    }
+    let c = b.group_end().build();
+    assert_eq!(host.flush(0, "v1_logs", &c).unwrap().code, FlushCode::Ok);
+    assert!(wait_until(Duration::from_secs(10), || stored_msgs(&rx)
+        == vec!["a", "b"]));
+    drop(host);
+}
+
+// ---- kill -9 during the wait -----------------------------------------------------------
+
+const CHILD_ENV: &str = "LOCKSTEP_SAMPLING_CHILD";
+
+/// The child: loads the plugin with a policy, flushes requests `0..n` in chunks of 10
+/// requests (printing `ok K` after each acknowledged chunk), then idles until killed.
+#[test]
+#[ignore = "child process of the kill -9 test; runs only when re-executed by it"]
+fn child_host() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let p: Vec<&str> = spec.split('|').collect();
+    let (so, spool, url, policy, wait, n) =
+        (p[0], p[1], p[2], p[3], p[4], p[5].parse::<u64>().unwrap());
+    let mut host = ProxyHost::load(so, HostOptions::default()).expect("load");
+    host.add_output(
+        "lockstep_loki",
+        &[
+            ("url", url),
+            ("spool_dir", spool),
+            ("policy_file", policy),
+            ("decision_wait", wait),
+            ("labels", "job=sampling"),
+            ("line_format", "json"),
+            ("linger", "10ms"),
+        ],
+    )
+    .expect("add_output");
+    host.start().expect("start");
+    let mut out = std::io::stdout();
+    for c in 0..n / 10 {
+        let recs: Vec<Value> = (c * 10..(c + 1) * 10).flat_map(request).collect();
+        let r = host.flush(0, "t", &chunk(&recs)).unwrap();
+        assert_eq!(r.code, FlushCode::Ok);
+        writeln!(out, "ok {c}").unwrap();
+        out.flush().unwrap();
+    }
+    writeln!(out, "started").unwrap();
+    out.flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn spawn_child(spec: String) -> (KillOnDrop, BufReader<std::process::ChildStdout>) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "child_host",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    (KillOnDrop(child), out)
+}
+
+fn read_until(out: &mut BufReader<std::process::ChildStdout>, want: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+        if line.trim().trim_start_matches("test child_host ... ") == want {
+            return;
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_the_wait_then_restart_decides_as_it_would_have() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let spool = dir.path().join("q");
+    let n = 200u64;
+    let spec = |n: u64| {
+        format!(
+            "{}|{}|{}|{}|3s|{n}",
+            plugin().display(),
+            spool.display(),
+            rx.url(),
+            policy.display()
+        )
+    };
+    let (mut child, mut out) = spawn_child(spec(n));
+    read_until(&mut out, "started");
+    // Every chunk was acknowledged; no trace is due yet: kill during the wait.
+    child.kill9();
+    assert_eq!(rx.total_stored(), 0, "nothing was decided before the kill");
+    let (mut child, mut out) = spawn_child(spec(0));
+    read_until(&mut out, "started");
+    let want = expected(0..n);
+    assert!(
+        wait_until(Duration::from_secs(20), || stored_msgs(&rx) == want),
+        "after restart: {} stored, {} wanted",
+        stored_msgs(&rx).len(),
+        want.len()
+    );
+    // Nothing more arrives (no line of a dropped trace, no duplicate).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stored_msgs(&rx), want);
+    child.kill9();
+    let distinct: BTreeSet<String> = stored_msgs(&rx).into_iter().collect();
+    assert_eq!(distinct.len(), want.len());
+}
+
+#[test]
+fn kill_9_mid_sweep_with_loki_down_then_restart_loses_nothing() {
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let spool = dir.path().join("q");
+    let n = 400u64;
+    let spec = |n: u64| {
+        format!(
+            "{}|{}|{}|{}|300ms|{n}",
+            plugin().display(),
+            spool.display(),
+            rx.url(),
+            policy.display()
+        )
+    };
+    let (mut child, mut out) = spawn_child(spec(n));
+    read_until(&mut out, "started");
+    // Decisions run while Loki is down: the main queue fills with kept lines only.
+    std::thread::sleep(Duration::from_millis(600));
+    child.kill9();
+    let q = lockstep_spool::inspect(&spool).unwrap();
+    let kept_lines = expected(0..n).len() as u64;
+    assert!(
+        q.records <= kept_lines,
+        "the main queue holds kept lines only: {q:?}"
+    );
+    rx.set_mode(Mode::Accept);
+    let (mut child, mut out) = spawn_child(spec(0));
+    read_until(&mut out, "started");
+    let want = expected(0..n);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>().len() == want.len()
+        }),
+        "{} of {}",
+        stored_msgs(&rx).len(),
+        want.len()
+    );
+    child.kill9();
+    let distinct: Vec<String> = stored_msgs(&rx)
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(distinct, want);
+}
