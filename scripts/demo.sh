@@ -5,7 +5,10 @@
 # sampled by Fluent Bit's own `sampling` processor), then ship what the filter keeps through the real
 # lockstep_out_loki.so (driven as Fluent Bit drives it) into the built-in Loki-compatible
 # receiver, or into a real Loki when LOKI_URL is set (e.g. LOKI_URL=http://localhost:3100),
-# and check Loki holds exactly one entry per kept record. Last, it builds the policy
+# and check Loki holds exactly one entry per kept record. Between the two, the golden sets
+# (OTLP-shaped records too) go through the output alone with the policy as policy_file
+# (sampling by whole trace): every line of every kept trace stored, none of a dropped
+# one, against what the filter alone keeps. Last, it builds the policy
 # playground (dist/playground/index.html) and prints its path.
 # The CLI is built with the dev profile: the demo replays a few hundred lines, and a
 # release build of wasmtime and Cranelift would take most of the first run's minutes
@@ -28,6 +31,13 @@ echo
 echo "== lockstep replay golden/fluent-bit (traces tail-sampled by Fluent Bit's own sampling processor)"
 "$bin" replay golden/fluent-bit --wasm dist/lockstep_filter.wasm
 echo
+loki_arg=()
+if [ -n "${LOKI_URL:-}" ]; then loki_arg=(--loki "$LOKI_URL"); fi
+for set in four-schemas otlp; do
+  echo "== lockstep replay golden/$set --through-output (no filter: dist/lockstep_out_loki.so samples by whole trace with policy_file, into ${LOKI_URL:-the built-in Loki receiver})"
+  "$bin" replay "golden/$set" --through-output "${loki_arg[@]}"
+  echo
+done
 if [ -n "${LOKI_URL:-}" ]; then
   echo "== lockstep ship: filter -> dist/lockstep_out_loki.so -> Loki at $LOKI_URL"
   "$bin" ship golden/four-schemas --loki "$LOKI_URL"
