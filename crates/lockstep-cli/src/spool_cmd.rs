@@ -42,10 +42,28 @@ pub fn run(cmd: SpoolCmd) -> anyhow::Result<i32> {
             let g = lockstep_spool::inspect(&dir)
                 .map_err(|e| anyhow::anyhow!("spool inspect {}: {e}", dir.display()))?;
             let now = lockstep_spool::now_ns();
+            // With `policy_file`, lines wait for their trace's decision in `waiting/`.
+            let waiting = dir.join("waiting");
+            let wg = if waiting.join("checkpoint").exists() || waiting.join("LOCK").exists() {
+                Some(
+                    lockstep_spool::inspect(&waiting)
+                        .map_err(|e| anyhow::anyhow!("spool inspect {}: {e}", waiting.display()))?,
+                )
+            } else {
+                None
+            };
             if json {
-                println!("{}", gauges_json(&dir, &g, now));
+                let mut v = gauges_json(&dir, &g, now);
+                if let Some(wg) = &wg {
+                    v["waiting"] = gauges_json(&waiting, wg, now);
+                }
+                println!("{v}");
             } else {
                 print!("{}", gauges_text(&dir, &g, now));
+                if let Some(wg) = &wg {
+                    println!("waiting queue (lines of traces not yet decided, sampling by trace):");
+                    print!("{}", gauges_text(&waiting, wg, now));
+                }
             }
             Ok(0)
         }
@@ -151,9 +169,46 @@ fn entry_json(r: &Record) -> Option<serde_json::Value> {
     }))
 }
 
+/// A waiting-queue record (`spool_dir/waiting`, sampling by trace): its kind, trace and
+/// the entry it carries.
+fn waiting_json(r: &Record) -> Option<serde_json::Value> {
+    use lockstep_tail::record::{parse, WaitRecord};
+    let entry = |bytes: &[u8]| {
+        entry_json(&Record {
+            seq: r.seq,
+            ts_ns: r.ts_ns,
+            payload: bytes.to_vec(),
+        })
+    };
+    Some(match parse(&r.payload).ok()? {
+        WaitRecord::Pending {
+            trace,
+            facts,
+            entry: e,
+            ..
+        } => json!({
+            "waiting": "pending",
+            "trace_id": lockstep_record::ids::to_hex(&trace),
+            "lines": facts.lines(),
+            "entry": entry(e)?,
+        }),
+        WaitRecord::Kept { entry: e } => json!({ "waiting": "kept", "entry": entry(e)? }),
+        WaitRecord::Decisions(d) => json!({
+            "waiting": "decisions",
+            "decisions": d.iter().map(|(t, keep)| json!({
+                "trace_id": lockstep_record::ids::to_hex(&t),
+                "keep": keep,
+            })).collect::<Vec<_>>(),
+        }),
+    })
+}
+
 fn record_json(r: &Record) -> serde_json::Value {
     if let Some(entry) = entry_json(r) {
         return json!({ "seq": r.seq, "ts_ns": r.ts_ns, "len": r.payload.len(), "entry": entry });
+    }
+    if let Some(w) = waiting_json(r) {
+        return json!({ "seq": r.seq, "ts_ns": r.ts_ns, "len": r.payload.len(), "waiting": w });
     }
     let text = std::str::from_utf8(&r.payload);
     json!({
@@ -169,6 +224,23 @@ fn record_text(r: &Record, now: u64, max_len: usize) -> String {
     let age = human_duration(Duration::from_nanos(now.saturating_sub(r.ts_ns)));
     if let Some(e) = entry_json(r) {
         let mut s = format!("{} {} {}", e["labels"], e["line"], e["structured_metadata"]);
+        if s.len() > max_len {
+            let mut cut = max_len;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push_str("...");
+        }
+        return format!(
+            "seq {} | {} ago | {} bytes | {s}",
+            r.seq,
+            age,
+            r.payload.len()
+        );
+    }
+    if let Some(w) = waiting_json(r) {
+        let mut s = w.to_string();
         if s.len() > max_len {
             let mut cut = max_len;
             while !s.is_char_boundary(cut) {

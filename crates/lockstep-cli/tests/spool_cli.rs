@@ -120,3 +120,49 @@ fn peek_shows_the_loki_entry_of_a_lockstep_loki_queue() {
         "{out}"
     );
 }
+
+#[test]
+fn inspect_and_peek_show_the_waiting_queue_of_sampling_by_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("spool");
+    let _main = Spool::open(&dir, SpoolConfig::default()).unwrap();
+    let waiting = Spool::open(dir.join("waiting"), SpoolConfig::default()).unwrap();
+    let e = lockstep_ship::SpooledEntry {
+        tenant: None,
+        labels: vec![("app".into(), "api".into())],
+        ts_ns: 1_795_000_000_000_000_000,
+        line: "{\"msg\":\"started\"}".into(),
+        structured_metadata: vec![],
+    };
+    let trace = [0xab; 16];
+    let mut facts = lockstep_policy::TraceFacts::new(Some(trace));
+    let p = lockstep_policy::Policy::default_policy();
+    p.observe(
+        p.extractor().extract_json(b"{\"level\":\"info\"}").unwrap(),
+        &mut facts,
+    );
+    let mut pending = Vec::new();
+    lockstep_tail::record::write_pending(&mut pending, 1, &trace, &facts);
+    pending.extend_from_slice(&e.encode());
+    let mut dec = Vec::new();
+    lockstep_tail::record::write_decisions(&mut dec, &[(trace, true)]);
+    waiting.append(&[pending, dec]).unwrap();
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = lockstep(&["spool", "inspect", d]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("waiting queue"), "{out}");
+    let w = dir.join("waiting");
+    let (code, out, err) = lockstep(&["spool", "peek", w.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["waiting"]["waiting"], "pending");
+    assert_eq!(lines[0]["waiting"]["trace_id"], "ab".repeat(16));
+    assert_eq!(
+        lines[0]["waiting"]["entry"]["line"],
+        "{\"msg\":\"started\"}"
+    );
+    assert_eq!(lines[1]["waiting"]["decisions"][0]["keep"], true);
+}

@@ -336,3 +336,34 @@ fn lines_under_another_policy_are_kept_after_a_restart() {
     rig.stage.tick(lockstep_spool::now_ns()).unwrap();
     assert_eq!(main_entries(&rig.main).len(), 3);
 }
+
+/// Every metric the README's sampling section names is rendered, and nothing else.
+#[test]
+fn every_documented_metric_is_rendered() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("### Sampling by whole trace (`policy_file`)")
+        .unwrap();
+    let section = &readme[start..];
+    let section = &section[..section.find("alerts.yaml").unwrap()];
+    let documented: std::collections::BTreeSet<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.starts_with("lockstep_loki_"))
+        .map(|t| t.split('{').next().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = open(dir.path(), cfg(10), Policy::default_policy());
+    flush(&rig.stage, &request(1, true));
+    rig.stage.tick(lockstep_spool::now_ns() + WAIT + 1).unwrap();
+    let text = rig.stage.render_metrics("x", lockstep_spool::now_ns());
+    let rendered: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(documented, rendered);
+}
