@@ -593,3 +593,37 @@ fn kill_9_mid_sweep_with_loki_down_then_restart_loses_nothing() {
         .collect();
     assert_eq!(distinct, want);
 }
+
+/// Hot reload with waiting traces: the instance exits (its waiting queue stays on disk
+/// and is unlocked), a new instance in the same process recovers the traces and, after
+/// their wait, delivers the kept ones whole.
+#[test]
+fn hot_reload_keeps_waiting_traces_for_the_next_instance() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let spool = dir.path().join("q");
+    let mut host = start(&spool, &rx.url(), &policy, &[("decision_wait", "2s")]);
+    let recs: Vec<Value> = (0..20).flat_map(request).collect();
+    assert_eq!(
+        host.flush(0, "t", &chunk(&recs)).unwrap().code,
+        FlushCode::Ok
+    );
+    host.shutdown(true);
+    drop(host);
+    assert_eq!(rx.total_stored(), 0, "nothing was due at exit");
+    assert_eq!(
+        lockstep_spool::inspect(spool.join("waiting"))
+            .unwrap()
+            .records,
+        recs.len() as u64
+    );
+    let mut host = start(&spool, &rx.url(), &policy, &[("decision_wait", "2s")]);
+    let want = expected(0..20);
+    assert!(
+        wait_until(Duration::from_secs(10), || stored_msgs(&rx) == want),
+        "{:?}",
+        stored_msgs(&rx)
+    );
+    host.shutdown(false);
+}

@@ -73,6 +73,9 @@ impl TraceFacts {
     }
 
     pub(crate) fn add_duration(&mut self, ms: f64) {
+        if ms.is_nan() {
+            return;
+        }
         self.flags |= Self::DURATION;
         if self.max_ms.is_none_or(|m| ms > m) {
             self.max_ms = Some(ms);
@@ -135,6 +138,9 @@ impl TraceFacts {
         let max_ms = if flags & Self::DURATION != 0 {
             let ms = f64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?);
             at += 8;
+            if ms.is_nan() {
+                return None; // never written: corrupt
+            }
             Some(ms)
         } else {
             None
