@@ -37,7 +37,8 @@
 #                    no trace is decided early; the metrics at the end show it)
 #   BENCH_RSS_DECISION_WAIT / BENCH_RSS_NUM_TRACES  run `rss-policy`: default 10m / 100000
 #   BENCH_RUNS       default "null none policy lua none policy lua none policy lua rss-none
-#                    rss-policy rss-none rss-policy" (interleaved: load drift hits every kind)
+#                    rss-policy rss-none rss-policy rss-none rss-policy" (interleaved: load drift
+#                    hits every kind)
 #   BENCH_WORK       scratch dir (default: a fresh mktemp dir)
 #   BENCH_TIMEOUT    seconds a run may take before it is declared stuck (default 300)
 #   BENCH_SETTLE     seconds waited after the last expected record before the final count,
@@ -62,7 +63,9 @@
 # entries stored, distinct lines (by seq), the expected lines missing and the stored
 # lines not expected; the plugin's metrics; how long Fluent Bit took to exit on SIGTERM.
 # rss-policy is measured once the plugin took in every line (records_in_total), with
-# lockstep_loki_traces_waiting read from its metrics_listen.
+# lockstep_loki_traces_waiting read from its metrics_listen. Each run's dir in BENCH_WORK
+# keeps Fluent Bit's log, the plugin's metrics at the end (metrics.txt), and the CPU
+# seconds of each of Fluent Bit's threads when the measure was taken (threads-cpu.tsv).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,7 +82,7 @@ BENCH_DECISION_WAIT=${BENCH_DECISION_WAIT:-2s}
 BENCH_NUM_TRACES=${BENCH_NUM_TRACES:-200000}
 BENCH_RSS_DECISION_WAIT=${BENCH_RSS_DECISION_WAIT:-10m}
 BENCH_RSS_NUM_TRACES=${BENCH_RSS_NUM_TRACES:-100000}
-BENCH_RUNS=${BENCH_RUNS:-null none policy lua none policy lua none policy lua rss-none rss-policy rss-none rss-policy}
+BENCH_RUNS=${BENCH_RUNS:-null none policy lua none policy lua none policy lua rss-none rss-policy rss-none rss-policy rss-none rss-policy}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 BENCH_SETTLE=${BENCH_SETTLE:-5}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/bench-sampling.XXXXXX)}
@@ -204,6 +207,14 @@ now() { date +%s.%N; }
 # utime+stime of a live process, seconds.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
 hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+# CPU seconds of each thread of a live process, by thread name: "name\tseconds" lines.
+threads_cpu() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    awk -v hz="$(getconf CLK_TCK)" -v name="$(cat "$t/comm")" \
+      '{ sub(/^.*\) /, ""); printf "%s\t%.2f\n", name, ($12 + $13) / hz }' "$t/stat" 2>/dev/null || true
+  done
+}
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 last_stored() { tail -n 1 "$1" 2>/dev/null | sed -n 's/^stored=\([0-9]*\).*/\1/p'; }
 null_records() {
@@ -327,7 +338,7 @@ run_one() {
   local http_port=$((24000 + RANDOM % 8000)) metrics_port=$((32000 + RANDOM % 8000))
   local args=(-c "$CONF_DIR/$conf")
   [ "$plugin" = yes ] && args=(-e "$PLUGIN_SO" "${args[@]}")
-  echo "run $n_run $kind: $FLUENT_BIT ${args[*]}  input $input ($lines lines, $want expected)  push $url" \
+  echo "run $n_run $kind (label run=$bench_run): $FLUENT_BIT ${args[*]}  input $input ($lines lines, $want expected)  push $url" \
     "$([ "$conf" = s-policy.conf ] && echo "decision_wait $wait num_traces $traces")" >&2
   local t0; t0=$(now)
   BENCH_RUN=$bench_run BENCH_INPUT=$input RECEIVER_URL=$url RECEIVER_PORT=$port SPOOL_DIR=$d/spool \
@@ -347,7 +358,8 @@ run_one() {
     got=${got:-0}
     if [ "$got" -ge "$target" ]; then
       [ "$kind" = rss-policy ] && sleep "$BENCH_SETTLE"
-      done_at=$(now); cpu=$(cpu_of "$fb"); hwm=$(hwm_mb "$fb"); rss=$(rss_mb "$fb"); break
+      done_at=$(now); cpu=$(cpu_of "$fb"); hwm=$(hwm_mb "$fb"); rss=$(rss_mb "$fb")
+      threads_cpu "$fb" > "$d/threads-cpu.tsv"; break
     fi
     if [ "$(echo "$(now) - $t0 > $BENCH_TIMEOUT" | bc)" = 1 ]; then
       echo "run $kind: only $got of $target after ${BENCH_TIMEOUT}s" >&2
