@@ -627,3 +627,56 @@ fn hot_reload_keeps_waiting_traces_for_the_next_instance() {
     );
     host.shutdown(false);
 }
+
+/// What is dropped is never rendered: a line is mapped to its entry (where invalid
+/// UTF-8 is fixed and counted) only when its trace is kept.
+#[test]
+fn lines_of_dropped_traces_are_never_mapped() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let port = free_port().to_string();
+    let host = start(
+        &dir.path().join("q"),
+        &rx.url(),
+        &policy,
+        &[("decision_wait", "200ms"), ("metrics_listen", &port)],
+    );
+    let bad = |i: u64, level: &str| {
+        Value::Map(vec![
+            ("trace_id".into(), format!("{:032x}", 0xdd00 + i).into()),
+            ("level".into(), level.into()),
+            ("msg".into(), format!("m{i}").into()),
+            // a string that is not UTF-8: the line rendering fixes and counts it
+            (
+                "note".into(),
+                lockstep_harness::proxy::rmpv::decode::read_value(
+                    &mut &[0xa3, 0x61, 0xff, 0x62][..],
+                )
+                .unwrap(),
+            ),
+        ])
+    };
+    let recs: Vec<Value> = vec![bad(1, "error"), bad(2, "info"), bad(3, "info")];
+    assert_eq!(
+        host.flush(0, "t", &chunk(&recs)).unwrap().code,
+        FlushCode::Ok
+    );
+    assert!(wait_until(Duration::from_secs(10), || stored_msgs(&rx) == vec!["m1"]));
+    let port: u16 = port.parse().unwrap();
+    let m = scrape(port);
+    assert_eq!(
+        metric(&m, "lockstep_loki_invalid_utf8_fixed_total", ""),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "lockstep_loki_policy_lines_total",
+            "decision=\"drop\",by=\"trace\""
+        ),
+        2.0
+    );
+    drop(host);
+}

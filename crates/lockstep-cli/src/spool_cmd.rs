@@ -169,30 +169,34 @@ fn entry_json(r: &Record) -> Option<serde_json::Value> {
     }))
 }
 
-/// A waiting-queue record (`spool_dir/waiting`, sampling by trace): its kind, trace and
-/// the entry it carries.
+/// A waiting-queue record (`spool_dir/waiting`, sampling by trace): its kind, trace,
+/// and the line it holds (the Fluent Bit event as the flush had it: tag, time, body).
 fn waiting_json(r: &Record) -> Option<serde_json::Value> {
     use lockstep_tail::record::{parse, WaitRecord};
-    let entry = |bytes: &[u8]| {
-        entry_json(&Record {
-            seq: r.seq,
-            ts_ns: r.ts_ns,
-            payload: bytes.to_vec(),
-        })
+    let line = |tag: &[u8], event: &[u8]| -> Option<serde_json::Value> {
+        let rec = fluent_bit_chunk::Chunk::new(event).records().next()?.ok()?;
+        let body =
+            fluent_bit_chunk::json::to_json_string(fluent_bit_chunk::ValueRef::Map(rec.event.body));
+        Some(json!({
+            "tag": String::from_utf8_lossy(tag),
+            "ts_ns": rec.event.timestamp.unix_nanos().to_string(),
+            "body": serde_json::from_str::<serde_json::Value>(&body).unwrap_or(body.into()),
+        }))
     };
     Some(match parse(&r.payload).ok()? {
         WaitRecord::Pending {
             trace,
             facts,
-            entry: e,
+            tag,
+            event,
             ..
         } => json!({
             "waiting": "pending",
             "trace_id": lockstep_record::ids::to_hex(&trace),
             "lines": facts.lines(),
-            "entry": entry(e)?,
+            "line": line(tag, event)?,
         }),
-        WaitRecord::Kept { entry: e } => json!({ "waiting": "kept", "entry": entry(e)? }),
+        WaitRecord::Kept { tag, event } => json!({ "waiting": "kept", "line": line(tag, event)? }),
         WaitRecord::Decisions(d) => json!({
             "waiting": "decisions",
             "decisions": d.iter().map(|(t, keep)| json!({

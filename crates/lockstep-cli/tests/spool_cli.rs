@@ -127,13 +127,13 @@ fn inspect_and_peek_show_the_waiting_queue_of_sampling_by_trace() {
     let dir = tmp.path().join("spool");
     let _main = Spool::open(&dir, SpoolConfig::default()).unwrap();
     let waiting = Spool::open(dir.join("waiting"), SpoolConfig::default()).unwrap();
-    let e = lockstep_ship::SpooledEntry {
-        tenant: None,
-        labels: vec![("app".into(), "api".into())],
-        ts_ns: 1_795_000_000_000_000_000,
-        line: "{\"msg\":\"started\"}".into(),
-        structured_metadata: vec![],
-    };
+    // One Fluent Bit event `[[EventTime, {}], {"msg": "started"}]`.
+    let mut event = vec![0x92, 0x92, 0xd7, 0x00];
+    event.extend_from_slice(&1_795_000_000u32.to_be_bytes());
+    event.extend_from_slice(&0u32.to_be_bytes());
+    event.push(0x80);
+    event.extend_from_slice(&[0x81, 0xa3, b'm', b's', b'g', 0xa7]);
+    event.extend_from_slice(b"started");
     let trace = [0xab; 16];
     let mut facts = lockstep_policy::TraceFacts::new(Some(trace));
     let p = lockstep_policy::Policy::default_policy();
@@ -142,8 +142,7 @@ fn inspect_and_peek_show_the_waiting_queue_of_sampling_by_trace() {
         &mut facts,
     );
     let mut pending = Vec::new();
-    lockstep_tail::record::write_pending(&mut pending, 1, &trace, &facts);
-    pending.extend_from_slice(&e.encode());
+    lockstep_tail::record::write_pending(&mut pending, 1, &trace, &facts, b"app.api", &event);
     let mut dec = Vec::new();
     lockstep_tail::record::write_decisions(&mut dec, &[(trace, true)]);
     waiting.append(&[pending, dec]).unwrap();
@@ -160,9 +159,7 @@ fn inspect_and_peek_show_the_waiting_queue_of_sampling_by_trace() {
         .collect();
     assert_eq!(lines[0]["waiting"]["waiting"], "pending");
     assert_eq!(lines[0]["waiting"]["trace_id"], "ab".repeat(16));
-    assert_eq!(
-        lines[0]["waiting"]["entry"]["line"],
-        "{\"msg\":\"started\"}"
-    );
+    assert_eq!(lines[0]["waiting"]["line"]["tag"], "app.api");
+    assert_eq!(lines[0]["waiting"]["line"]["body"]["msg"], "started");
     assert_eq!(lines[1]["waiting"]["decisions"][0]["keep"], true);
 }

@@ -5,9 +5,10 @@
 //! flush and the main disk queue:
 //!
 //! ```text
-//! flush ─▶ Intake: extract (msgpack + OTLP metadata) ─▶ table.admit ─▶ waiting queue (disk)
-//!                                                              │
-//! decider thread: decide_due (on time / early) ─▶ `D` records ─┘─▶ sweep ─▶ main queue
+//! flush ─▶ Intake: extract (msgpack + OTLP metadata) ─▶ table.admit ─▶ waiting queue (disk,
+//!                                                                    the raw events)
+//! decider thread: decide_due (on time / early) ─▶ `D` records ─▶ sweep: kept lines mapped
+//!                                                                ─▶ main queue
 //! ```
 //!
 //! - [`table`]: which traces wait (their [`TraceFacts`](lockstep_policy::TraceFacts),
@@ -37,12 +38,17 @@
 //!   queue only ever receives kept lines. When it is full the sweep pauses (counted)
 //!   and resumes; nothing is dropped silently.
 //! - **Never waits in flush** on a decision or the network: a flush extracts, takes the
-//!   table lock per line, and appends one batch.
+//!   table lock per line, and appends one batch of the raw events.
+//! - **What is dropped is never rendered.** A line is mapped to its Loki entry (the
+//!   output's [`Mapper`]) only when its trace is kept, on the decider thread.
+//! - **In order.** Lines leave the waiting queue in arrival order: a line already kept
+//!   (no trace id, or late after a kept decision) waits behind older undecided lines,
+//!   at most `decision_wait`.
 
 mod metrics;
 pub mod record;
 mod stage;
 pub mod table;
 
-pub use stage::{Intake, Recovered, Stage, StageConfig, StageError, StageMetrics, Tick};
+pub use stage::{Intake, Mapper, Recovered, Stage, StageConfig, StageError, StageMetrics, Tick};
 pub use table::{Admit, Decided, Table, TableConfig, TraceId};

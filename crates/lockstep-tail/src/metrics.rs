@@ -128,9 +128,10 @@ pub(crate) fn render(stage: &Stage, instance: &str, now_ns: u64) -> String {
         &mut s,
         "lockstep_loki_waiting_unreadable_total",
         "counter",
-        "Waiting-queue records that could not be read (skipped), and recovered lines written under another policy (kept).",
+        "Waiting-queue records that could not be read or mapped (skipped), kept lines too large for the main queue (skipped), and recovered lines written under another policy (kept).",
         &[
             (l("kind=\"record\""), r(&m.unreadable_records)),
+            (l("kind=\"too_large\""), r(&m.too_large)),
             (l("kind=\"other_policy\""), r(&m.recovered_other_policy)),
         ],
     );

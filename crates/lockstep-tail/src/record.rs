@@ -1,13 +1,16 @@
 //! The records of the waiting queue. One spool record each; the first byte says which:
 //!
 //! ```text
-//! b'P' fingerprint u32 LE, trace id [16], facts (TraceFacts::encode), entry   a line whose trace is waiting
-//! b'K' entry                                                                  a line already kept (no trace id,
-//!                                                                             or a late line of a kept trace)
-//! b'D' count u32 LE, count × (trace id [16], keep u8)                         decisions, in the order made
+//! b'P' fingerprint u32 LE, trace id [16], facts (TraceFacts::encode), line   a line whose trace is waiting
+//! b'K' line                                                                  a line already kept (no trace id,
+//!                                                                            or a late line of a kept trace)
+//! b'D' count u32 LE, count × (trace id [16], keep u8)                        decisions, in the order made
+//!
+//! line = tag length u16 LE, tag, event
 //! ```
-//! `entry` is the spooled Loki entry exactly as the main queue stores it
-//! (`lockstep_ship::encode_entry`), so a kept line moves to the main queue unchanged.
+//! `event` is the Fluent Bit event exactly as the flush chunk held it
+//! (`[[EventTime, metadata], body]` or the legacy `[time, body]`): a line is mapped to its
+//! Loki entry only when its trace is kept, so a dropped line is never rendered.
 //! `fingerprint` names the policy the facts were computed under: after a restart with
 //! another policy, those facts cannot be read (their bits name other rules).
 
@@ -24,10 +27,12 @@ pub enum WaitRecord<'a> {
         fingerprint: u32,
         trace: [u8; 16],
         facts: TraceFacts,
-        entry: &'a [u8],
+        tag: &'a [u8],
+        event: &'a [u8],
     },
     Kept {
-        entry: &'a [u8],
+        tag: &'a [u8],
+        event: &'a [u8],
     },
     Decisions(Decisions<'a>),
 }
@@ -62,17 +67,44 @@ pub enum RecordError {
     Truncated { what: &'static str, offset: usize },
 }
 
-/// Appends the header of a line whose trace is waiting; the entry follows.
-pub fn write_pending(out: &mut Vec<u8>, fingerprint: u32, trace: &[u8; 16], facts: &TraceFacts) {
+/// Appends a line whose trace is waiting. A tag longer than 65,535 bytes is cut there.
+pub fn write_pending(
+    out: &mut Vec<u8>,
+    fingerprint: u32,
+    trace: &[u8; 16],
+    facts: &TraceFacts,
+    tag: &[u8],
+    event: &[u8],
+) {
     out.push(PENDING);
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(trace);
     facts.encode(out);
+    write_line(out, tag, event);
 }
 
-/// Appends the header of a line already kept; the entry follows.
-pub fn write_kept(out: &mut Vec<u8>) {
+/// Appends a line already kept.
+pub fn write_kept(out: &mut Vec<u8>, tag: &[u8], event: &[u8]) {
     out.push(KEPT);
+    write_line(out, tag, event);
+}
+
+fn write_line(out: &mut Vec<u8>, tag: &[u8], event: &[u8]) {
+    let tag = &tag[..tag.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
+    out.extend_from_slice(tag);
+    out.extend_from_slice(event);
+}
+
+fn read_line(b: &[u8], at: usize) -> Result<(&[u8], &[u8]), RecordError> {
+    let trunc = RecordError::Truncated {
+        what: "tag",
+        offset: at,
+    };
+    let n = b.get(at..at + 2).ok_or(trunc.clone())?;
+    let n = usize::from(u16::from_le_bytes([n[0], n[1]]));
+    let tag = b.get(at + 2..at + 2 + n).ok_or(trunc)?;
+    Ok((tag, &b[at + 2 + n..]))
 }
 
 /// One `D` record.
@@ -100,14 +132,19 @@ pub fn parse(b: &[u8]) -> Result<WaitRecord<'_>, RecordError> {
             trace.copy_from_slice(b.get(5..21).ok_or(trunc("trace id", 5))?);
             let (facts, used) =
                 TraceFacts::decode(Some(trace), &b[21..]).ok_or(trunc("facts", 21))?;
+            let (tag, event) = read_line(b, 21 + used)?;
             Ok(WaitRecord::Pending {
                 fingerprint,
                 trace,
                 facts,
-                entry: &b[21 + used..],
+                tag,
+                event,
             })
         }
-        KEPT => Ok(WaitRecord::Kept { entry: &b[1..] }),
+        KEPT => {
+            let (tag, event) = read_line(b, 1)?;
+            Ok(WaitRecord::Kept { tag, event })
+        }
         DECISIONS => {
             let n = u32::from_le_bytes(
                 b.get(1..5)
@@ -134,24 +171,24 @@ mod tests {
         let mut facts = TraceFacts::new(Some([3; 16]));
         facts.merge(&TraceFacts::new(Some([3; 16])));
         let mut b = Vec::new();
-        write_pending(&mut b, 0xdead_beef, &[3; 16], &facts);
-        b.extend_from_slice(b"entry");
+        write_pending(&mut b, 0xdead_beef, &[3; 16], &facts, b"app.x", b"event");
         match parse(&b).unwrap() {
             WaitRecord::Pending {
                 fingerprint,
                 trace,
                 facts: f,
-                entry,
+                tag,
+                event,
             } => {
                 assert_eq!(
-                    (fingerprint, trace, entry),
-                    (0xdead_beef, [3; 16], &b"entry"[..])
+                    (fingerprint, trace, tag, event),
+                    (0xdead_beef, [3; 16], &b"app.x"[..], &b"event"[..])
                 );
                 assert_eq!(f, facts);
             }
             other => panic!("{other:?}"),
         }
-        for cut in 0..21 {
+        for cut in 0..b.len() - 10 {
             assert!(parse(&b[..cut]).is_err(), "{cut}");
         }
         let mut d = Vec::new();
@@ -166,8 +203,14 @@ mod tests {
         assert!(parse(&d[..d.len() - 1]).is_err());
         assert_eq!(parse(b"Xyz"), Err(RecordError::Kind(b'X')));
         let mut k = Vec::new();
-        write_kept(&mut k);
-        k.extend_from_slice(b"e");
-        assert_eq!(parse(&k), Ok(WaitRecord::Kept { entry: b"e" }));
+        write_kept(&mut k, b"t", b"e");
+        assert_eq!(
+            parse(&k),
+            Ok(WaitRecord::Kept {
+                tag: b"t",
+                event: b"e"
+            })
+        );
+        assert!(parse(&k[..2]).is_err());
     }
 }

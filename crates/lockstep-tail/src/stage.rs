@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fluent_bit_chunk::MapView;
+use fluent_bit_chunk::Event;
 use lockstep_policy::{Policy, Reason, TraceFacts};
 use lockstep_record::Extractor;
 use lockstep_spool::{Spool, SpoolConfig, SpoolError};
@@ -49,11 +49,18 @@ pub struct StageMetrics {
     pub late_new_trace: AtomicU64,
     /// Traces decided before their time because `num_traces` traces were waiting.
     pub decided_early: AtomicU64,
-    /// Waiting-queue records that could not be read (counted, skipped).
+    /// Waiting-queue records that could not be read or mapped (counted, skipped).
     pub unreadable_records: AtomicU64,
+    /// Kept lines whose entry is larger than the main queue takes (counted, skipped).
+    pub too_large: AtomicU64,
     /// Waiting lines recovered whose facts another policy wrote (kept, fail open).
     pub recovered_other_policy: AtomicU64,
 }
+
+/// Renders one line into what the main queue stores (the output's Loki entry), from the
+/// Fluent Bit tag and event the flush had: called for kept lines only, on the decider
+/// thread. An `Err` (an event that no longer decodes) skips the line, counted.
+pub type Mapper = Box<dyn Fn(&[u8], &[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
 
 /// Settings of the stage.
 #[derive(Debug, Clone)]
@@ -78,6 +85,7 @@ struct Shared {
     cv: Condvar,
     /// Called with the number of entries moved to the main queue.
     on_kept: Box<dyn Fn(usize) + Send + Sync>,
+    mapper: Mapper,
     full_logged: Mutex<Option<Instant>>,
 }
 
@@ -121,6 +129,7 @@ impl Stage {
         cfg: StageConfig,
         dir: &Path,
         main: Arc<Spool>,
+        mapper: Mapper,
         on_kept: Box<dyn Fn(usize) + Send + Sync>,
     ) -> Result<(Stage, Recovered), StageError> {
         let err = |source| StageError::Spool {
@@ -140,6 +149,7 @@ impl Stage {
             signal: Mutex::new(Signal::default()),
             cv: Condvar::new(),
             on_kept,
+            mapper,
             full_logged: Mutex::new(None),
         });
         let rec = shared.recover().map_err(err)?;
@@ -183,20 +193,20 @@ impl Stage {
         self.shared.tick(now)
     }
 
-    /// A new intake for one flush chunk.
-    pub fn intake(&self) -> Intake<'_> {
+    /// A new intake for one flush chunk of `tag`.
+    pub fn intake<'t>(&self, tag: &'t str) -> Intake<'_, 't> {
         let ex = lock(&self.shared.extractors)
             .pop()
             .unwrap_or_else(|| self.shared.policy.extractor());
         Intake {
             sh: &self.shared,
             ex: Some(ex),
+            tag,
             now: lockstep_spool::now_ns(),
             buf: Vec::new(),
             ends: Vec::new(),
             waiting: Vec::new(),
             counts: Counts::default(),
-            open: false,
         }
     }
 
@@ -251,34 +261,39 @@ struct Counts {
     late_new: u64,
 }
 
-/// One flush chunk's lines on their way into the waiting queue. For each record call
-/// [`Intake::begin`]; when it returns true append the record's entry to
-/// [`Intake::buf`] and call [`Intake::end`]. Then [`Intake::commit`]. Dropped without
-/// committing, it releases the traces it held.
-pub struct Intake<'s> {
+/// One flush chunk's lines on their way into the waiting queue: [`Intake::add`] each
+/// record, then [`Intake::commit`]. Dropped without committing, it releases the traces
+/// it held.
+pub struct Intake<'s, 't> {
     sh: &'s Shared,
     ex: Option<Extractor>,
+    tag: &'t str,
     now: u64,
     buf: Vec<u8>,
     ends: Vec<usize>,
     /// Traces of lines written as waiting (one entry per line).
     waiting: Vec<TraceId>,
     counts: Counts,
-    open: bool,
 }
 
-impl Intake<'_> {
-    /// Reads one record's body and metadata and decides where its line goes: false
-    /// when it is dropped now (nothing to write), true when it must be written (the
-    /// header is in the buffer already).
-    pub fn begin(&mut self, body: MapView<'_>, metadata: MapView<'_>) -> bool {
+impl Intake<'_, '_> {
+    /// Reserves room for about `bytes` of lines.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
+    }
+
+    /// Reads one record's body and metadata and decides where its line goes: dropped
+    /// now (false: nothing written), or written to the waiting queue as the raw event
+    /// (true), to wait for its trace or, already kept, to keep its place in line.
+    pub fn add(&mut self, event: &Event<'_>) -> bool {
         let sh = self.sh;
         let Some(ex) = self.ex.as_mut() else {
             return false;
         };
-        ex.extract_msgpack(body);
-        ex.merge_otlp_metadata(metadata);
+        ex.extract_msgpack(event.body);
+        ex.merge_otlp_metadata(event.metadata);
         let e = ex.last();
+        let tag = self.tag.as_bytes();
         let Some(t) = e.trace_id().copied() else {
             let d = sh.policy.decide(e);
             if !d.keep {
@@ -286,8 +301,8 @@ impl Intake<'_> {
                 return false;
             }
             self.counts.kept_alone += 1;
-            record::write_kept(&mut self.buf);
-            self.open = true;
+            record::write_kept(&mut self.buf, tag, event.raw);
+            self.ends.push(self.buf.len());
             return true;
         };
         let mut facts = TraceFacts::new(Some(t));
@@ -296,37 +311,22 @@ impl Intake<'_> {
         match admit {
             Admit::Follow(false) => {
                 self.counts.late_dropped += 1;
-                false
+                return false;
             }
             Admit::Follow(true) => {
                 self.counts.late_kept += 1;
-                record::write_kept(&mut self.buf);
-                self.open = true;
-                true
+                record::write_kept(&mut self.buf, tag, event.raw);
             }
             Admit::Wait { late, .. } => {
                 if late {
                     self.counts.late_new += 1;
                 }
                 self.waiting.push(t);
-                record::write_pending(&mut self.buf, sh.fingerprint, &t, &facts);
-                self.open = true;
-                true
+                record::write_pending(&mut self.buf, sh.fingerprint, &t, &facts, tag, event.raw);
             }
         }
-    }
-
-    /// Where the entry of the line [`Intake::begin`] accepted goes.
-    pub fn buf(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
-    }
-
-    /// Ends the line [`Intake::begin`] accepted.
-    pub fn end(&mut self) {
-        if self.open {
-            self.ends.push(self.buf.len());
-            self.open = false;
-        }
+        self.ends.push(self.buf.len());
+        true
     }
 
     /// Lines to be written.
@@ -378,7 +378,7 @@ impl Intake<'_> {
     }
 }
 
-impl Drop for Intake<'_> {
+impl Drop for Intake<'_, '_> {
     fn drop(&mut self) {
         if !self.waiting.is_empty() {
             let mut t = lock(&self.sh.table);
@@ -477,9 +477,9 @@ impl Shared {
         }
     }
 
-    /// Moves the oldest decided lines of the waiting queue: kept ones to the main
-    /// queue (one batch), dropped ones nowhere; stops at the first line whose trace
-    /// still waits.
+    /// Moves the oldest decided lines of the waiting queue: kept ones, mapped to their
+    /// entries, to the main queue (one batch), dropped ones nowhere; stops at the first
+    /// line whose trace still waits.
     fn sweep_step(&self) -> Result<SweepStep, SpoolError> {
         let mut step = SweepStep::default();
         let b = self.wait.peek(SCAN_RECORDS, SCAN_BYTES)?;
@@ -489,17 +489,29 @@ impl Shared {
             }
             return Ok(step);
         }
-        // How far the decisions reach.
-        let n = {
+        // Each record's fate, up to the first line whose trace still waits: one table
+        // lookup per line.
+        let mut fate: Vec<Fate> = Vec::with_capacity(b.len());
+        {
             let t = lock(&self.table);
-            b.records
-                .iter()
-                .position(|r| match record::parse(&r.payload) {
-                    Ok(WaitRecord::Pending { trace, .. }) => t.decision(&trace).is_none(),
-                    _ => false,
-                })
-                .unwrap_or(b.records.len())
-        };
+            for r in &b.records {
+                let f = match record::parse(&r.payload) {
+                    Ok(WaitRecord::Pending { trace, .. }) => match t.decision(&trace) {
+                        None => break,
+                        Some(keep) => Fate::Trace(trace, keep),
+                    },
+                    Ok(WaitRecord::Kept { .. }) => Fate::Kept,
+                    Ok(WaitRecord::Decisions(_)) => Fate::Skip,
+                    Err(e) => {
+                        self.metrics.unreadable_records.fetch_add(1, Relaxed);
+                        log::error!("waiting queue record {}: {e}; skipped", r.seq);
+                        Fate::Skip
+                    }
+                };
+                fate.push(f);
+            }
+        }
+        let n = fate.len();
         if n == 0 {
             return Ok(step);
         }
@@ -508,54 +520,64 @@ impl Shared {
         } else {
             b
         };
-        let mut kept: Vec<&[u8]> = Vec::new();
-        let mut swept: Vec<TraceId> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut ends: Vec<usize> = Vec::new();
         let mut oldest = u64::MAX;
-        {
-            let t = lock(&self.table);
-            for r in &b.records {
-                match record::parse(&r.payload) {
-                    Ok(WaitRecord::Pending { trace, entry, .. }) => {
-                        swept.push(trace);
-                        if t.decision(&trace).unwrap_or(true) {
-                            kept.push(entry);
-                            oldest = oldest.min(r.ts_ns);
-                        } else {
-                            step.dropped += 1;
-                        }
-                    }
-                    Ok(WaitRecord::Kept { entry }) => {
-                        kept.push(entry);
-                        oldest = oldest.min(r.ts_ns);
-                    }
-                    Ok(WaitRecord::Decisions(_)) => {}
-                    Err(e) => {
-                        self.metrics.unreadable_records.fetch_add(1, Relaxed);
-                        log::error!("waiting queue record {}: {e}; skipped", r.seq);
-                    }
+        for (r, f) in b.records.iter().zip(&fate) {
+            let keep = match f {
+                Fate::Trace(_, keep) => *keep,
+                Fate::Kept => true,
+                Fate::Skip => false,
+            };
+            if !keep {
+                if matches!(f, Fate::Trace(..)) {
+                    step.dropped += 1;
+                }
+                continue;
+            }
+            let (tag, event) = match record::parse(&r.payload) {
+                Ok(WaitRecord::Pending { tag, event, .. } | WaitRecord::Kept { tag, event }) => {
+                    (tag, event)
+                }
+                _ => continue,
+            };
+            let start = out.len();
+            match (self.mapper)(tag, event, &mut out) {
+                Ok(()) => {
+                    ends.push(out.len());
+                    oldest = oldest.min(r.ts_ns);
+                }
+                Err(e) => {
+                    out.truncate(start);
+                    self.metrics.unreadable_records.fetch_add(1, Relaxed);
+                    log::error!("waiting queue record {}: {e}; skipped", r.seq);
                 }
             }
         }
+        let mut start = 0;
+        let kept: Vec<&[u8]> = ends
+            .iter()
+            .map(|&e| {
+                let p = &out[start..e];
+                start = e;
+                p
+            })
+            .collect();
         if !kept.is_empty() {
-            match self.main.append_at(oldest, &kept) {
-                Ok(_) => {}
-                Err(e @ SpoolError::Full { .. }) => {
-                    let mut last = lock(&self.full_logged);
-                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        *last = Some(Instant::now());
-                        log::warn!("{e}: kept lines wait in the waiting queue");
-                    }
-                    step.blocked = true;
-                    return Ok(step);
-                }
-                Err(e) => return Err(e),
+            if let Blocked::Yes = self.append_main(oldest, &kept)? {
+                step.blocked = true;
+                return Ok(step);
             }
         }
         self.wait.ack(&b)?;
+        let mut trace_kept = 0u64;
         {
             let mut t = lock(&self.table);
-            for tr in &swept {
-                t.swept(tr);
+            for f in &fate {
+                if let Fate::Trace(tr, keep) = f {
+                    t.swept(tr);
+                    trace_kept += u64::from(*keep);
+                }
             }
         }
         step.records = b.len();
@@ -563,14 +585,62 @@ impl Shared {
         self.metrics
             .lines_dropped_trace
             .fetch_add(step.dropped as u64, Relaxed);
-        let trace_kept = swept.len() - step.dropped;
-        self.metrics
-            .lines_kept_trace
-            .fetch_add(trace_kept as u64, Relaxed);
+        self.metrics.lines_kept_trace.fetch_add(trace_kept, Relaxed);
         if !kept.is_empty() {
             (self.on_kept)(kept.len());
         }
         Ok(step)
+    }
+
+    /// Appends kept entries to the main queue. Full: `Blocked::Yes` (retried on the next
+    /// tick). An entry larger than the main queue takes is skipped, counted; a batch
+    /// larger than its whole budget is appended in halves.
+    fn append_main(&self, ts: u64, kept: &[&[u8]]) -> Result<Blocked, SpoolError> {
+        match self.main.append_at(ts, kept) {
+            Ok(_) => Ok(Blocked::No),
+            Err(e @ SpoolError::Full { .. }) => {
+                let mut last = lock(&self.full_logged);
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    *last = Some(Instant::now());
+                    log::warn!("{e}: kept lines wait in the waiting queue");
+                }
+                Ok(Blocked::Yes)
+            }
+            Err(SpoolError::RecordTooLarge { index, len, max }) => {
+                self.metrics.too_large.fetch_add(1, Relaxed);
+                log::error!(
+                    "a kept line's entry is {len} bytes, above max_record_bytes {max}: skipped"
+                );
+                let (a, rest) = kept.split_at(index.min(kept.len()));
+                let rest = rest.get(1..).unwrap_or_default();
+                for part in [a, rest] {
+                    if !part.is_empty() {
+                        if let Blocked::Yes = self.append_main(ts, part)? {
+                            // Part of the batch may be in: a retry sends it again
+                            // (Loki drops exact duplicates).
+                            return Ok(Blocked::Yes);
+                        }
+                    }
+                }
+                Ok(Blocked::No)
+            }
+            Err(e @ SpoolError::BatchTooLarge { .. }) if kept.len() > 1 => {
+                log::debug!("{e}: appending in halves");
+                let (a, rest) = kept.split_at(kept.len() / 2);
+                for part in [a, rest] {
+                    if let Blocked::Yes = self.append_main(ts, part)? {
+                        return Ok(Blocked::Yes);
+                    }
+                }
+                Ok(Blocked::No)
+            }
+            Err(SpoolError::BatchTooLarge { needed, max }) => {
+                self.metrics.too_large.fetch_add(1, Relaxed);
+                log::error!("a kept line's entry ({needed} bytes) can never fit spool_max_bytes {max}: skipped");
+                Ok(Blocked::No)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn recover(&self) -> Result<Recovered, SpoolError> {
@@ -616,6 +686,17 @@ impl Shared {
         }
         Ok(rec)
     }
+}
+
+enum Fate {
+    Trace(TraceId, bool),
+    Kept,
+    Skip,
+}
+
+enum Blocked {
+    Yes,
+    No,
 }
 
 #[derive(Debug, Default)]

@@ -4,6 +4,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+/// Trace ids are random, so a fast hash does; seeded per table (foldhash's
+/// `RandomState`), so ids crafted to collide cannot be prepared in advance.
+type Hasher = foldhash::fast::RandomState;
+
 use lockstep_policy::{Policy, Reason, TraceFacts};
 
 pub type TraceId = [u8; 16];
@@ -58,9 +62,9 @@ pub struct Decided {
 }
 
 /// A bounded set that forgets its oldest member first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Fifo<K> {
-    set: HashSet<K>,
+    set: HashSet<K, Hasher>,
     order: VecDeque<K>,
     cap: usize,
 }
@@ -68,7 +72,7 @@ struct Fifo<K> {
 impl<K: std::hash::Hash + Eq + Copy> Fifo<K> {
     fn new(cap: usize) -> Self {
         Fifo {
-            set: HashSet::new(),
+            set: HashSet::default(),
             order: VecDeque::new(),
             cap,
         }
@@ -102,7 +106,7 @@ impl<K: std::hash::Hash + Eq + Copy> Fifo<K> {
 #[derive(Debug)]
 pub struct Table {
     cfg: TableConfig,
-    traces: HashMap<TraceId, Trace>,
+    traces: HashMap<TraceId, Trace, Hasher>,
     /// Waiting traces by first arrival, oldest first (each waiting trace once).
     order: VecDeque<(u64, TraceId)>,
     waiting: usize,
@@ -121,7 +125,7 @@ impl Table {
             not_sampled: Fifo::new(cfg.cache_not_sampled),
             forgotten: Fifo::new(forget),
             cfg,
-            traces: HashMap::new(),
+            traces: HashMap::default(),
             order: VecDeque::new(),
             waiting: 0,
         }

@@ -43,6 +43,7 @@ fn open(dir: &Path, cfg: StageConfig, policy: Policy) -> Rig {
         cfg,
         &dir.join("main").join("waiting"),
         main.clone(),
+        msg_mapper(),
         Box::new(move |n| {
             m.fetch_add(n, Relaxed);
         }),
@@ -54,6 +55,25 @@ fn open(dir: &Path, cfg: StageConfig, policy: Policy) -> Rig {
         moved,
         rec,
     }
+}
+
+/// The test's "entry": the body's `msg` (the event decoded again from its raw bytes).
+fn msg_mapper() -> lockstep_tail::Mapper {
+    Box::new(|_tag, event, out| {
+        let r = Chunk::new(event)
+            .records()
+            .next()
+            .ok_or("no record")?
+            .map_err(|e| e.to_string())?;
+        let msg = r
+            .event
+            .body
+            .get("msg")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        out.extend_from_slice(msg.as_bytes());
+        Ok(())
+    })
 }
 
 /// A chunk of V2 events `[[EventTime, metadata], body]`.
@@ -77,19 +97,9 @@ fn flush(stage: &Stage, bodies: &[Value]) -> usize {
 
 fn flush_events(stage: &Stage, events: &[(Value, Value)]) -> usize {
     let bytes = chunk(events);
-    let mut intake = stage.intake();
+    let mut intake = stage.intake("t");
     for r in Chunk::new(&bytes).records() {
-        let r = r.unwrap();
-        if intake.begin(r.event.body, r.event.metadata) {
-            let msg = r
-                .event
-                .body
-                .get("msg")
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
-            intake.buf().extend_from_slice(msg.as_bytes());
-            intake.end();
-        }
+        intake.add(&r.unwrap().event);
     }
     intake.commit().unwrap()
 }
@@ -187,20 +197,9 @@ fn otlp_metadata_ids_group_lines_into_traces() {
         }
         b
     };
-    let mut intake = rig.stage.intake();
+    let mut intake = rig.stage.intake("v1_logs");
     for r in Chunk::new(&bytes).records() {
-        let r = r.unwrap();
-        assert!(intake.begin(r.event.body, r.event.metadata));
-        let msg = r
-            .event
-            .body
-            .get("msg")
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
-        intake.buf().extend_from_slice(msg.as_bytes());
-        intake.end();
+        assert!(intake.add(&r.unwrap().event));
     }
     assert_eq!(intake.commit().unwrap(), 3);
     assert_eq!(rig.stage.table_sizes().0, 1, "one trace, from the metadata");
@@ -276,6 +275,7 @@ fn decisions_survive_a_restart_after_a_partial_sweep() {
             cfg(1000),
             &dir.path().join("main").join("waiting"),
             main.clone(),
+            msg_mapper(),
             Box::new(|_| {}),
         )
         .unwrap();

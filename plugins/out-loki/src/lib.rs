@@ -42,7 +42,7 @@ use lockstep_tail::{Stage, StageConfig};
 
 /// One `[OUTPUT]` instance.
 pub struct LokiOutput {
-    mapping: Mapping,
+    mapping: Arc<Mapping>,
     spool: Arc<Spool>,
     drain: Arc<Drain>,
     /// The decision stage, with `policy_file`.
@@ -65,7 +65,7 @@ impl OutputPlugin for LokiOutput {
             // Fluent Bit consumes these itself; a proxy plugin cannot read them.
             log::debug!("`{key}` is read by Fluent Bit's core, not by lockstep_loki: use `url`");
         }
-        let mapping = Mapping::new(&st.mapping)?;
+        let mapping = Arc::new(Mapping::new(&st.mapping)?);
         if !mapping.has_labels() {
             log::warn!("no `labels` or `label_keys`: every entry goes to one stream");
         }
@@ -138,6 +138,7 @@ impl OutputPlugin for LokiOutput {
                     cfg,
                     &wait_dir,
                     spool.clone(),
+                    kept_line_mapper(mapping.clone(), metrics.clone()),
                     Box::new(move |n| d.notify(n)),
                 );
                 let (stage, rec) = match opened {
@@ -244,8 +245,18 @@ impl OutputPlugin for LokiOutput {
         }
         self.drain.stop();
         let g = self.spool.gauges();
+        let waiting = self
+            .stage
+            .as_ref()
+            .map(|s| {
+                format!(
+                    "; {} records in the waiting queue (lines of traces not yet decided)",
+                    s.waiting_gauges().records
+                )
+            })
+            .unwrap_or_default();
         log::info!(
-            "stopped: {} entries sent this run; {} records left in the queue for the next start",
+            "stopped: {} entries sent this run; {} records left in the queue for the next start{waiting}",
             self.metrics.entries_sent.load(Relaxed),
             g.records
         );
@@ -253,14 +264,13 @@ impl OutputPlugin for LokiOutput {
 }
 
 impl LokiOutput {
-    /// With a policy: every record goes through the decision stage; the lines it keeps
-    /// or holds are mapped and appended to the waiting queue as one batch.
+    /// With a policy: every record goes through the decision stage, which writes the
+    /// raw events of the lines it holds or keeps to the waiting queue as one batch (a
+    /// line is mapped to its entry only once its trace is kept: [`kept_line_mapper`]).
     fn flush_sampled(&self, stage: &Stage, tag: &str, chunk: Chunk<'_>) -> FlushResult {
         let m = &*self.metrics;
-        let mut stats = MapStats::default();
-        let mut scratch = Scratch::default();
-        let mut intake = stage.intake();
-        intake.buf().reserve(chunk.len() + chunk.len() / 4);
+        let mut intake = stage.intake(tag);
+        intake.reserve(chunk.len() + chunk.len() / 8);
         let mut records = 0usize;
         for record in chunk.records() {
             let r = match record {
@@ -273,21 +283,10 @@ impl LokiOutput {
                 }
             };
             records += 1;
-            if intake.begin(r.event.body, r.event.metadata) {
-                let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
-                self.mapping.encode_tagged(
-                    tag,
-                    ts,
-                    r.event.body,
-                    &mut stats,
-                    &mut scratch,
-                    intake.buf(),
-                );
-                intake.end();
-            }
+            intake.add(&r.event);
         }
         let res = intake.commit();
-        self.queued(tag, res, &stats, records)
+        self.queued(tag, res, &MapStats::default(), records)
     }
 
     /// The flush's answer once its batch was appended (or not): counters, logs, code.
@@ -336,6 +335,34 @@ impl LokiOutput {
             }
         }
     }
+}
+
+/// Maps a kept line (tag and raw event, from the waiting queue) to its spooled Loki
+/// entry, on the decider thread, counting what the mapping fixed as Flush would.
+fn kept_line_mapper(mapping: Arc<Mapping>, metrics: Arc<Metrics>) -> lockstep_tail::Mapper {
+    let scratch = Mutex::new(Scratch::default());
+    Box::new(move |tag: &[u8], event: &[u8], out: &mut Vec<u8>| {
+        let tag = String::from_utf8_lossy(tag);
+        let r = fluent_bit_plugin::Chunk::new(event)
+            .records()
+            .next()
+            .ok_or("no record in the event")?
+            .map_err(|e| e.to_string())?;
+        let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
+        let mut stats = MapStats::default();
+        let mut sc = scratch.lock().unwrap_or_else(|p| p.into_inner());
+        mapping.encode_tagged(&tag, ts, r.event.body, &mut stats, &mut sc, out);
+        let m = &*metrics;
+        m.invalid_utf8_fixed
+            .fetch_add(stats.invalid_utf8_fixed, Relaxed);
+        m.label_names_sanitised
+            .fetch_add(stats.label_names_sanitised, Relaxed);
+        m.label_values_truncated
+            .fetch_add(stats.label_values_truncated, Relaxed);
+        m.metadata_dropped
+            .fetch_add(stats.metadata_dropped, Relaxed);
+        Ok(())
+    })
 }
 
 output_plugin!(LokiOutput);

@@ -13,23 +13,27 @@ fuzz_target!(|data: &[u8]| {
             fingerprint,
             trace,
             facts,
-            entry,
+            tag,
+            event,
         } => {
-            record::write_pending(&mut again, *fingerprint, trace, facts);
-            again.extend_from_slice(entry);
+            record::write_pending(&mut again, *fingerprint, trace, facts, tag, event);
             // Facts decode to a canonical form (trailing zero bytes dropped): compare
             // what they mean, not their bytes.
             match record::parse(&again).unwrap() {
-                WaitRecord::Pending { facts: f2, entry: e2, .. } => {
+                WaitRecord::Pending {
+                    facts: f2,
+                    tag: t2,
+                    event: e2,
+                    ..
+                } => {
                     assert_eq!(&f2, facts);
-                    assert_eq!(e2, *entry);
+                    assert_eq!((t2, e2), (*tag, *event));
                 }
                 other => panic!("{other:?}"),
             }
         }
-        WaitRecord::Kept { entry } => {
-            record::write_kept(&mut again);
-            again.extend_from_slice(entry);
+        WaitRecord::Kept { tag, event } => {
+            record::write_kept(&mut again, tag, event);
             assert_eq!(again, data);
         }
         WaitRecord::Decisions(d) => {
