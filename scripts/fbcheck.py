@@ -11,10 +11,12 @@ def fluent_bit():
 
 
 def artifacts():
-    """(wasm, so, receiver, lockstep) paths, each checked to exist."""
-    wasm = os.path.join(ROOT, "dist", "lockstep_filter.wasm")
-    so = os.path.join(ROOT, "dist", "lockstep_out_loki.so")
-    receiver = os.path.join(ROOT, "target", "release", "examples", "loki_receiver")
+    """(wasm, so, receiver, lockstep) paths, each checked to exist. `LOCKSTEP_WASM`,
+    `LOCKSTEP_LOKI_SO`, `LOKI_RECEIVER` and `LOCKSTEP` point at other copies (e.g. a
+    copy of the plugin taken before dist/ is rebuilt)."""
+    wasm = os.environ.get("LOCKSTEP_WASM") or os.path.join(ROOT, "dist", "lockstep_filter.wasm")
+    so = os.environ.get("LOCKSTEP_LOKI_SO") or os.path.join(ROOT, "dist", "lockstep_out_loki.so")
+    receiver = os.environ.get("LOKI_RECEIVER") or os.path.join(ROOT, "target", "release", "examples", "loki_receiver")
     for path, hint in [(wasm, "scripts/build-plugins.sh"), (so, "scripts/build-plugins.sh"),
                        (receiver, "cargo build --release -p lockstep-harness --example loki_receiver")]:
         if not os.path.exists(path):

@@ -39,8 +39,8 @@ try:
     etc, logs, spool = (os.path.join(work, d) for d in ("etc", "logs", "spool"))
     for d in (etc, logs):
         os.makedirs(d)
-    shutil.copy(wasm, etc)
-    shutil.copy(so, etc)
+    shutil.copy(wasm, os.path.join(etc, "lockstep_filter.wasm"))  # the names the config uses
+    shutil.copy(so, os.path.join(etc, "lockstep_out_loki.so"))
     shutil.copy(os.path.join(conf_dir, "lockstep-policy.yaml"), etc)
 
     # The expectation, from the emulation: the golden logs and spans with this config's policy.
