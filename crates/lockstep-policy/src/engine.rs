@@ -770,6 +770,9 @@ fn scalar_text<'b>(a: &Attr<'b>, buf: &'b mut [u8; 40]) -> Option<&'b str> {
 /// whether the leaf numbered `idx` matches (for a line: computed; for a trace: whether
 /// any line matched it).
 pub(crate) trait Facts {
+    /// Whether `leaf` reads the leaf number (a line computes its matches instead): when
+    /// not, the numbering is compiled out of the filter's per-record path.
+    const NUMBERED: bool;
     fn trace_id(&self) -> Option<&[u8; 16]>;
     fn has_trace_id(&self) -> bool {
         self.trace_id().is_some()
@@ -784,6 +787,7 @@ pub(crate) trait Facts {
 pub(crate) struct Line<'a>(pub(crate) &'a Extracted);
 
 impl Facts for Line<'_> {
+    const NUMBERED: bool = false;
     fn trace_id(&self) -> Option<&[u8; 16]> {
         self.0.trace_id()
     }
@@ -935,7 +939,7 @@ impl Rule {
     /// This rule's verdict on `f`; `idx` is the number of its first leaf.
     fn eval<F: Facts>(&self, f: &F, idx: &mut usize) -> Result<Verdict, EvalError> {
         let here = *idx;
-        if !matches!(self, Rule::And(_) | Rule::Not(_) | Rule::Drop(_)) {
+        if F::NUMBERED && !matches!(self, Rule::And(_) | Rule::Not(_) | Rule::Drop(_)) {
             *idx += 1;
         }
         Ok(match self {

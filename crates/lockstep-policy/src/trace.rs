@@ -168,6 +168,7 @@ impl TraceFacts {
 }
 
 impl Facts for TraceFacts {
+    const NUMBERED: bool = true;
     fn trace_id(&self) -> Option<&[u8; 16]> {
         self.trace_id.as_ref()
     }

@@ -119,7 +119,8 @@ pub struct Table {
 
 impl Table {
     pub fn new(cfg: TableConfig) -> Self {
-        let forget = cfg.cache_sampled + cfg.cache_not_sampled + cfg.num_traces;
+        // Enough to notice late lines of the most recently forgotten traces.
+        let forget = (cfg.cache_sampled + cfg.cache_not_sampled).max(10_000);
         Table {
             sampled: Fifo::new(cfg.cache_sampled),
             not_sampled: Fifo::new(cfg.cache_not_sampled),
