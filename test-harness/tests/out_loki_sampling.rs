@@ -26,7 +26,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn golden_complete(set: &str) {
+fn golden_complete(set: &str) -> (LokiReceiver, GoldenSet) {
     let set = GoldenSet::load(&root().join("golden").join(set)).unwrap();
     let rx = LokiReceiver::start();
     let dir = tempfile::tempdir().unwrap();
@@ -54,6 +54,7 @@ fn golden_complete(set: &str) {
     // The point of deciding in the output: the filter alone loses the lines before each
     // kept trace's deciding line.
     assert!(r.filter_alone_kept < r.kept_trace_lines, "{}", r.render());
+    (rx, set)
 }
 
 #[test]
@@ -71,7 +72,27 @@ fn traces_sampled_by_fluent_bit_are_complete_too() {
 /// a filter (which sees the body only) cannot group them.
 #[test]
 fn otlp_records_are_grouped_by_the_ids_in_their_metadata() {
-    golden_complete("otlp");
+    let (rx, set) = golden_complete("otlp");
+    // And their entries carry the trace id (`structured_metadata trace_id=$trace_id`
+    // reads the OTLP id when the body has none), so a kept trace links to its logs.
+    let mut n = 0;
+    for entries in rx.entries("fake").values() {
+        for e in entries {
+            let md: std::collections::BTreeMap<&str, &str> = e
+                .structured_metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let line: usize = md["golden_line"].parse().unwrap();
+            assert_eq!(
+                md.get("trace_id").copied(),
+                set.lines[line - 1].trace_id.as_deref(),
+                "line {line}"
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 100);
 }
 
 // ---- a synthetic workload: requests of 2-4 lines, the deciding line last -------------

@@ -713,7 +713,7 @@ impl Mapping {
         stats: &mut MapStats,
     ) -> SpooledEntry {
         let mut sc = Scratch::default();
-        self.fill(tag, body, stats, &mut sc);
+        self.fill(tag, body, MapView::empty(), stats, &mut sc);
         SpooledEntry {
             tenant: sc.has_tenant.then(|| sc.tenant.clone()),
             labels: self
@@ -742,7 +742,26 @@ impl Mapping {
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) {
-        self.fill(tag, body, stats, scratch);
+        self.encode_event(tag, ts_ns, body, MapView::empty(), stats, scratch, out)
+    }
+
+    /// [`Mapping::encode_tagged`] with the event's metadata: a structured metadata value
+    /// that is exactly `$trace_id` (or `$span_id`) and finds nothing in the body takes
+    /// the OTLP record's own id from the metadata (`otlp.trace_id` / `otlp.span_id`, the
+    /// raw bytes Fluent Bit's `opentelemetry` input keeps, as lowercase hex), so the
+    /// entries of OTLP logs carry their trace id like any other.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_event(
+        &self,
+        tag: &str,
+        ts_ns: i64,
+        body: MapView<'_>,
+        meta: MapView<'_>,
+        stats: &mut MapStats,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) {
+        self.fill(tag, body, meta, stats, scratch);
         lockstep_ship::encode_entry(
             out,
             scratch.has_tenant.then_some(scratch.tenant.as_str()),
@@ -754,7 +773,14 @@ impl Mapping {
     }
 
     /// Maps a record into `sc`: tenant, labels, line and metadata, reusing its buffers.
-    fn fill(&self, tag: &str, body: MapView<'_>, stats: &mut MapStats, sc: &mut Scratch) {
+    fn fill(
+        &self,
+        tag: &str,
+        body: MapView<'_>,
+        meta: MapView<'_>,
+        stats: &mut MapStats,
+        sc: &mut Scratch,
+    ) {
         // One pass over the top level serves every accessor and removal below (each
         // used to scan the whole record: the flush path's largest cost).
         let top = Top::new(body);
@@ -762,7 +788,7 @@ impl Mapping {
         self.labels(tag, &top, stats, sc);
         sc.line.clear();
         self.line(&top, stats, &mut sc.line);
-        self.metadata(tag, &top, stats, sc);
+        self.metadata(tag, &top, meta, stats, sc);
     }
 
     /// The labels filled into `sc`, as (name, value).
@@ -850,7 +876,14 @@ impl Mapping {
         }
     }
 
-    fn metadata(&self, tag: &str, top: &Top<'_>, stats: &mut MapStats, sc: &mut Scratch) {
+    fn metadata(
+        &self,
+        tag: &str,
+        top: &Top<'_>,
+        meta: MapView<'_>,
+        stats: &mut MapStats,
+        sc: &mut Scratch,
+    ) {
         let n = &mut sc.n_metadata;
         *n = 0;
         for (pi, p) in self.metadata.iter().enumerate() {
@@ -859,6 +892,11 @@ impl Mapping {
                 Value::Static(s) => value.push_str(s),
                 Value::Dynamic(parts) => {
                     let found = translate(parts, tag, top, value, Flavour::Metadata, stats);
+                    if value.is_empty() && !found && !meta.is_empty() {
+                        if let Some(key) = otlp_id_key(parts) {
+                            otlp_id_hex(meta, key, value);
+                        }
+                    }
                     if value.is_empty() {
                         if found {
                             stats.metadata_dropped += 1;
@@ -960,6 +998,34 @@ pub struct Scratch {
     metadata: Vec<(usize, String)>,
     n_metadata: usize,
     line: String,
+}
+
+/// `trace_id` or `span_id` when a template is exactly `$trace_id` / `$span_id`.
+fn otlp_id_key(parts: &[Part]) -> Option<&'static str> {
+    match parts {
+        [Part::Key(steps)] => match steps.as_slice() {
+            [Step::Key(k)] if k == "trace_id" => Some("trace_id"),
+            [Step::Key(k)] if k == "span_id" => Some("span_id"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Appends `otlp.<key>` of the event metadata as lowercase hex: a 16-byte trace id or
+/// an 8-byte span id, not all zero (anything else is no id, as the sampling reads it).
+fn otlp_id_hex(meta: MapView<'_>, key: &str, out: &mut String) {
+    let Some(ValueRef::Map(otlp)) = meta.get("otlp") else {
+        return;
+    };
+    let want = if key == "trace_id" { 16 } else { 8 };
+    if let Some(ValueRef::Bin(b)) = otlp.get(key) {
+        if b.len() == want && b.iter().any(|&x| x != 0) {
+            for x in b {
+                let _ = write!(out, "{x:02x}");
+            }
+        }
+    }
 }
 
 /// Slot `i` of `v` (created when missing), its string emptied.
@@ -1677,6 +1743,56 @@ mod tests {
         let w = &e.labels.iter().find(|l| l.0 == "w").unwrap().1;
         assert_eq!(w.len(), 2048, "exactly the limit is kept");
         assert_eq!(st.label_values_truncated, 1);
+    }
+
+    /// OTLP logs keep their ids in the event metadata: `$trace_id` / `$span_id` read
+    /// them (as hex) when the body has none; the body wins when it has one.
+    #[test]
+    fn trace_and_span_id_metadata_fall_back_to_the_otlp_ids() {
+        let mp = mapping(|c| {
+            c.structured_metadata = some("trace_id=$trace_id, span_id=$span_id, t=$trace_id_x")
+        });
+        let meta = rmpv::Value::Map(vec![(
+            "otlp".into(),
+            rmpv::Value::Map(vec![
+                ("trace_id".into(), rmpv::Value::Binary((1..=16).collect())),
+                ("span_id".into(), rmpv::Value::Binary(vec![0; 8])),
+            ]),
+        )]);
+        // an event whose body is the metadata map, to get a view of it
+        let mb = encode(&meta);
+        let encode_with = |rec: &V| {
+            let bytes = encode(rec);
+            let mut out = Vec::new();
+            let mut st = MapStats::default();
+            mp.encode_event(
+                "t",
+                42,
+                body(&bytes),
+                body(&mb),
+                &mut st,
+                &mut Scratch::default(),
+                &mut out,
+            );
+            SpooledEntry::decode(0, &out).unwrap()
+        };
+        let e = encode_with(&m(vec![("msg", s("x"))]));
+        // the all-zero span id is no id
+        assert_eq!(
+            e.structured_metadata,
+            vec![(
+                "trace_id".to_string(),
+                "0102030405060708090a0b0c0d0e0f10".to_string()
+            )]
+        );
+        let e = encode_with(&m(vec![("trace_id", s("abc"))]));
+        assert_eq!(
+            e.structured_metadata,
+            vec![("trace_id".to_string(), "abc".to_string())]
+        );
+        // without metadata, nothing
+        let (e, _) = run(&mp, &m(vec![("msg", s("x"))]));
+        assert!(e.structured_metadata.is_empty());
     }
 
     #[test]

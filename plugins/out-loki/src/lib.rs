@@ -210,8 +210,15 @@ impl OutputPlugin for LokiOutput {
                 }
             };
             let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
-            self.mapping
-                .encode_tagged(tag, ts, r.event.body, &mut stats, &mut scratch, &mut buf);
+            self.mapping.encode_event(
+                tag,
+                ts,
+                r.event.body,
+                r.event.metadata,
+                &mut stats,
+                &mut scratch,
+                &mut buf,
+            );
             ends.push(buf.len());
         }
         if ends.is_empty() {
@@ -351,7 +358,15 @@ fn kept_line_mapper(mapping: Arc<Mapping>, metrics: Arc<Metrics>) -> lockstep_ta
         let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
         let mut stats = MapStats::default();
         let mut sc = scratch.lock().unwrap_or_else(|p| p.into_inner());
-        mapping.encode_tagged(&tag, ts, r.event.body, &mut stats, &mut sc, out);
+        mapping.encode_event(
+            &tag,
+            ts,
+            r.event.body,
+            r.event.metadata,
+            &mut stats,
+            &mut sc,
+            out,
+        );
         let m = &*metrics;
         m.invalid_utf8_fixed
             .fetch_add(stats.invalid_utf8_fixed, Relaxed);
