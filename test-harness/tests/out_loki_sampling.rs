@@ -193,6 +193,32 @@ fn default_policy(dir: &Path) -> PathBuf {
     p
 }
 
+/// A receiver, a scratch directory with the default policy, and the plugin started with
+/// `extra` settings and a metrics listener.
+struct Rig {
+    rx: LokiReceiver,
+    host: ProxyHost,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(extra: &[(&str, &str)]) -> Rig {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut props = extra.to_vec();
+    props.push(("metrics_listen", &port_s));
+    let host = start(&dir.path().join("q"), &rx.url(), &policy, &props);
+    Rig {
+        rx,
+        host,
+        port,
+        _dir: dir,
+    }
+}
+
 fn scrape(port: u16) -> String {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -215,16 +241,12 @@ fn metric_opt(text: &str, name: &str, labels: &str) -> Option<f64> {
 
 #[test]
 fn late_lines_follow_the_decision_while_it_is_remembered() {
-    let rx = LokiReceiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = default_policy(dir.path());
-    let port = free_port().to_string();
-    let host = start(
-        &dir.path().join("q"),
-        &rx.url(),
-        &policy,
-        &[("decision_wait", "300ms"), ("metrics_listen", &port)],
-    );
+    let Rig {
+        rx,
+        host,
+        port,
+        _dir,
+    } = rig(&[("decision_wait", "300ms")]);
     let mut recs = request(0); // kept
     recs.extend(request(2)); // dropped
     assert_eq!(
@@ -256,7 +278,6 @@ fn late_lines_follow_the_decision_while_it_is_remembered() {
         "{:?}",
         stored_msgs(&rx)
     );
-    let port: u16 = port.parse().unwrap();
     let m = scrape(port);
     assert_eq!(
         metric(&m, "lockstep_loki_late_lines_total", "outcome=\"followed\""),
@@ -307,20 +328,15 @@ fn late_lines_follow_the_decision_while_it_is_remembered() {
 
 #[test]
 fn a_late_line_after_its_decision_is_forgotten_starts_a_new_trace() {
-    let rx = LokiReceiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = default_policy(dir.path());
-    let port = free_port().to_string();
-    let host = start(
-        &dir.path().join("q"),
-        &rx.url(),
-        &policy,
-        &[
-            ("decision_wait", "300ms"),
-            ("metrics_listen", &port),
-            ("decision_cache_sampled_size", "0"),
-        ],
-    );
+    let Rig {
+        rx,
+        host,
+        port,
+        _dir,
+    } = rig(&[
+        ("decision_wait", "300ms"),
+        ("decision_cache_sampled_size", "0"),
+    ]);
     assert_eq!(
         host.flush(0, "t", &chunk(&request(0))).unwrap().code,
         FlushCode::Ok
@@ -337,7 +353,6 @@ fn a_late_line_after_its_decision_is_forgotten_starts_a_new_trace() {
         host.flush(0, "t", &chunk(&late)).unwrap().code,
         FlushCode::Ok
     );
-    let port: u16 = port.parse().unwrap();
     // Decided as a new trace of one info line: dropped, and counted.
     assert!(wait_until(Duration::from_secs(10), || {
         metric_opt(
@@ -361,20 +376,12 @@ fn a_late_line_after_its_decision_is_forgotten_starts_a_new_trace() {
 
 #[test]
 fn past_num_traces_the_oldest_are_decided_early_counted_and_delivered_whole() {
-    let rx = LokiReceiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = default_policy(dir.path());
-    let port = free_port().to_string();
-    let host = start(
-        &dir.path().join("q"),
-        &rx.url(),
-        &policy,
-        &[
-            ("decision_wait", "1h"),
-            ("num_traces", "10"),
-            ("metrics_listen", &port),
-        ],
-    );
+    let Rig {
+        rx,
+        host,
+        port,
+        _dir,
+    } = rig(&[("decision_wait", "1h"), ("num_traces", "10")]);
     let n = 100u64;
     for c in 0..n / 10 {
         let recs: Vec<Value> = (c * 10..(c + 1) * 10).flat_map(request).collect();
@@ -383,7 +390,6 @@ fn past_num_traces_the_oldest_are_decided_early_counted_and_delivered_whole() {
             FlushCode::Ok
         );
     }
-    let port: u16 = port.parse().unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || {
             metric(
@@ -653,16 +659,12 @@ fn hot_reload_keeps_waiting_traces_for_the_next_instance() {
 /// UTF-8 is fixed and counted) only when its trace is kept.
 #[test]
 fn lines_of_dropped_traces_are_never_mapped() {
-    let rx = LokiReceiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = default_policy(dir.path());
-    let port = free_port().to_string();
-    let host = start(
-        &dir.path().join("q"),
-        &rx.url(),
-        &policy,
-        &[("decision_wait", "200ms"), ("metrics_listen", &port)],
-    );
+    let Rig {
+        rx,
+        host,
+        port,
+        _dir,
+    } = rig(&[("decision_wait", "200ms")]);
     let bad = |i: u64, level: &str| {
         Value::Map(vec![
             ("trace_id".into(), format!("{:032x}", 0xdd00 + i).into()),
@@ -684,7 +686,6 @@ fn lines_of_dropped_traces_are_never_mapped() {
         FlushCode::Ok
     );
     assert!(wait_until(Duration::from_secs(10), || stored_msgs(&rx) == vec!["m1"]));
-    let port: u16 = port.parse().unwrap();
     let m = scrape(port);
     assert_eq!(
         metric(&m, "lockstep_loki_invalid_utf8_fixed_total", ""),

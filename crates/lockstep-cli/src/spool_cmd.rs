@@ -226,25 +226,11 @@ fn record_json(r: &Record) -> serde_json::Value {
 
 fn record_text(r: &Record, now: u64, max_len: usize) -> String {
     let age = human_duration(Duration::from_nanos(now.saturating_sub(r.ts_ns)));
-    if let Some(e) = entry_json(r) {
-        let mut s = format!("{} {} {}", e["labels"], e["line"], e["structured_metadata"]);
-        if s.len() > max_len {
-            let mut cut = max_len;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
-            s.push_str("...");
-        }
-        return format!(
-            "seq {} | {} ago | {} bytes | {s}",
-            r.seq,
-            age,
-            r.payload.len()
-        );
-    }
-    if let Some(w) = waiting_json(r) {
-        let mut s = w.to_string();
+    // A Loki entry (the main queue), or a waiting-queue record (sampling by trace).
+    let text = entry_json(r)
+        .map(|e| format!("{} {} {}", e["labels"], e["line"], e["structured_metadata"]))
+        .or_else(|| waiting_json(r).map(|w| w.to_string()));
+    if let Some(mut s) = text {
         if s.len() > max_len {
             let mut cut = max_len;
             while !s.is_char_boundary(cut) {

@@ -309,14 +309,7 @@ impl LokiOutput {
             Ok(_) => {
                 // Counted once the chunk is queued: a chunk answered retry is mapped
                 // again when Fluent Bit flushes it again.
-                m.invalid_utf8_fixed
-                    .fetch_add(stats.invalid_utf8_fixed, Relaxed);
-                m.label_names_sanitised
-                    .fetch_add(stats.label_names_sanitised, Relaxed);
-                m.label_values_truncated
-                    .fetch_add(stats.label_values_truncated, Relaxed);
-                m.metadata_dropped
-                    .fetch_add(stats.metadata_dropped, Relaxed);
+                count_mapping(m, stats);
                 m.records_in.fetch_add(records as u64, Relaxed);
                 m.chunks_ok.fetch_add(1, Relaxed);
                 FlushResult::Ok
@@ -367,17 +360,21 @@ fn kept_line_mapper(mapping: Arc<Mapping>, metrics: Arc<Metrics>) -> lockstep_ta
             &mut sc,
             out,
         );
-        let m = &*metrics;
-        m.invalid_utf8_fixed
-            .fetch_add(stats.invalid_utf8_fixed, Relaxed);
-        m.label_names_sanitised
-            .fetch_add(stats.label_names_sanitised, Relaxed);
-        m.label_values_truncated
-            .fetch_add(stats.label_values_truncated, Relaxed);
-        m.metadata_dropped
-            .fetch_add(stats.metadata_dropped, Relaxed);
+        count_mapping(&metrics, &stats);
         Ok(())
     })
+}
+
+/// Adds what the mapping fixed or dropped to the instance's counters.
+fn count_mapping(m: &Metrics, stats: &MapStats) {
+    m.invalid_utf8_fixed
+        .fetch_add(stats.invalid_utf8_fixed, Relaxed);
+    m.label_names_sanitised
+        .fetch_add(stats.label_names_sanitised, Relaxed);
+    m.label_values_truncated
+        .fetch_add(stats.label_values_truncated, Relaxed);
+    m.metadata_dropped
+        .fetch_add(stats.metadata_dropped, Relaxed);
 }
 
 output_plugin!(LokiOutput);
