@@ -702,3 +702,39 @@ fn lines_of_dropped_traces_are_never_mapped() {
     );
     drop(host);
 }
+
+/// Concurrent flushes (Fluent Bit's output workers) with each trace's lines spread over
+/// several chunks flushed at once: every kept trace arrives whole, nothing else.
+#[test]
+fn concurrent_flushes_of_one_trace_s_lines_keep_traces_whole() {
+    let Rig {
+        rx,
+        host,
+        port,
+        _dir,
+    } = rig(&[("decision_wait", "300ms")]);
+    let n = 200u64;
+    let lines: Vec<Value> = (0..n).flat_map(request).collect();
+    let mut parts: Vec<Vec<Value>> = vec![Vec::new(); 8];
+    for (i, l) in lines.into_iter().enumerate() {
+        parts[i % 8].push(l);
+    }
+    let chunks: Vec<Vec<u8>> = parts.iter().map(|p| chunk(p)).collect();
+    for r in host.flush_concurrently(0, "t", &chunks) {
+        assert_eq!(r.unwrap().code, FlushCode::Ok);
+    }
+    let want = expected(0..n);
+    assert!(
+        wait_until(Duration::from_secs(10), || stored_msgs(&rx) == want),
+        "{} of {}",
+        stored_msgs(&rx).len(),
+        want.len()
+    );
+    let m = scrape(port);
+    assert_eq!(metric(&m, "lockstep_loki_traces_waiting", ""), 0.0);
+    assert_eq!(
+        metric(&m, "lockstep_loki_traces_decided_early_total", ""),
+        0.0
+    );
+    drop(host);
+}

@@ -74,7 +74,10 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     let mut f = TraceFacts::new(Some([7; 16]));
-    let e = ex.extract_json(lines[lines.len() - 1].as_bytes()).unwrap().clone();
+    let e = ex
+        .extract_json(lines[lines.len() - 1].as_bytes())
+        .unwrap()
+        .clone();
     policy.observe(&e, &mut f);
     c.bench_function("decide_trace", |b| {
         b.iter(|| black_box(policy.decide_trace(black_box(&f))))
