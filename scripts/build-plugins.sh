@@ -8,10 +8,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 mkdir -p dist
-# Each artifact is written beside its final name and renamed into place: overwriting a
-# .so in place kills a Fluent Bit that has it loaded (SIGSEGV seen), and a reader never
-# sees half a file.
-install_as() { cp "$1" "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"; }
+# Each artifact is written beside its final name and renamed into place (see the script;
+# test-harness/tests/install_artifact.rs checks a loaded file is never overwritten).
+install_as() { scripts/install-artifact.sh "$1" "$2"; }
 cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm
 install_as target/wasm32-unknown-unknown/wasm/lockstep_filter.wasm dist/lockstep_filter.wasm
 cargo build -q -p filter-lockstep --target wasm32-unknown-unknown --profile wasm --no-default-features
