@@ -416,7 +416,23 @@ impl Shared {
                 s.wake = false;
                 s.stop
             };
-            if let Err(e) = self.tick(lockstep_spool::now_ns()) {
+            // A bug must not end the thread (the waiting lines would never move): a
+            // panic is logged like an error and the next tick starts afresh.
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.tick(lockstep_spool::now_ns())
+            }));
+            let err = match res {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(p) => Some(format!(
+                    "panic: {}",
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default()
+                )),
+            };
+            if let Some(e) = err {
                 if last_err.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                     last_err = Some(Instant::now());
                     log::error!("deciding waiting traces: {e}; retrying");
