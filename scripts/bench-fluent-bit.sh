@@ -135,18 +135,8 @@ EOF
   python3 -c 'import sys; sys.stdout.buffer.write(bytes([0,97,115,109,1,0,0,0, 1,11,1,0x60,6,0x7f,0x7f,0x7f,0x7f,0x7f,0x7f,1,0x7f, 3,2,1,0, 5,3,1,0,2, 7,14,2,6,109,101,109,111,114,121,2,0,1,102,0,0, 10,6,1,4,0,0x41,0,0x0b]))' > "$WORK/drop.wasm"
 fi
 
-now() { date +%s.%N; }
-# utime+stime of a live process, seconds.
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
-hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-last_stored() { tail -n 1 "$1" 2>/dev/null | sed -n 's/^stored=\([0-9]*\).*/\1/p'; }
-null_records() {
-  # Not up yet is 0 records, not a failed pipeline (which would end the script).
-  { curl -s --max-time 1 "http://127.0.0.1:$1/api/v1/metrics" 2>/dev/null || true; } |
-    python3 -c 'import json,sys
-try: print(sum(v.get("proc_records",0) for v in json.load(sys.stdin)["output"].values()))
-except Exception: print(0)'
-}
+# now, cpu_of, hwm_mb, last_stored, null_records, start_sink, stop_fluent_bit
+. "$ROOT/scripts/bench-common.sh"
 
 # Real Loki: entries of one run's stream, and (with "distinct") the distinct records among
 # them (by the seq= in each line), read back page by page.
@@ -253,20 +243,7 @@ run_one() {
   local d=$WORK/$run
   rm -rf "$d"; mkdir -p "$d/spool"
   local bench_run=$run-$RANDOM$RANDOM rpid="" rfd="" url port
-  if [ -n "${LOKI_URL:-}" ]; then
-    url=${LOKI_URL%/}/loki/api/v1/push
-    port=${LOKI_URL##*:}; port=${port%%/*}
-  else
-    mkfifo "$d/recv.stdin"
-    LOKI_RECEIVER_INTERVAL_MS=100 LOKI_RECEIVER_DUMP=$d/stored.jsonl \
-      "$RECEIVER_BIN" < "$d/recv.stdin" > "$d/recv.out" 2> "$d/recv.err" &
-    rpid=$!
-    exec {rfd}> "$d/recv.stdin"
-    url=""
-    for _ in $(seq 100); do url=$(head -n 1 "$d/recv.out" 2>/dev/null || true); [ -n "$url" ] && break; sleep 0.05; done
-    [ -n "$url" ] || { echo "receiver did not start" >&2; return 1; }
-    port=${url#http://127.0.0.1:}; port=${port%%/*}
-  fi
+  start_sink "$d"
   local http_port=$((24000 + RANDOM % 8000))
 
   local args=(-c "$CONF_DIR/$conf")
@@ -295,19 +272,8 @@ run_one() {
   done
   # Let late retries land, so duplicates show.
   sleep 3
-  local exit_s="-" rc="-"
-  if kill -0 "$fb" 2>/dev/null; then
-    local t2; t2=$(now)
-    kill -TERM "$fb"
-    for _ in $(seq 600); do kill -0 "$fb" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$fb" 2>/dev/null; then
-      echo "run $run: fluent-bit still running 30 s after SIGTERM: killing it" >&2
-      kill -KILL "$fb"; exit_s=HANG
-    else
-      exit_s=$(printf "%.2f" "$(echo "$(now) - $t2" | bc)")
-    fi
-    set +e; wait "$fb"; rc=$?; set -e
-  fi
+  local exit_s rc
+  stop_fluent_bit "$fb" "$run"
   local stored dup distinct=-
   if [ -n "${LOKI_URL:-}" ]; then
     if [ "$run" = d ]; then

@@ -203,26 +203,9 @@ expect "$BENCH_RSS_INPUT" "$WORK/expected-rss"
 N=$(wc -l < "$BENCH_INPUT")
 NR=$(wc -l < "$BENCH_RSS_INPUT")
 
-now() { date +%s.%N; }
-# utime+stime of a live process, seconds.
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
-hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-# CPU seconds of each thread of a live process, by thread name: "name\tseconds" lines.
-threads_cpu() {
-  local t
-  for t in /proc/"$1"/task/*; do
-    awk -v hz="$(getconf CLK_TCK)" -v name="$(cat "$t/comm")" \
-      '{ sub(/^.*\) /, ""); printf "%s\t%.2f\n", name, ($12 + $13) / hz }' "$t/stat" 2>/dev/null || true
-  done
-}
-rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-last_stored() { tail -n 1 "$1" 2>/dev/null | sed -n 's/^stored=\([0-9]*\).*/\1/p'; }
-null_records() {
-  { curl -s --max-time 1 "http://127.0.0.1:$1/api/v1/metrics" 2>/dev/null || true; } |
-    python3 -c 'import json,sys
-try: print(sum(v.get("proc_records",0) for v in json.load(sys.stdin)["output"].values()))
-except Exception: print(0)'
-}
+# now, cpu_of, hwm_mb, rss_mb, threads_cpu, last_stored, null_records, start_sink,
+# stop_fluent_bit
+. "$ROOT/scripts/bench-common.sh"
 # One metric of the plugin's metrics_listen, summed over its label sets ("" when down).
 metric() {
   { curl -s --max-time 1 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
@@ -321,20 +304,7 @@ run_one() {
   local d=$WORK/$n_run-$kind
   rm -rf "$d"; mkdir -p "$d/spool"
   local bench_run=$kind-$RANDOM$RANDOM rpid="" rfd="" url port
-  if [ -n "${LOKI_URL:-}" ]; then
-    url=${LOKI_URL%/}/loki/api/v1/push
-    port=${LOKI_URL##*:}; port=${port%%/*}
-  else
-    mkfifo "$d/recv.stdin"
-    LOKI_RECEIVER_INTERVAL_MS=100 LOKI_RECEIVER_DUMP=$d/stored.jsonl \
-      "$RECEIVER_BIN" < "$d/recv.stdin" > "$d/recv.out" 2> "$d/recv.err" &
-    rpid=$!
-    exec {rfd}> "$d/recv.stdin"
-    url=""
-    for _ in $(seq 100); do url=$(head -n 1 "$d/recv.out" 2>/dev/null || true); [ -n "$url" ] && break; sleep 0.05; done
-    [ -n "$url" ] || { echo "receiver did not start" >&2; return 1; }
-    port=${url#http://127.0.0.1:}; port=${port%%/*}
-  fi
+  start_sink "$d"
   local http_port=$((24000 + RANDOM % 8000)) metrics_port=$((32000 + RANDOM % 8000))
   local args=(-c "$CONF_DIR/$conf")
   [ "$plugin" = yes ] && args=(-e "$PLUGIN_SO" "${args[@]}")
@@ -373,19 +343,8 @@ run_one() {
     curl -s --max-time 2 "http://127.0.0.1:$metrics_port/metrics" > "$d/metrics.txt" 2>/dev/null || true
     waiting=$(metric "$metrics_port" lockstep_loki_traces_waiting); waiting=${waiting:--}
   fi
-  local exit_s="-" rc="-"
-  if kill -0 "$fb" 2>/dev/null; then
-    local t2; t2=$(now)
-    kill -TERM "$fb"
-    for _ in $(seq 600); do kill -0 "$fb" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$fb" 2>/dev/null; then
-      echo "run $kind: fluent-bit still running 30 s after SIGTERM: killing it" >&2
-      kill -KILL "$fb"; exit_s=HANG
-    else
-      exit_s=$(printf "%.2f" "$(echo "$(now) - $t2" | bc)")
-    fi
-    set +e; wait "$fb"; rc=$?; set -e
-  fi
+  local exit_s rc
+  stop_fluent_bit "$fb" "$kind"
   if [ -z "${LOKI_URL:-}" ]; then
     exec {rfd}>&-
     wait "$rpid" || true
