@@ -26,7 +26,8 @@ pub mod output_replay;
 pub mod proxy;
 pub mod wasm;
 
-use std::process::Child;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback TCP port that was free a moment ago (for a listener a test configures).
@@ -67,4 +68,55 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     f()
+}
+
+/// Re-runs the current test binary as a child process that runs only the `#[ignore]`d
+/// test `test_name`, with `env_key=spec` in its environment (the kill -9 tests' child
+/// hosts). Its stdout is piped back; its stderr is dropped.
+pub fn spawn_test_child(
+    test_name: &str,
+    env_key: &str,
+    spec: &str,
+) -> (KillOnDrop, BufReader<ChildStdout>) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            test_name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env_key, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child test");
+    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    (KillOnDrop(child), out)
+}
+
+/// Reads a child's lines until one satisfies `want`; returns every line read (libtest's
+/// "test NAME ... " prefix removed). Panics if the child ends first.
+pub fn read_until(
+    out: &mut BufReader<ChildStdout>,
+    test_name: &str,
+    want: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let prefix = format!("test {test_name} ... ");
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if out.read_line(&mut line).expect("read the child's stdout") == 0 {
+            panic!("child ended early after {seen:?}");
+        }
+        // libtest prints "test NAME ... " without a newline before the child runs.
+        let l = line.trim().trim_start_matches(prefix.as_str()).to_string();
+        let done = want(&l);
+        seen.push(l);
+        if done {
+            return seen;
+        }
+    }
 }

@@ -3,10 +3,10 @@
 //! killed with SIGKILL mid-drain and mid-intake.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use lockstep_harness::artifacts::build_cdylib;
@@ -519,47 +519,15 @@ fn spawn_child(
     url: &str,
     n: u64,
 ) -> (KillOnDrop, BufReader<std::process::ChildStdout>) {
-    let exe = std::env::current_exe().unwrap();
     let spec = format!("{}|{}|{}|{}", plugin().display(), spool.display(), url, n);
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "child_host",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    (KillOnDrop(child), out)
+    lockstep_harness::spawn_test_child("child_host", CHILD_ENV, &spec)
 }
 
 fn read_until(
     out: &mut BufReader<std::process::ChildStdout>,
     want: impl Fn(&str) -> bool,
 ) -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            panic!("child ended early after {seen:?}");
-        }
-        // libtest prints "test child_host ... " without a newline before the child runs.
-        let l = line
-            .trim()
-            .trim_start_matches("test child_host ... ")
-            .to_string();
-        let done = want(&l);
-        seen.push(l);
-        if done {
-            return seen;
-        }
-    }
+    lockstep_harness::read_until(out, "child_host", want)
 }
 
 #[test]

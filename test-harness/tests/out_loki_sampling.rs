@@ -4,10 +4,10 @@
 //! the wait and a restart, late lines, `num_traces` overflow.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use lockstep_harness::artifacts::build_cdylib;
@@ -505,33 +505,11 @@ fn child_host() {
 }
 
 fn spawn_child(spec: String) -> (KillOnDrop, BufReader<std::process::ChildStdout>) {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "child_host",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    (KillOnDrop(child), out)
+    lockstep_harness::spawn_test_child("child_host", CHILD_ENV, &spec)
 }
 
 fn read_until(out: &mut BufReader<std::process::ChildStdout>, want: &str) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
-        if line.trim().trim_start_matches("test child_host ... ") == want {
-            return;
-        }
-    }
+    lockstep_harness::read_until(out, "child_host", |l| l == want);
 }
 
 #[test]
