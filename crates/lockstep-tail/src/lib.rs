@@ -35,8 +35,8 @@
 //!   entries, never lines: past `num_traces` waiting traces the oldest are decided early
 //!   (counted); a sweep or a recovery reads at most 4,096 records (4 MiB) at a time.
 //! - **Independent of Loki.** Decisions and sweeps run on the intake clock; the main
-//!   queue only ever receives kept lines. When it is full the sweep pauses (counted)
-//!   and resumes; nothing is dropped silently.
+//!   queue only ever receives kept lines. When it is full the sweep pauses (logged;
+//!   the waiting queue's oldest age shows it) and resumes; nothing is dropped silently.
 //! - **Never waits in flush** on a decision or the network: a flush extracts, takes the
 //!   table lock per line, and appends one batch of the raw events.
 //! - **What is dropped is never rendered.** A line is mapped to its Loki entry (the
