@@ -91,7 +91,7 @@ fn hex_val(c: u8) -> Option<u8> {
 }
 
 /// Decodes exactly `2*N` hex digits.
-fn hex_exact<const N: usize>(s: &[u8]) -> Result<[u8; N], IdError> {
+pub(crate) fn hex_exact<const N: usize>(s: &[u8]) -> Result<[u8; N], IdError> {
     if s.len() != 2 * N {
         return Err(IdError::WrongLength(s.len()));
     }

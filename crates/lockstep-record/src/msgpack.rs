@@ -37,19 +37,24 @@ impl Extractor {
     /// "other", a non-string key never matches an alias.
     pub fn extract_msgpack(&mut self, body: MapView<'_>) -> &Extracted {
         self.out.reset();
+        self.walk_record(body, true);
+        &self.out
+    }
+
+    /// Reads `map`'s keys as a record's top-level keys into the current extraction.
+    fn walk_record(&mut self, map: MapView<'_>, nested_ok: bool) {
         let all = self.m.all;
         walk(
             &self.m,
             &mut self.out,
             &mut self.scratch,
             &mut self.nested,
-            body,
+            map,
             all,
             0,
-            true,
+            nested_ok,
             0,
         );
-        &self.out
     }
 
     /// Adds the OTLP fields of an event's metadata to the last extraction, without
@@ -67,18 +72,7 @@ impl Extractor {
         };
         seen.otlp = true;
         if let Some(attrs) = otlp.get("attributes").and_then(|v| v.as_map()) {
-            let all = self.m.all;
-            walk(
-                &self.m,
-                &mut self.out,
-                &mut self.scratch,
-                &mut self.nested,
-                attrs,
-                all,
-                0,
-                false,
-                0,
-            );
+            self.walk_record(attrs, false);
         }
         let mut severity_number = false;
         for (k, v) in otlp.iter() {
@@ -133,22 +127,10 @@ fn id_bytes<const N: usize>(v: &ValueRef<'_>) -> Option<IdState<N>> {
             Err(_) => return Some(IdState::Invalid(IdError::WrongLength(b.len()))),
         },
         ValueRef::Str(s) if s.as_bytes().is_empty() => return None,
-        ValueRef::Str(s) => {
-            let h = s.as_bytes();
-            if h.len() != 2 * N {
-                return Some(IdState::Invalid(IdError::WrongLength(h.len())));
-            }
-            let mut a = [0u8; N];
-            for (i, pair) in h.chunks_exact(2).enumerate() {
-                let hi = (pair[0] as char).to_digit(16);
-                let lo = (pair[1] as char).to_digit(16);
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => a[i] = (hi * 16 + lo) as u8,
-                    _ => return Some(IdState::Invalid(IdError::NotHex)),
-                }
-            }
-            a
-        }
+        ValueRef::Str(s) => match crate::ids::hex_exact::<N>(s.as_bytes()) {
+            Ok(a) => a,
+            Err(e) => return Some(IdState::Invalid(e)),
+        },
         ValueRef::Nil => return None,
         _ => return Some(IdState::Invalid(IdError::NotAString)),
     };

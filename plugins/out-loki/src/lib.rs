@@ -203,11 +203,7 @@ impl OutputPlugin for LokiOutput {
         for record in chunk.records() {
             let r = match record {
                 Ok(r) => r,
-                Err(e) => {
-                    m.chunks_error.fetch_add(1, Relaxed);
-                    log::error!("dropping an undecodable chunk for tag {tag}: {e}");
-                    return FlushResult::Error;
-                }
+                Err(e) => return self.undecodable(tag, &e),
             };
             let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
             self.mapping.encode_event(
@@ -275,25 +271,28 @@ impl LokiOutput {
     /// raw events of the lines it holds or keeps to the waiting queue as one batch (a
     /// line is mapped to its entry only once its trace is kept: [`kept_line_mapper`]).
     fn flush_sampled(&self, stage: &Stage, tag: &str, chunk: Chunk<'_>) -> FlushResult {
-        let m = &*self.metrics;
         let mut intake = stage.intake(tag);
         intake.reserve(chunk.len() + chunk.len() / 8);
         let mut records = 0usize;
         for record in chunk.records() {
             let r = match record {
                 Ok(r) => r,
-                Err(e) => {
-                    // Nothing was appended; dropping the intake releases its traces.
-                    m.chunks_error.fetch_add(1, Relaxed);
-                    log::error!("dropping an undecodable chunk for tag {tag}: {e}");
-                    return FlushResult::Error;
-                }
+                // Nothing was appended; dropping the intake releases its traces.
+                Err(e) => return self.undecodable(tag, &e),
             };
             records += 1;
             intake.add(&r.event);
         }
         let res = intake.commit();
         self.queued(tag, res, &MapStats::default(), records)
+    }
+
+    /// A chunk with a record that does not decode: dropped whole (nothing of it was
+    /// queued), counted, logged.
+    fn undecodable(&self, tag: &str, e: &dyn std::fmt::Display) -> FlushResult {
+        self.metrics.chunks_error.fetch_add(1, Relaxed);
+        log::error!("dropping an undecodable chunk for tag {tag}: {e}");
+        FlushResult::Error
     }
 
     /// The flush's answer once its batch was appended (or not): counters, logs, code.
