@@ -121,7 +121,7 @@ impl Extractor {
 /// An OTLP id: raw bytes (the `opentelemetry` input's form), or hex text.
 fn id_bytes<const N: usize>(v: &ValueRef<'_>) -> Option<IdState<N>> {
     let bytes: [u8; N] = match *v {
-        ValueRef::Bin(b) if b.is_empty() => return None,
+        ValueRef::Bin([]) => return None,
         ValueRef::Bin(b) => match <[u8; N]>::try_from(b) {
             Ok(a) => a,
             Err(_) => return Some(IdState::Invalid(IdError::WrongLength(b.len()))),
