@@ -371,6 +371,19 @@ impl Spool {
     /// Append a batch of records stamped `ts_ns`, atomically: after a crash either all of
     /// them are on disk or none. With [`SyncMode::Always`] it returns once they are synced.
     pub fn append_at<B: AsRef<[u8]>>(&self, ts_ns: u64, records: &[B]) -> Result<Appended> {
+        self.append_reserving(ts_ns, records, 0)
+    }
+
+    /// [`Spool::append_at`], leaving `reserve` bytes of the budget free: the append fails
+    /// with [`SpoolError::Full`] (or, under [`FullPolicy::DropOldest`], drops segments)
+    /// when it would leave less. Appends with a smaller reserve may use that room: the
+    /// sampling stage keeps room for its decision records this way.
+    pub fn append_reserving<B: AsRef<[u8]>>(
+        &self,
+        ts_ns: u64,
+        records: &[B],
+        reserve: u64,
+    ) -> Result<Appended> {
         let inner = &*self.inner;
         let cfg = &inner.cfg;
         let mut needed = 0u64;
@@ -409,12 +422,13 @@ impl Spool {
             inner.roll(&mut st)?;
         }
         let mut dropped = false;
-        while st.disk_bytes + needed > cfg.max_bytes {
+        let limit = cfg.max_bytes.saturating_sub(reserve);
+        while st.disk_bytes + needed > limit {
             let full = || SpoolError::Full {
                 dir: inner.dir.clone(),
                 used: st.disk_bytes,
                 needed,
-                max: cfg.max_bytes,
+                max: limit,
             };
             match cfg.full_policy {
                 FullPolicy::Block => return Err(full()),
