@@ -12,6 +12,9 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::sync::{OsSync, SyncHook, SyncKind};
 
 const MAGIC: u32 = 0x5043_4b4c; // "LKCP"
 const VERSION: u32 = 1;
@@ -100,11 +103,21 @@ pub fn from_bytes(bytes: &[u8]) -> CkptRead {
 }
 
 /// Writes checkpoints; owned by the spool's writer.
-#[derive(Debug)]
 pub struct CkptWriter {
     file: File,
+    path: std::path::PathBuf,
+    hook: Arc<dyn SyncHook>,
     /// Last value written (or read at open).
     pub data: CkptData,
+}
+
+impl std::fmt::Debug for CkptWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CkptWriter")
+            .field("path", &self.path)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CkptWriter {
@@ -119,7 +132,20 @@ impl CkptWriter {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        Ok((CkptWriter { file, data }, !existed))
+        let w = CkptWriter {
+            file,
+            path: path.to_path_buf(),
+            hook: Arc::new(OsSync),
+            data,
+        };
+        Ok((w, !existed))
+    }
+
+    /// Sync through `hook` instead of the kernel directly (tests).
+    #[doc(hidden)]
+    pub fn with_sync_hook(mut self, hook: Arc<dyn SyncHook>) -> CkptWriter {
+        self.hook = hook;
+        self
     }
 
     /// Write `data` (with the next generation) to the older slot and `fdatasync` it.
@@ -128,7 +154,8 @@ impl CkptWriter {
         let slot = (data.generation % 2) * SLOT as u64;
         self.file.write_all_at(&encode(&data), slot)?;
         if sync {
-            self.file.sync_data()?;
+            self.hook
+                .sync(SyncKind::Checkpoint, &self.file, &self.path)?;
         }
         self.data = data;
         Ok(())

@@ -65,12 +65,15 @@ pub mod checkpoint;
 pub mod frame;
 mod readonly;
 mod spool;
+mod sync;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use readonly::{inspect, read_records};
 pub use spool::{Appended, Batch, Record, Spool};
+#[doc(hidden)]
+pub use sync::{OsSync, SyncHook, SyncKind};
 
 /// When appends are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use crate::checkpoint::{self, CkptData, CkptRead, CkptWriter};
 use crate::frame::{self, Item, SegmentReader, FRAME_HEADER_LEN, SEG_HEADER_LEN};
+use crate::sync::{OsSync, SyncHook, SyncKind};
 use crate::{
     list_segments, seg_name, FullPolicy, Gauges, SpoolConfig, SpoolError, SyncMode, CKPT_FILE,
     LOCK_FILE,
@@ -136,6 +137,8 @@ struct Inner {
     dropped_segments: AtomicU64,
     stop: Mutex<bool>,
     stop_cv: Condvar,
+    /// Every fsync goes through it.
+    hook: Arc<dyn SyncHook>,
     _lock: File,
 }
 
@@ -150,10 +153,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(SpoolError::io(dir))
+fn sync_dir(hook: &dyn SyncHook, dir: &Path) -> std::io::Result<()> {
+    File::open(dir).and_then(|d| hook.sync(SyncKind::Directory, &d, dir))
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -185,6 +186,17 @@ impl Spool {
     /// scanned, torn tails truncated (and synced), corrupt spans counted; the consumer
     /// position is the first valid unacknowledged record.
     pub fn open(dir: impl AsRef<Path>, cfg: SpoolConfig) -> Result<Spool> {
+        Spool::open_with_sync_hook(dir, cfg, Arc::new(OsSync))
+    }
+
+    /// [`Spool::open`], making files durable through `hook` instead of the kernel
+    /// directly: for tests that record what each sync covered or make one fail.
+    #[doc(hidden)]
+    pub fn open_with_sync_hook(
+        dir: impl AsRef<Path>,
+        cfg: SpoolConfig,
+        hook: Arc<dyn SyncHook>,
+    ) -> Result<Spool> {
         cfg.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::DirBuilder::new()
@@ -202,8 +214,9 @@ impl Spool {
                 CkptRead::Corrupt => (CkptData::default(), true),
             };
         let acked = ck.acked_next_seq;
-        let (mut ckw, created) =
+        let (ckw, created) =
             CkptWriter::open(&ckpt_path, ck).map_err(SpoolError::io(&ckpt_path))?;
+        let mut ckw = ckw.with_sync_hook(hook.clone());
         let mut dir_dirty = created;
         if checkpoint_corrupt {
             // Replace the unreadable file so the next open does not report it again.
@@ -251,7 +264,8 @@ impl Spool {
             if len > end || scan.header_missing {
                 torn += len.saturating_sub(end);
                 file.set_len(end).map_err(SpoolError::io(path))?;
-                file.sync_all().map_err(SpoolError::io(path))?;
+                hook.sync(SyncKind::SegmentAll, &file, path)
+                    .map_err(SpoolError::io(path))?;
             }
             corrupt_records += scan.corrupt_records;
             corrupt_bytes += scan.corrupt_bytes;
@@ -286,7 +300,8 @@ impl Spool {
         if segs.is_empty() {
             let path = dir.join(seg_name(next_seq));
             let file = new_segment_file(&path, next_seq)?;
-            file.sync_data().map_err(SpoolError::io(&path))?;
+            hook.sync(SyncKind::SegmentData, &file, &path)
+                .map_err(SpoolError::io(&path))?;
             dir_dirty = true;
             cursor = Some(Pos {
                 seg: next_seq,
@@ -304,7 +319,7 @@ impl Spool {
             });
         }
         if dir_dirty {
-            sync_dir(&dir)?;
+            sync_dir(&*hook, &dir).map_err(SpoolError::io(&dir))?;
         }
         let disk_bytes = segs.iter().map(|s| s.written_end).sum();
         let state = State {
@@ -336,6 +351,7 @@ impl Spool {
             dropped_segments: AtomicU64::new(ck.dropped_segments),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            hook,
             _lock: lock_file,
             cfg,
         });
@@ -918,13 +934,13 @@ impl Inner {
             drop(st);
             let mut res = Ok(());
             for (_, f, path, _) in jobs.iter().rev() {
-                if let Err(e) = f.sync_data() {
+                if let Err(e) = self.hook.sync(SyncKind::SegmentData, f, path) {
                     res = Err((path.clone(), e));
                     break;
                 }
             }
             if res.is_ok() && dir {
-                if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                if let Err(e) = sync_dir(&*self.hook, &self.dir) {
                     res = Err((self.dir.clone(), e));
                 }
             }

@@ -95,3 +95,43 @@ impl Rng {
         self.next() % n.max(1)
     }
 }
+
+/// A sync hook that calls the kernel and records, per file, the length it had when its
+/// last sync began (what that sync is sure to cover), and the syncs made.
+#[derive(Default)]
+pub struct SyncLog {
+    pub state: std::sync::Mutex<SyncLogState>,
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct SyncLogState {
+    /// File path -> length when its last sync began.
+    pub synced_len: std::collections::HashMap<PathBuf, u64>,
+    /// Every sync, in order.
+    pub calls: Vec<(lockstep_spool::SyncKind, PathBuf)>,
+}
+
+impl SyncLog {
+    pub fn synced_len(&self, p: &Path) -> Option<u64> {
+        self.state.lock().unwrap().synced_len.get(p).copied()
+    }
+    pub fn calls(&self) -> Vec<(lockstep_spool::SyncKind, PathBuf)> {
+        self.state.lock().unwrap().calls.clone()
+    }
+}
+
+impl lockstep_spool::SyncHook for SyncLog {
+    fn sync(
+        &self,
+        kind: lockstep_spool::SyncKind,
+        file: &std::fs::File,
+        path: &Path,
+    ) -> std::io::Result<()> {
+        let len = file.metadata()?.len();
+        lockstep_spool::OsSync.sync(kind, file, path)?;
+        let mut st = self.state.lock().unwrap();
+        st.synced_len.insert(path.to_path_buf(), len);
+        st.calls.push((kind, path.to_path_buf()));
+        Ok(())
+    }
+}
