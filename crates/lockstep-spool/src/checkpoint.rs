@@ -188,4 +188,44 @@ mod tests {
         assert_eq!(from_bytes(&f), CkptRead::Corrupt);
         assert_eq!(from_bytes(&[]), CkptRead::Missing);
     }
+
+    #[test]
+    fn newest_slot_wins_in_either_place() {
+        let d = |generation, acked_next_seq| CkptData {
+            generation,
+            acked_next_seq,
+            ..Default::default()
+        };
+        // Generation 3 in slot 1 (odd generations go there), 2 in slot 0.
+        let mut f = vec![0u8; 2 * SLOT];
+        f[..SLOT].copy_from_slice(&encode(&d(2, 20)));
+        f[SLOT..].copy_from_slice(&encode(&d(3, 30)));
+        assert_eq!(from_bytes(&f), CkptRead::Valid(d(3, 30)));
+        f[SLOT + 20] ^= 1; // tear slot 1: back to slot 0
+        assert_eq!(from_bytes(&f), CkptRead::Valid(d(2, 20)));
+    }
+
+    #[test]
+    fn writes_alternate_slots_and_read_back_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint");
+        let (mut w, created) = CkptWriter::open(&path, CkptData::default()).unwrap();
+        assert!(created);
+        for acked in 1..=4u64 {
+            w.write(
+                CkptData {
+                    acked_next_seq: acked * 10,
+                    ..Default::default()
+                },
+                true,
+            )
+            .unwrap();
+            match read(&path).unwrap() {
+                CkptRead::Valid(got) => {
+                    assert_eq!((got.generation, got.acked_next_seq), (acked, acked * 10))
+                }
+                other => panic!("after write {acked}: {other:?}"),
+            }
+        }
+    }
 }

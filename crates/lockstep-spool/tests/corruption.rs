@@ -106,7 +106,17 @@ fn zero_filled_tail_is_truncated_not_counted_corrupt() {
         let whole = batch_ends.iter().filter(|&&e| e <= zero_from).count();
         let g = s.gauges();
         assert_eq!(g.corrupt_records, 0, "zeros from {zero_from}");
-        assert!(g.torn_tail_bytes > 0);
+        // Everything after the last whole batch, up to the zero-extended end.
+        let committed = if whole == 0 {
+            16
+        } else {
+            batch_ends[whole - 1]
+        };
+        assert_eq!(
+            g.torn_tail_bytes,
+            len + 100 - committed,
+            "zeros from {zero_from}"
+        );
         assert_eq!(drain(&s), flat(&batches[..whole]), "zeros from {zero_from}");
         drop(s);
         std::fs::remove_dir_all(&d).unwrap();
@@ -277,6 +287,27 @@ fn damaged_checkpoint_replays_never_loses() {
     let s = Spool::open(&d1, cfg(SEG)).unwrap();
     assert!(!s.gauges().checkpoint_corrupt);
     assert_eq!(drain(&s), all[5..].to_vec());
+    drop(s);
+
+    // One more ack puts generation 3 in slot 1: tearing it falls back to slot 0.
+    let d4 = tmp.path().join("torn1");
+    copy_dir(&dir, &d4);
+    let s = Spool::open(&d4, cfg(SEG)).unwrap();
+    let b = s.peek(5, 1 << 20).unwrap();
+    s.ack(&b).unwrap();
+    drop(s);
+    let s = Spool::open(&d4, cfg(SEG)).unwrap();
+    assert_eq!(drain(&s), all[15..].to_vec(), "newest slot 1 read");
+    drop(s);
+    let d5 = tmp.path().join("torn1b");
+    copy_dir(&dir, &d5);
+    let s = Spool::open(&d5, cfg(SEG)).unwrap();
+    let b = s.peek(5, 1 << 20).unwrap();
+    s.ack(&b).unwrap();
+    drop(s);
+    write_at(&d5.join("checkpoint"), 64 + 20, &[0xff]);
+    let s = Spool::open(&d5, cfg(SEG)).unwrap();
+    assert_eq!(drain(&s), all[10..].to_vec(), "torn slot 1, slot 0 read");
     drop(s);
 
     // Both slots bad: replay everything still on disk.
