@@ -345,3 +345,64 @@ fn peek_after_reads_the_whole_backlog_in_pieces_without_acking() {
     let again = spool.peek_after(&head, 1, usize::MAX).unwrap();
     assert_eq!(again.records[0].payload, written[3]);
 }
+
+/// Fails the next `fail` syncs of one kind, then calls the kernel again.
+struct FailNext {
+    kind: SyncKind,
+    fail: std::sync::atomic::AtomicU64,
+}
+
+impl SyncHook for FailNext {
+    fn sync(
+        &self,
+        kind: SyncKind,
+        file: &std::fs::File,
+        path: &std::path::Path,
+    ) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if kind == self.kind && self.fail.load(SeqCst) > 0 {
+            self.fail.fetch_sub(1, SeqCst);
+            return Err(std::io::Error::from_raw_os_error(5)); // EIO
+        }
+        lockstep_spool::OsSync.sync(kind, file, path)
+    }
+}
+
+#[test]
+fn a_failed_sync_poisons_the_spool_until_it_is_reopened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = Arc::new(FailNext {
+        kind: SyncKind::SegmentData,
+        fail: 0.into(),
+    });
+    let s = Spool::open_with_sync_hook(tmp.path(), cfg(1 << 20), hook.clone()).unwrap();
+    s.append(&[payload(0, 0)]).unwrap();
+    // One failing fdatasync: the append fails, even though a retry would succeed.
+    hook.fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    let e = s.append(&[payload(1, 0)]).unwrap_err();
+    assert!(matches!(e, SpoolError::Poisoned { .. }), "{e}");
+    assert!(e.to_string().contains("fdatasync"), "{e}");
+    // The disk works again, but what the failed sync covered may be lost: every later
+    // append is refused without writing, and the unsynced record is never delivered.
+    let seg = segments(tmp.path()).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let e = s.append(&[payload(2, 0)]).unwrap_err();
+    assert!(matches!(e, SpoolError::Poisoned { .. }), "{e}");
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        len,
+        "nothing written"
+    );
+    assert!(matches!(s.sync(), Err(SpoolError::Poisoned { .. })));
+    let b = s.peek(10, 1 << 20).unwrap();
+    assert_eq!(b.records.len(), 1);
+    assert_eq!(b.records[0].payload, payload(0, 0));
+    s.ack(&b).unwrap();
+    drop(s);
+    // Reopening recovers from what the disk holds, and appends work again.
+    let s = Spool::open(tmp.path(), cfg(1 << 20)).unwrap();
+    s.append(&[payload(3, 0)]).unwrap();
+    let got = drain(&s);
+    assert_eq!(got.last(), Some(&payload(3, 0)));
+    assert!(!got.contains(&payload(0, 0)) && !got.contains(&payload(2, 0)));
+}
