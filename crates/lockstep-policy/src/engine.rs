@@ -534,6 +534,30 @@ impl Policy {
 
     /// The name for a reason: the policy name, or `not_sampled`, `no_trace_id`,
     /// `no_level`, `no_duration`, `error`.
+    /// Names what this policy's [`TraceFacts`] mean: a hash of the compiled rules (their
+    /// kinds, parameters and leaf numbering, the semantics and settings) and of the facts
+    /// layout. Text that compiles to the same policy (a comment, key order, spacing)
+    /// has the same fingerprint; a change of any rule, or a lockstep version that numbers
+    /// leaves or encodes facts differently, has another. Facts stored under one
+    /// fingerprint are read only under the same one.
+    pub fn fingerprint(&self) -> u32 {
+        /// Bumped when the leaf numbering or the facts encoding changes.
+        const FACTS_LAYOUT: u32 = 1;
+        let text = format!(
+            "{FACTS_LAYOUT}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
+            self.rules,
+            self.stages,
+            self.sample_on_first_match,
+            self.settings,
+            self.matcher,
+            self.leaf_base
+        );
+        // FNV-1a: stable across builds and platforms (std's hasher is not).
+        text.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
+    }
+
     pub fn reason_name(&self, r: Reason) -> &str {
         match r {
             Reason::Policy(i) => self

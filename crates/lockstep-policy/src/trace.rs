@@ -191,6 +191,9 @@ impl Facts for TraceFacts {
 pub struct TraceTiming {
     pub decision_wait_ms: Option<f64>,
     pub num_traces: Option<u64>,
+    /// The Collector's `decision_cache: {sampled_cache_size, non_sampled_cache_size}`.
+    pub sampled_cache_size: Option<u64>,
+    pub non_sampled_cache_size: Option<u64>,
 }
 
 impl crate::PolicyFile {
@@ -212,6 +215,10 @@ impl crate::PolicyFile {
             };
         }
         t.num_traces = self.other.get("num_traces").and_then(num);
+        if let Some(Value::Object(c)) = self.other.get("decision_cache") {
+            t.sampled_cache_size = c.get("sampled_cache_size").and_then(num);
+            t.non_sampled_cache_size = c.get("non_sampled_cache_size").and_then(num);
+        }
         if let Some(p) = &self.processors {
             let tail = p.traces.iter().filter_map(Value::as_object).find(|m| {
                 crate::fluentbit::key_ci(m, "type")

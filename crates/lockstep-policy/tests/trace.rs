@@ -284,7 +284,7 @@ proptest! {
 #[test]
 fn the_samplers_own_timing_is_read_from_the_file() {
     let f = parse_policy(
-        "decision_wait: 10s\nnum_traces: 2000\npolicies:\n  - {name: a, type: always_sample}\n",
+        "decision_wait: 10s\nnum_traces: 2000\ndecision_cache: {sampled_cache_size: 300, non_sampled_cache_size: 40}\npolicies:\n  - {name: a, type: always_sample}\n",
         Format::Yaml,
         "c.yaml",
     )
@@ -293,7 +293,9 @@ fn the_samplers_own_timing_is_read_from_the_file() {
         f.trace_timing(),
         TraceTiming {
             decision_wait_ms: Some(10_000.0),
-            num_traces: Some(2000)
+            num_traces: Some(2000),
+            sampled_cache_size: Some(300),
+            non_sampled_cache_size: Some(40),
         }
     );
     let f = parse_policy(
@@ -307,7 +309,8 @@ fn the_samplers_own_timing_is_read_from_the_file() {
         f.trace_timing(),
         TraceTiming {
             decision_wait_ms: Some(500_000.0),
-            num_traces: Some(7)
+            num_traces: Some(7),
+            ..TraceTiming::default()
         }
     );
     let f = parse_policy(lockstep_policy::DEFAULT_POLICY_YAML, Format::Yaml, "d").unwrap();
