@@ -52,10 +52,16 @@ pub fn run(cmd: SpoolCmd) -> anyhow::Result<i32> {
             } else {
                 None
             };
+            // Lines whose mapping kept panicking, set aside by the decider (one JSON line each).
+            let quarantine = waiting.join(lockstep_tail::QUARANTINE_FILE);
+            let quarantined = std::fs::read(&quarantine)
+                .ok()
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count());
             if json {
                 let mut v = gauges_json(&dir, &g, now);
                 if let Some(wg) = &wg {
                     v["waiting"] = gauges_json(&waiting, wg, now);
+                    v["waiting"]["quarantined"] = json!(quarantined.unwrap_or(0));
                 }
                 println!("{v}");
             } else {
@@ -63,6 +69,12 @@ pub fn run(cmd: SpoolCmd) -> anyhow::Result<i32> {
                 if let Some(wg) = &wg {
                     println!("waiting queue (lines of traces not yet decided, sampling by trace):");
                     print!("{}", gauges_text(&waiting, wg, now));
+                    if let Some(n) = quarantined {
+                        println!(
+                            "quarantined      {n} records set aside in {} (their mapping panicked)",
+                            quarantine.display()
+                        );
+                    }
                 }
             }
             Ok(0)

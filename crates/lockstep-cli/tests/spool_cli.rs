@@ -150,6 +150,21 @@ fn inspect_and_peek_show_the_waiting_queue_of_sampling_by_trace() {
     let (code, out, err) = lockstep(&["spool", "inspect", d]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("waiting queue"), "{out}");
+    assert!(!out.contains("quarantined"), "{out}");
+    // lines the decider set aside (their mapping kept panicking) are counted
+    std::fs::write(
+        dir.join("waiting").join(lockstep_tail::QUARANTINE_FILE),
+        "{\"seq\":1}\n{\"seq\":2}\n",
+    )
+    .unwrap();
+    let (_, out, _) = lockstep(&["spool", "inspect", d]);
+    assert!(
+        out.contains("quarantined      2 records set aside"),
+        "{out}"
+    );
+    let (_, out, _) = lockstep(&["spool", "inspect", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["waiting"]["quarantined"], 2);
     let w = dir.join("waiting");
     let (code, out, err) = lockstep(&["spool", "peek", w.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{err}");

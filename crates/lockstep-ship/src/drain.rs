@@ -226,10 +226,16 @@ impl Drain {
     /// exits; at once when Loki fails or the breaker is open. Returns once the thread
     /// has ended, so no code of the plugin runs after its exit. Idempotent.
     pub fn stop(&self) {
+        self.stop_at(after(self.shared.cfg.shutdown_grace));
+    }
+
+    /// [`Drain::stop`] with the deadline given: no batch starts after it (the output's
+    /// exit spends part of `shutdown_grace` deciding traces first).
+    pub fn stop_at(&self, deadline: Instant) {
         {
             let mut s = lock(&self.shared.signal);
             if s.deadline.is_none() {
-                s.deadline = Some(after(self.shared.cfg.shutdown_grace));
+                s.deadline = Some(deadline);
             }
         }
         self.shared.cv.notify_all();

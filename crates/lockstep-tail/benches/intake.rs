@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
             num_traces: usize::MAX,
             cache_sampled: 0,
             cache_not_sampled: 0,
+            max_pinned: usize::MAX,
         });
         let mut now = 0u64;
         b.iter(|| {
@@ -55,8 +56,8 @@ fn bench(c: &mut Criterion) {
                 if let Some(t) = e.trace_id().copied() {
                     let mut f = TraceFacts::new(Some(t));
                     policy.observe(e, &mut f);
-                    if let Admit::Wait { .. } = table.admit(&t, &f, now) {
-                        table.landed(&t, true);
+                    if let Admit::Wait { .. } = table.admit(&t, now) {
+                        table.landed(&t, Some(&f));
                     }
                 } else {
                     black_box(policy.decide(e));

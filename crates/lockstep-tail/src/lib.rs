@@ -25,30 +25,50 @@
 //!   while the decision is remembered (pinned until the trace's lines are swept, then
 //!   in a bounded cache), otherwise it starts a new trace, as in the Collector.
 //! - **Durable while waiting.** [`Intake::commit`] returns only when the lines are
-//!   durable in the waiting queue; a decision is written there before any of its lines
-//!   leaves it; kept lines are durable in the main queue before the waiting queue
-//!   acknowledges them. After `kill -9` the table is rebuilt from the waiting queue:
-//!   traces wait again from their first line's arrival and are decided over the same
-//!   lines; decisions already made stand. Lines may reach the main queue twice across
-//!   a crash (Loki drops exact duplicates), never zero times.
-//! - **Bounded memory.** The table holds O(waiting traces + pinned decisions + cache)
-//!   entries, never lines: past `num_traces` waiting traces the oldest are decided early
-//!   (counted); a sweep or a recovery reads at most 4,096 records (4 MiB) at a time.
+//!   durable in the waiting queue, and only then do their facts count. A decision is
+//!   durable in the waiting queue before any of its lines leaves it (room is kept for
+//!   decision records: flushes may not use it); kept lines are durable in the main
+//!   queue before the waiting queue acknowledges them. After `kill -9` the table is
+//!   rebuilt from the waiting queue: traces wait again from their first line's arrival
+//!   and are decided over the same lines; a decision record decides the lines before it
+//!   and stands (lines after it are a new trace with that id). Lines may reach the main
+//!   queue twice across a crash (Loki drops exact duplicates), never zero times.
+//! - **Policy edits.** Facts are named by [`Policy::fingerprint`](lockstep_policy::Policy::fingerprint)
+//!   (the compiled rules): lines written under another are read again from the stored
+//!   line; recorded decisions stand.
+//! - **Bounded memory.** The table holds at most about `num_traces` waiting traces (past
+//!   it the oldest are decided early, counted), `max_pinned` decided traces whose lines
+//!   wait for the main queue (past it a chunk with a new trace is refused:
+//!   [`IntakeError::Busy`]), and the caches; never lines. A sweep or a recovery reads
+//!   at most 4,096 records (4 MiB) at a time; a decision round decides at most 4,096
+//!   traces under the table lock.
+//! - **Monotonic time.** `decision_wait` is measured on a monotonic clock anchored at
+//!   the wall clock ([`TimeSource`]): a clock step neither stalls nor rushes decisions.
+//! - **No wedge.** A line whose mapping panics, or a trace whose decision panics, is
+//!   retried [`POISON_TRIES`] times, then set aside (the line in `quarantine.jsonl`, the
+//!   trace kept), counted; a trace with a line mid-append holds back no other trace.
 //! - **Independent of Loki.** Decisions and sweeps run on the intake clock; the main
 //!   queue only ever receives kept lines. When it is full the sweep pauses (logged;
 //!   the waiting queue's oldest age shows it) and resumes; nothing is dropped silently.
 //! - **Never waits in flush** on a decision or the network: a flush extracts, takes the
 //!   table lock per line, and appends one batch of the raw events.
+//! - **A graceful stop delivers.** [`Stage::stop_by`] keeps deciding and sweeping the
+//!   traces that come due before its deadline; the rest stays on disk, reported.
 //! - **What is dropped is never rendered.** A line is mapped to its Loki entry (the
 //!   output's [`Mapper`]) only when its trace is kept, on the decider thread.
 //! - **In order.** Lines leave the waiting queue in arrival order: a line already kept
 //!   (no trace id, or late after a kept decision) waits behind older undecided lines,
 //!   at most `decision_wait`.
 
+mod clock;
 mod metrics;
 pub mod record;
 mod stage;
 pub mod table;
 
-pub use stage::{Intake, Mapper, Recovered, Stage, StageConfig, StageError, StageMetrics, Tick};
-pub use table::{Admit, Decided, Table, TableConfig, TraceId};
+pub use clock::{ManualTime, TimeSource};
+pub use stage::{
+    Intake, IntakeError, Left, Mapper, Recovered, Stage, StageConfig, StageError, StageMetrics,
+    Tick, QUARANTINE_FILE,
+};
+pub use table::{Admit, Decided, Table, TableConfig, TraceId, POISON_TRIES};

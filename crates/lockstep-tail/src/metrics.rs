@@ -126,9 +126,33 @@ pub(crate) fn render(stage: &Stage, instance: &str, now_ns: u64) -> String {
     );
     add(
         &mut s,
+        "lockstep_loki_decision_write_failures_total",
+        "counter",
+        "Decision records the waiting queue could not take (retried; the trace's lines wait until it is on disk).",
+        &[(inst.clone(), r(&m.decision_write_failures))],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_quarantined_total",
+        "counter",
+        "Waiting lines whose mapping panicked repeatedly (set aside in quarantine.jsonl), and traces whose decision panicked repeatedly (kept).",
+        &[
+            (l("kind=\"record\""), r(&m.quarantined_records)),
+            (l("kind=\"decision\""), r(&m.quarantined_decisions)),
+        ],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_pinned_full_total",
+        "counter",
+        "Flushes answered retry because max_pinned_traces decided traces waited for room in the main queue.",
+        &[(inst.clone(), r(&m.busy_refusals))],
+    );
+    add(
+        &mut s,
         "lockstep_loki_waiting_unreadable_total",
         "counter",
-        "Waiting-queue records that could not be read or mapped (skipped), kept lines too large for the main queue (skipped), and recovered lines written under another policy (kept).",
+        "Waiting-queue records that could not be read or mapped (skipped), kept lines too large for the main queue (skipped), and recovered lines written under another policy (their facts read again under the current one).",
         &[
             (l("kind=\"record\""), r(&m.unreadable_records)),
             (l("kind=\"too_large\""), r(&m.too_large)),

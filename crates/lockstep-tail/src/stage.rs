@@ -2,19 +2,21 @@
 //! that decides on time and sweeps decided lines into the main queue.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fluent_bit_chunk::Event;
+use fluent_bit_chunk::{Chunk, Event};
 use lockstep_policy::{Policy, Reason, TraceFacts};
 use lockstep_record::Extractor;
 use lockstep_spool::{Spool, SpoolConfig, SpoolError};
 
+use crate::clock::{Clock, TimeSource};
 use crate::record::{self, WaitRecord};
-use crate::table::{Admit, Decided, Table, TableConfig, TraceId};
+use crate::table::{Admit, Decided, Table, TableConfig, TraceId, POISON_TRIES};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -23,13 +25,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Records read from the waiting queue per step of a sweep or a recovery scan.
 const SCAN_RECORDS: usize = 4096;
 const SCAN_BYTES: usize = 4 << 20;
-/// Decisions per `D` record.
+/// Decisions per `D` record, and per call into the table (the table lock is released
+/// between calls, so a flush never waits behind a long decision round).
 const DECISIONS_PER_RECORD: usize = 4096;
+/// Bytes of one full `D` record in the spool (kind, count, entries, frame header).
+const DECISION_RECORD_BYTES: u64 = 5 + 17 * DECISIONS_PER_RECORD as u64 + 64;
+/// The quarantine file stops growing past this size (its records are still counted).
+const QUARANTINE_MAX_BYTES: u64 = 64 << 20;
+pub const QUARANTINE_FILE: &str = "quarantine.jsonl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("waiting queue {dir}: {source}")]
     Spool { dir: String, source: SpoolError },
+}
+
+/// Why a flush's lines were not written.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// `max_pinned` decided traces still wait to be swept (the main queue is full):
+    /// new traces are refused until the sweep catches up; nothing was written.
+    #[error(
+        "{pinned} decided traces wait for room in the main queue (max_pinned_traces): \
+         new traces wait until they are swept"
+    )]
+    Busy { pinned: usize },
 }
 
 /// Counters (monotonic) of what the stage did with lines.
@@ -53,8 +75,18 @@ pub struct StageMetrics {
     pub unreadable_records: AtomicU64,
     /// Kept lines whose entry is larger than the main queue takes (counted, skipped).
     pub too_large: AtomicU64,
-    /// Waiting lines recovered whose facts another policy wrote (kept, fail open).
+    /// Waiting lines recovered whose facts another policy wrote: their facts were read
+    /// again from the line under the current policy.
     pub recovered_other_policy: AtomicU64,
+    /// Decision records that could not be written (retried; the trace's lines wait).
+    pub decision_write_failures: AtomicU64,
+    /// Records whose mapping panicked `POISON_TRIES` times: set aside in the quarantine
+    /// file, skipped.
+    pub quarantined_records: AtomicU64,
+    /// Traces whose decision panicked `POISON_TRIES` times: kept (fail open).
+    pub quarantined_decisions: AtomicU64,
+    /// Flushes refused because `max_pinned` decided traces waited for the main queue.
+    pub busy_refusals: AtomicU64,
 }
 
 /// Renders one line into what the main queue stores (the output's Loki entry), from the
@@ -66,19 +98,38 @@ pub type Mapper = Box<dyn Fn(&[u8], &[u8], &mut Vec<u8>) -> Result<(), String> +
 #[derive(Debug, Clone)]
 pub struct StageConfig {
     pub table: TableConfig,
-    /// Names the policy (a hash of its file): facts written under another are not read.
+    /// Names the policy ([`Policy::fingerprint`]): facts written under another are read
+    /// again from their lines at recovery.
     pub fingerprint: u32,
     /// The waiting queue's spool settings (its own directory).
     pub spool: SpoolConfig,
+    /// The clock (the system's, or a test's).
+    pub time: TimeSource,
+    /// Bytes of the waiting queue kept free for decision records, which flushes may not
+    /// use; `None`: enough for the decisions of `num_traces` traces (at most half the
+    /// budget). Without it a full waiting queue could hold no decision, and so could
+    /// never be swept.
+    pub decision_reserve: Option<u64>,
 }
 
 struct Shared {
     policy: Policy,
     fingerprint: u32,
     wait: Spool,
+    wait_dir: PathBuf,
+    /// Room kept free in the waiting queue for decision records: flushes may not use it.
+    reserve: u64,
     main: Arc<Spool>,
     table: Mutex<Table>,
+    clock: Clock,
     decided: Mutex<HashMap<(bool, Reason), u64>>,
+    /// Decisions made but not yet on disk (their lines wait until they are).
+    unwritten: Mutex<Vec<(TraceId, bool)>>,
+    /// The last waiting-queue record whose kept entry is already in the main queue
+    /// while the rest of its sweep step waits for room: not appended again.
+    appended_through: Mutex<Option<u64>>,
+    /// Mapping panics per waiting-queue record (by sequence number).
+    poison: Mutex<HashMap<u64, u8>>,
     extractors: Mutex<Vec<Extractor>>,
     metrics: StageMetrics,
     signal: Mutex<Signal>,
@@ -87,12 +138,15 @@ struct Shared {
     on_kept: Box<dyn Fn(usize) + Send + Sync>,
     mapper: Mapper,
     full_logged: Mutex<Option<Instant>>,
+    dfail_logged: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
 struct Signal {
     stop: bool,
     wake: bool,
+    /// Stopping: keep deciding what comes due until then (stage clock, ns).
+    finish_by: Option<u64>,
 }
 
 /// The decision stage of one output instance.
@@ -108,6 +162,10 @@ pub struct Recovered {
     pub kept_lines: u64,
     pub decisions: u64,
     pub waiting_traces: usize,
+    /// Decided traces whose lines are still to be swept.
+    pub pinned_traces: usize,
+    /// Lines whose facts were read again (written under another policy).
+    pub recomputed_lines: u64,
 }
 
 /// What one [`Stage::tick`] did.
@@ -118,6 +176,22 @@ pub struct Tick {
     pub dropped: usize,
     /// The main queue refused the kept lines (full): sweeping stopped.
     pub blocked: bool,
+    /// Decisions not yet on disk (their lines wait).
+    pub unwritten: usize,
+    /// A record's mapping panicked (retried on the next tick, quarantined after a few).
+    pub poisoned: bool,
+}
+
+/// What [`Stage::stop_by`] left in the waiting queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Traces not yet due at the deadline (decided at the next start).
+    pub waiting_traces: usize,
+    /// Decided traces whose lines could not be swept (main queue full, or behind a
+    /// trace still waiting).
+    pub pinned_traces: usize,
+    /// Records left in the waiting queue.
+    pub records: u64,
 }
 
 impl Stage {
@@ -137,13 +211,25 @@ impl Stage {
             source,
         };
         let wait = Spool::open(dir, cfg.spool.clone()).map_err(err)?;
+        // Room for the decisions of every trace that can be waiting when flushes are
+        // refused for want of room (about num_traces), capped at half the budget.
+        let records = cfg.table.num_traces / DECISIONS_PER_RECORD + 2;
+        let reserve = cfg.decision_reserve.unwrap_or_else(|| {
+            (records as u64 * DECISION_RECORD_BYTES).min(cfg.spool.max_bytes / 2)
+        });
         let shared = Arc::new(Shared {
             policy,
             fingerprint: cfg.fingerprint,
             wait,
+            wait_dir: dir.to_path_buf(),
+            reserve,
             main,
             table: Mutex::new(Table::new(cfg.table)),
+            clock: Clock::new(cfg.time),
             decided: Mutex::new(HashMap::new()),
+            unwritten: Mutex::new(Vec::new()),
+            appended_through: Mutex::new(None),
+            poison: Mutex::new(HashMap::new()),
             extractors: Mutex::new(Vec::new()),
             metrics: StageMetrics::default(),
             signal: Mutex::new(Signal::default()),
@@ -151,6 +237,7 @@ impl Stage {
             on_kept,
             mapper,
             full_logged: Mutex::new(None),
+            dfail_logged: Mutex::new(None),
         });
         let rec = shared.recover().map_err(err)?;
         Ok((
@@ -180,17 +267,50 @@ impl Stage {
 
     /// Stops the decider after one last tick; waiting lines stay on disk for the next
     /// start. Idempotent.
-    pub fn stop(&self) {
-        lock(&self.shared.signal).stop = true;
+    pub fn stop(&self) -> Left {
+        self.stop_by(None)
+    }
+
+    /// Stops the decider. With a deadline (stage clock, [`Stage::now_ns`]), it first
+    /// keeps deciding traces as they come due before it and sweeping their lines, so
+    /// what was accepted goes out at a graceful stop; without, one last tick. Returns
+    /// what stays in the waiting queue for the next start. Idempotent.
+    pub fn stop_by(&self, deadline: Option<u64>) -> Left {
+        {
+            let mut s = lock(&self.shared.signal);
+            s.stop = true;
+            s.finish_by = deadline;
+        }
         self.shared.cv.notify_all();
-        if let Some(t) = lock(&self.thread).take() {
-            let _ = t.join();
+        let thread = lock(&self.thread).take();
+        match thread {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => {
+                // Never started (or stopped already): the caller's thread does the work.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.shared.finish(deadline)
+                }));
+            }
+        }
+        let (waiting, pinned, _) = self.table_sizes();
+        Left {
+            waiting_traces: waiting,
+            pinned_traces: pinned,
+            records: self.shared.wait.gauges().records,
         }
     }
 
     /// Decides what is due at `now` and sweeps (what the thread does on each wake-up).
     pub fn tick(&self, now: u64) -> Result<Tick, SpoolError> {
         self.shared.tick(now)
+    }
+
+    /// The stage's clock (ns): wall time at open, advanced by a monotonic clock, so a
+    /// step of the system clock neither stalls nor rushes decisions.
+    pub fn now_ns(&self) -> u64 {
+        self.shared.clock.now()
     }
 
     /// A new intake for one flush chunk of `tag`.
@@ -202,11 +322,12 @@ impl Stage {
             sh: &self.shared,
             ex: Some(ex),
             tag,
-            now: lockstep_spool::now_ns(),
+            now: self.shared.clock.now(),
             buf: Vec::new(),
             ends: Vec::new(),
             waiting: Vec::new(),
             counts: Counts::default(),
+            busy: false,
         }
     }
 
@@ -240,6 +361,11 @@ impl Stage {
         self.shared.wait.gauges()
     }
 
+    /// Bytes of the waiting queue's budget kept free for decision records.
+    pub fn reserve_bytes(&self) -> u64 {
+        self.shared.reserve
+    }
+
     /// Prometheus text for the stage (appended to the output's `/metrics`).
     pub fn render_metrics(&self, instance: &str, now_ns: u64) -> String {
         crate::metrics::render(self, instance, now_ns)
@@ -248,7 +374,9 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        self.stop();
+        if lock(&self.thread).is_some() {
+            self.stop();
+        }
     }
 }
 
@@ -271,9 +399,12 @@ pub struct Intake<'s, 't> {
     now: u64,
     buf: Vec<u8>,
     ends: Vec<usize>,
-    /// Traces of lines written as waiting (one entry per line).
-    waiting: Vec<TraceId>,
+    /// Lines written as waiting, with their facts (merged into their trace only once
+    /// the append landed).
+    waiting: Vec<(TraceId, TraceFacts)>,
     counts: Counts,
+    /// A new trace was refused ([`Admit::Busy`]): the chunk is not written.
+    busy: bool,
 }
 
 impl Intake<'_, '_> {
@@ -287,6 +418,9 @@ impl Intake<'_, '_> {
     /// (true), to wait for its trace or, already kept, to keep its place in line.
     pub fn add(&mut self, event: &Event<'_>) -> bool {
         let sh = self.sh;
+        if self.busy {
+            return false;
+        }
         let Some(ex) = self.ex.as_mut() else {
             return false;
         };
@@ -305,10 +439,12 @@ impl Intake<'_, '_> {
             self.ends.push(self.buf.len());
             return true;
         };
-        let mut facts = TraceFacts::new(Some(t));
-        sh.policy.observe(e, &mut facts);
-        let admit = lock(&sh.table).admit(&t, &facts, self.now);
+        let admit = lock(&sh.table).admit(&t, self.now);
         match admit {
+            Admit::Busy => {
+                self.busy = true;
+                return false;
+            }
             Admit::Follow(false) => {
                 self.counts.late_dropped += 1;
                 return false;
@@ -321,8 +457,10 @@ impl Intake<'_, '_> {
                 if late {
                     self.counts.late_new += 1;
                 }
-                self.waiting.push(t);
+                let mut facts = TraceFacts::new(Some(t));
+                sh.policy.observe(e, &mut facts);
                 record::write_pending(&mut self.buf, sh.fingerprint, &t, &facts, tag, event.raw);
+                self.waiting.push((t, facts));
             }
         }
         self.ends.push(self.buf.len());
@@ -334,10 +472,16 @@ impl Intake<'_, '_> {
         self.ends.len()
     }
 
-    /// Appends the lines to the waiting queue as one durable batch, then counts them.
-    /// Returns the number of lines written (0 when every line was dropped).
-    pub fn commit(mut self) -> Result<usize, SpoolError> {
+    /// Appends the lines to the waiting queue as one durable batch (leaving the room
+    /// kept for decision records), then counts them. Returns the number of lines
+    /// written (0 when every line was dropped).
+    pub fn commit(mut self) -> Result<usize, IntakeError> {
         let sh = self.sh;
+        if self.busy {
+            sh.metrics.busy_refusals.fetch_add(1, Relaxed);
+            let pinned = lock(&sh.table).pinned();
+            return Err(IntakeError::Busy { pinned });
+        }
         let res = if self.ends.is_empty() {
             Ok(0)
         } else {
@@ -351,13 +495,15 @@ impl Intake<'_, '_> {
                     r
                 })
                 .collect();
-            sh.wait.append_at(self.now, &recs).map(|a| a.count)
+            sh.wait
+                .append_reserving(self.now, &recs, sh.reserve)
+                .map(|a| a.count)
         };
         let ok = res.is_ok();
         let over = {
             let mut t = lock(&sh.table);
-            for tr in &self.waiting {
-                t.landed(tr, ok);
+            for (tr, facts) in &self.waiting {
+                t.landed(tr, ok.then_some(facts));
             }
             t.over_capacity()
         };
@@ -374,7 +520,7 @@ impl Intake<'_, '_> {
         if over {
             sh.wake();
         }
-        res
+        Ok(res?)
     }
 }
 
@@ -382,8 +528,8 @@ impl Drop for Intake<'_, '_> {
     fn drop(&mut self) {
         if !self.waiting.is_empty() {
             let mut t = lock(&self.sh.table);
-            for tr in &self.waiting {
-                t.landed(tr, false);
+            for (tr, _) in &self.waiting {
+                t.landed(tr, None);
             }
         }
         if let Some(ex) = self.ex.take() {
@@ -392,19 +538,29 @@ impl Drop for Intake<'_, '_> {
     }
 }
 
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 impl Shared {
     fn wake(&self) {
         lock(&self.signal).wake = true;
         self.cv.notify_all();
     }
 
-    fn run(&self) {
+    fn period(&self) -> Duration {
         let wait_ns = lock(&self.table).config().decision_wait_ns;
-        let period = Duration::from_nanos(wait_ns / 10)
-            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        Duration::from_nanos(wait_ns / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    fn run(&self) {
+        let period = self.period();
         let mut last_err: Option<Instant> = None;
         loop {
-            let stop = {
+            let (stop, finish_by) = {
                 let mut s = lock(&self.signal);
                 if !s.stop && !s.wake {
                     s = self
@@ -414,64 +570,89 @@ impl Shared {
                         .0;
                 }
                 s.wake = false;
-                s.stop
+                (s.stop, s.finish_by)
             };
-            // A bug must not end the thread (the waiting lines would never move): a
-            // panic is logged like an error and the next tick starts afresh.
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.tick(lockstep_spool::now_ns())
-            }));
-            let err = match res {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(p) => Some(format!(
-                    "panic: {}",
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default()
-                )),
-            };
-            if let Some(e) = err {
-                if last_err.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    last_err = Some(Instant::now());
-                    log::error!("deciding waiting traces: {e}; retrying");
-                }
-            }
             if stop {
+                self.finish(finish_by);
                 return;
             }
+            self.tick_logged(&mut last_err);
+        }
+    }
+
+    /// One tick; an error or a panic is logged (at most every 10 s) and the next tick
+    /// starts afresh: a bug must not end the thread (the waiting lines would never move).
+    fn tick_logged(&self, last_err: &mut Option<Instant>) -> Option<Tick> {
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.tick(self.clock.now())));
+        let err = match res {
+            Ok(Ok(t)) => return Some(t),
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => format!("panic: {}", panic_text(&*p)),
+        };
+        if last_err.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last_err = Some(Instant::now());
+            log::error!("deciding waiting traces: {err}; retrying");
+        }
+        None
+    }
+
+    /// The stop: ticks until nothing more can go out by `deadline` (traces due before
+    /// it are decided and swept; a blocked sweep is retried), then returns; without a
+    /// deadline, one tick.
+    fn finish(&self, deadline: Option<u64>) {
+        let mut last_err = None;
+        let period = self.period().min(Duration::from_millis(100));
+        loop {
+            let tick = self.tick_logged(&mut last_err);
+            let Some(d) = deadline else { return };
+            let now = self.clock.now();
+            if now >= d {
+                return;
+            }
+            let next_due = lock(&self.table).next_due();
+            let due_in_time = next_due.is_some_and(|n| n <= d);
+            let retry = tick.is_none_or(|t| t.blocked || t.unwritten > 0 || t.poisoned);
+            if !due_in_time && !retry {
+                return;
+            }
+            let sleep = match next_due {
+                Some(n) if !retry => Duration::from_nanos(n.saturating_sub(now)).min(period),
+                _ => period,
+            };
+            let s = lock(&self.signal);
+            let _ = self.cv.wait_timeout(s, sleep.max(Duration::from_millis(1)));
         }
     }
 
     fn tick(&self, now: u64) -> Result<Tick, SpoolError> {
-        let mut decided = Vec::new();
-        lock(&self.table).decide_due(now, &self.policy, &mut decided);
-        let mut tick = Tick {
-            decided: decided.len(),
-            ..Tick::default()
-        };
-        if !decided.is_empty() {
-            self.count_decisions(&decided);
-            // Decisions are on disk before any of their lines leaves the waiting
-            // queue: a restart after a partial sweep still knows them.
-            let mut recs = Vec::new();
-            for part in decided.chunks(DECISIONS_PER_RECORD) {
-                let v: Vec<([u8; 16], bool)> = part.iter().map(|d| (d.trace, d.keep)).collect();
-                let mut r = Vec::with_capacity(5 + 17 * v.len());
-                record::write_decisions(&mut r, &v);
-                recs.push(r);
+        let mut tick = Tick::default();
+        // Decisions are on disk before any of their lines leaves the waiting queue: a
+        // restart after a partial sweep still knows them. What could not be written
+        // before is written first.
+        self.write_decisions(now)?;
+        loop {
+            let mut decided = Vec::new();
+            lock(&self.table).decide_due(now, &self.policy, DECISIONS_PER_RECORD, &mut decided);
+            if decided.is_empty() {
+                break;
             }
-            if let Err(e) = self.wait.append_at(now, &recs) {
-                // A full waiting queue must still be swept to make room; a crash before
-                // these are written re-decides the traces from their remaining lines.
-                log::warn!("cannot record {} decisions: {e}", decided.len());
+            tick.decided += decided.len();
+            self.count_decisions(&decided);
+            lock(&self.unwritten).extend(decided.iter().map(|d| (d.trace, d.keep)));
+            if !self.write_decisions(now)? || decided.len() < DECISIONS_PER_RECORD {
+                break;
             }
         }
+        tick.unwritten = lock(&self.unwritten).len();
         loop {
             let step = self.sweep_step()?;
             tick.moved += step.moved;
             tick.dropped += step.dropped;
+            if step.poisoned {
+                tick.poisoned = true;
+                break;
+            }
             if step.blocked {
                 tick.blocked = true;
                 break;
@@ -480,7 +661,48 @@ impl Shared {
                 break;
             }
         }
+        lock(&self.table).set_sweep_blocked(tick.blocked || tick.unwritten > 0);
         Ok(tick)
+    }
+
+    /// Writes the decisions not yet on disk; their traces' lines may then be swept.
+    /// `Ok(false)`: the waiting queue is full (counted, logged, retried next tick).
+    fn write_decisions(&self, now: u64) -> Result<bool, SpoolError> {
+        let pending = std::mem::take(&mut *lock(&self.unwritten));
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        let recs: Vec<Vec<u8>> = pending
+            .chunks(DECISIONS_PER_RECORD)
+            .map(|part| {
+                let mut r = Vec::with_capacity(5 + 17 * part.len());
+                record::write_decisions(&mut r, part);
+                r
+            })
+            .collect();
+        match self.wait.append_at(now, &recs) {
+            Ok(_) => {
+                lock(&self.table).mark_durable(pending.iter().map(|(t, _)| *t));
+                Ok(true)
+            }
+            Err(e) => {
+                let n = pending.len();
+                lock(&self.unwritten).splice(0..0, pending);
+                self.metrics.decision_write_failures.fetch_add(1, Relaxed);
+                let mut last = lock(&self.dfail_logged);
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    *last = Some(Instant::now());
+                    log::warn!(
+                        "cannot record {n} decisions ({e}): their traces' lines wait in the \
+                         waiting queue until they are recorded"
+                    );
+                }
+                match e {
+                    SpoolError::Full { .. } => Ok(false),
+                    e => Err(e),
+                }
+            }
+        }
     }
 
     fn count_decisions(&self, decided: &[Decided]) {
@@ -490,12 +712,19 @@ impl Shared {
             if x.early {
                 self.metrics.decided_early.fetch_add(1, Relaxed);
             }
+            if x.poisoned {
+                self.metrics.quarantined_decisions.fetch_add(1, Relaxed);
+                log::error!(
+                    "the policy panicked {POISON_TRIES} times deciding trace {}: kept",
+                    hex(&x.trace)
+                );
+            }
         }
     }
 
     /// Moves the oldest decided lines of the waiting queue: kept ones, mapped to their
     /// entries, to the main queue (one batch), dropped ones nowhere; stops at the first
-    /// line whose trace still waits.
+    /// line whose trace still waits or whose decision is not yet on disk.
     fn sweep_step(&self) -> Result<SweepStep, SpoolError> {
         let mut step = SweepStep::default();
         let b = self.wait.peek(SCAN_RECORDS, SCAN_BYTES)?;
@@ -536,20 +765,25 @@ impl Shared {
         } else {
             b
         };
+        let done_through = *lock(&self.appended_through);
         let mut out: Vec<u8> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
+        let mut seqs: Vec<u64> = Vec::new();
         let mut oldest = u64::MAX;
-        for (r, f) in b.records.iter().zip(&fate) {
+        for (r, f) in b.records.iter().zip(fate.iter_mut()) {
             let keep = match f {
                 Fate::Trace(_, keep) => *keep,
                 Fate::Kept => true,
-                Fate::Skip => false,
+                Fate::Skip | Fate::Quarantined(_) => false,
             };
             if !keep {
                 if matches!(f, Fate::Trace(..)) {
                     step.dropped += 1;
                 }
                 continue;
+            }
+            if done_through.is_some_and(|s| r.seq <= s) {
+                continue; // in the main queue already (an earlier, partly blocked step)
             }
             let (tag, event) = match record::parse(&r.payload) {
                 Ok(WaitRecord::Pending { tag, event, .. } | WaitRecord::Kept { tag, event }) => {
@@ -558,15 +792,45 @@ impl Shared {
                 _ => continue,
             };
             let start = out.len();
-            match (self.mapper)(tag, event, &mut out) {
-                Ok(()) => {
+            let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (self.mapper)(tag, event, &mut out)
+            }));
+            match mapped {
+                Ok(Ok(())) => {
                     ends.push(out.len());
+                    seqs.push(r.seq);
                     oldest = oldest.min(r.ts_ns);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     out.truncate(start);
                     self.metrics.unreadable_records.fetch_add(1, Relaxed);
                     log::error!("waiting queue record {}: {e}; skipped", r.seq);
+                }
+                Err(p) => {
+                    out.truncate(start);
+                    let why = panic_text(&*p);
+                    let tries = {
+                        let mut poison = lock(&self.poison);
+                        let n = poison.entry(r.seq).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    if tries < POISON_TRIES {
+                        log::error!(
+                            "waiting queue record {}: mapping panicked ({why}), try {tries} of \
+                             {POISON_TRIES}; the sweep retries it",
+                            r.seq
+                        );
+                        step.poisoned = true;
+                        return Ok(step);
+                    }
+                    lock(&self.poison).remove(&r.seq);
+                    self.quarantine(r, tag, event, &why);
+                    // Counted as neither kept nor dropped: it is in the quarantine file.
+                    *f = match f {
+                        Fate::Trace(tr, _) => Fate::Quarantined(Some(*tr)),
+                        _ => Fate::Quarantined(None),
+                    };
                 }
             }
         }
@@ -580,104 +844,174 @@ impl Shared {
             })
             .collect();
         if !kept.is_empty() {
-            if let Blocked::Yes = self.append_main(oldest, &kept)? {
+            let handled = self.append_main(oldest, &kept)?;
+            if handled < kept.len() {
+                if handled > 0 {
+                    *lock(&self.appended_through) = Some(seqs[handled - 1]);
+                    (self.on_kept)(handled);
+                }
+                step.moved = handled;
                 step.blocked = true;
                 return Ok(step);
             }
         }
         self.wait.ack(&b)?;
+        let newly = kept.len();
         let mut trace_kept = 0u64;
         {
             let mut t = lock(&self.table);
             for f in &fate {
-                if let Fate::Trace(tr, keep) = f {
-                    t.swept(tr);
-                    trace_kept += u64::from(*keep);
+                match f {
+                    Fate::Trace(tr, keep) => {
+                        t.swept(tr);
+                        trace_kept += u64::from(*keep);
+                    }
+                    Fate::Quarantined(Some(tr)) => t.swept(tr),
+                    _ => {}
                 }
             }
         }
+        if let Some(last) = b.records.last() {
+            let mut poison = lock(&self.poison);
+            if !poison.is_empty() {
+                poison.retain(|s, _| *s > last.seq);
+            }
+        }
         step.records = b.len();
-        step.moved = kept.len();
+        step.moved = newly;
         self.metrics
             .lines_dropped_trace
             .fetch_add(step.dropped as u64, Relaxed);
         self.metrics.lines_kept_trace.fetch_add(trace_kept, Relaxed);
-        if !kept.is_empty() {
-            (self.on_kept)(kept.len());
+        if newly > 0 {
+            (self.on_kept)(newly);
         }
         Ok(step)
     }
 
-    /// Appends kept entries to the main queue. Full: `Blocked::Yes` (retried on the next
-    /// tick). An entry larger than the main queue takes is skipped, counted; a batch
+    /// Sets a record whose mapping keeps panicking aside: one JSON line in
+    /// `quarantine.jsonl` beside the waiting queue (its raw event in hex), counted.
+    fn quarantine(&self, r: &lockstep_spool::Record, tag: &[u8], event: &[u8], why: &str) {
+        self.metrics.quarantined_records.fetch_add(1, Relaxed);
+        let trace = match record::parse(&r.payload) {
+            Ok(WaitRecord::Pending { trace, .. }) => Some(hex(&trace)),
+            _ => None,
+        };
+        log::error!(
+            "waiting queue record {}: mapping panicked {POISON_TRIES} times ({why}); set aside \
+             in {}",
+            r.seq,
+            self.wait_dir.join(QUARANTINE_FILE).display()
+        );
+        let path = self.wait_dir.join(QUARANTINE_FILE);
+        if std::fs::metadata(&path).map_or(0, |m| m.len()) > QUARANTINE_MAX_BYTES {
+            return;
+        }
+        let line = format!(
+            "{{\"seq\":{},\"ts_ns\":{},\"trace_id\":{},\"tag\":{},\"panic\":{},\"event_hex\":\"{}\"}}\n",
+            r.seq,
+            r.ts_ns,
+            trace.map_or("null".to_string(), |t| format!("\"{t}\"")),
+            json_str(&String::from_utf8_lossy(tag)),
+            json_str(why),
+            event.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_data()));
+        if let Err(e) = res {
+            log::error!("{}: {e}", path.display());
+        }
+    }
+
+    /// Appends kept entries to the main queue. Returns how many of them, from the
+    /// front, are in the main queue or skipped (too large, counted); fewer than all:
+    /// the main queue is full (retried on the next tick, from where it stopped). A batch
     /// larger than its whole budget is appended in halves.
-    fn append_main(&self, ts: u64, kept: &[&[u8]]) -> Result<Blocked, SpoolError> {
+    fn append_main(&self, ts: u64, kept: &[&[u8]]) -> Result<usize, SpoolError> {
         match self.main.append_at(ts, kept) {
-            Ok(_) => Ok(Blocked::No),
+            Ok(_) => Ok(kept.len()),
             Err(e @ SpoolError::Full { .. }) => {
                 let mut last = lock(&self.full_logged);
                 if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                     *last = Some(Instant::now());
                     log::warn!("{e}: kept lines wait in the waiting queue");
                 }
-                Ok(Blocked::Yes)
+                Ok(0)
             }
             Err(SpoolError::RecordTooLarge { index, len, max }) => {
                 self.metrics.too_large.fetch_add(1, Relaxed);
                 log::error!(
                     "a kept line's entry is {len} bytes, above max_record_bytes {max}: skipped"
                 );
-                let (a, rest) = kept.split_at(index.min(kept.len()));
-                let rest = rest.get(1..).unwrap_or_default();
-                for part in [a, rest] {
-                    if !part.is_empty() {
-                        if let Blocked::Yes = self.append_main(ts, part)? {
-                            // Part of the batch may be in: a retry sends it again
-                            // (Loki drops exact duplicates).
-                            return Ok(Blocked::Yes);
-                        }
-                    }
+                let index = index.min(kept.len());
+                let a = self.append_main(ts, &kept[..index])?;
+                if a < index {
+                    return Ok(a);
                 }
-                Ok(Blocked::No)
+                let rest = kept.get(index + 1..).unwrap_or_default();
+                Ok(index + 1 + self.append_main(ts, rest)?)
             }
             Err(e @ SpoolError::BatchTooLarge { .. }) if kept.len() > 1 => {
                 log::debug!("{e}: appending in halves");
-                let (a, rest) = kept.split_at(kept.len() / 2);
-                for part in [a, rest] {
-                    if let Blocked::Yes = self.append_main(ts, part)? {
-                        return Ok(Blocked::Yes);
-                    }
+                let mid = kept.len() / 2;
+                let a = self.append_main(ts, &kept[..mid])?;
+                if a < mid {
+                    return Ok(a);
                 }
-                Ok(Blocked::No)
+                Ok(mid + self.append_main(ts, &kept[mid..])?)
             }
             Err(SpoolError::BatchTooLarge { needed, max }) => {
                 self.metrics.too_large.fetch_add(1, Relaxed);
                 log::error!("a kept line's entry ({needed} bytes) can never fit spool_max_bytes {max}: skipped");
-                Ok(Blocked::No)
+                Ok(kept.len())
             }
             Err(e) => Err(e),
         }
     }
 
+    /// The facts of a waiting line read again from its raw event under this policy.
+    fn facts_of(&self, trace: &TraceId, event: &[u8]) -> TraceFacts {
+        let mut facts = TraceFacts::new(Some(*trace));
+        let mut ex = lock(&self.extractors)
+            .pop()
+            .unwrap_or_else(|| self.policy.extractor());
+        if let Some(Ok(r)) = Chunk::new(event).records().next() {
+            ex.extract_msgpack(r.event.body);
+            ex.merge_otlp_metadata(r.event.metadata);
+            self.policy.observe(ex.last(), &mut facts);
+        }
+        lock(&self.extractors).push(ex);
+        facts
+    }
+
     fn recover(&self) -> Result<Recovered, SpoolError> {
         let mut rec = Recovered::default();
+        let now = self.clock.now();
         let mut t = lock(&self.table);
         let mut b = self.wait.peek(SCAN_RECORDS, SCAN_BYTES)?;
         while !b.is_empty() {
             for r in &b.records {
+                // A record stamped in the future (the clock stepped back across the
+                // restart) waits from now, not from then.
+                let ts = r.ts_ns.min(now);
                 match record::parse(&r.payload) {
                     Ok(WaitRecord::Pending {
                         fingerprint,
                         trace,
                         facts,
+                        event,
                         ..
                     }) => {
                         rec.pending_lines += 1;
                         if fingerprint == self.fingerprint {
-                            t.recover_line(&trace, &facts, r.ts_ns);
+                            t.recover_line(&trace, &facts, ts);
                         } else {
-                            self.metrics.recovered_other_policy.fetch_add(1, Relaxed);
-                            t.recover_unreadable(&trace);
+                            rec.recomputed_lines += 1;
+                            let facts = self.facts_of(&trace, event);
+                            t.recover_line(&trace, &facts, ts);
                         }
                     }
                     Ok(WaitRecord::Kept { .. }) => rec.kept_lines += 1,
@@ -694,25 +1028,46 @@ impl Shared {
         }
         t.finish_recovery();
         rec.waiting_traces = t.waiting();
-        if self.metrics.recovered_other_policy.load(Relaxed) > 0 {
+        rec.pinned_traces = t.pinned();
+        self.metrics
+            .recovered_other_policy
+            .store(rec.recomputed_lines, Relaxed);
+        if rec.recomputed_lines > 0 {
             log::warn!(
-                "{} waiting lines were written under another policy: their traces are kept",
-                self.metrics.recovered_other_policy.load(Relaxed)
+                "{} waiting lines were written under another policy: their facts were read \
+                 again from the lines; decisions already recorded stand",
+                rec.recomputed_lines
             );
         }
         Ok(rec)
     }
 }
 
+fn hex(t: &[u8]) -> String {
+    t.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
 enum Fate {
     Trace(TraceId, bool),
     Kept,
     Skip,
-}
-
-enum Blocked {
-    Yes,
-    No,
+    /// Set aside (its mapping kept panicking); a line of this trace, if any.
+    Quarantined(Option<TraceId>),
 }
 
 #[derive(Debug, Default)]
@@ -721,4 +1076,5 @@ struct SweepStep {
     moved: usize,
     dropped: usize,
     blocked: bool,
+    poisoned: bool,
 }

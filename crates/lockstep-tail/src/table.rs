@@ -1,8 +1,20 @@
 //! The in-memory state of the decision stage, with no I/O: which traces wait (their
 //! facts, when they first arrived, how many of their lines are on disk), which are
 //! decided but still have lines on disk ("pinned"), and the decision cache.
+//!
+//! Invariants the stage relies on:
+//! - A line's facts count only once its append landed ([`Table::landed`]): a chunk
+//!   that failed to be written never decides a trace.
+//! - A trace with a line still being appended is not decided (its decision record
+//!   must follow all its lines in the waiting queue); other traces are decided around it.
+//! - A swept line follows a decision only once that decision is durable
+//!   ([`Table::mark_durable`]): [`Table::decision`] answers `None` before.
+//! - Memory: at most about `num_traces` waiting traces (the oldest are decided early
+//!   past it) and `max_pinned` decided traces with lines still on disk (past it a new
+//!   trace is refused: [`Admit::Busy`]), plus the two caches.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroUsize;
 
 /// Trace ids are random, so a fast hash does; seeded per table (foldhash's
 /// `RandomState`), so ids crafted to collide cannot be prepared in advance.
@@ -20,9 +32,14 @@ pub struct TableConfig {
     /// At most this many traces wait; beyond it the oldest are decided early.
     pub num_traces: usize,
     /// Decisions remembered after a trace's lines are all delivered or dropped, so
-    /// lines arriving later follow them: kept traces, dropped traces.
+    /// lines arriving later follow them: kept traces, dropped traces (least recently
+    /// used forgotten first, as the Collector's decision cache).
     pub cache_sampled: usize,
     pub cache_not_sampled: usize,
+    /// At most this many decided traces may still have lines in the waiting queue
+    /// (their sweep waits for room in the main queue); beyond it lines of new traces
+    /// are refused ([`Admit::Busy`]: the flush answers retry) until the sweep catches up.
+    pub max_pinned: usize,
 }
 
 #[derive(Debug)]
@@ -34,20 +51,28 @@ enum Trace {
         inflight: u32,
         /// Lines durable in the waiting queue, not yet swept.
         pending: u32,
+        /// Decisions that panicked so far (a poison trace is kept after a few).
+        failures: u8,
     },
     Decided {
         keep: bool,
         pending: u32,
+        /// The decision record is on disk: its lines may leave the waiting queue.
+        durable: bool,
     },
 }
 
 /// What to do with a line that has a trace id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// Its trace waits: write it to the waiting queue with its facts.
+    /// Its trace waits: write it to the waiting queue with its facts, then report it
+    /// with [`Table::landed`].
     Wait { new_trace: bool, late: bool },
     /// Its trace was decided: keep or drop it now (a late line).
     Follow(bool),
+    /// A new trace, but `max_pinned` decided traces still wait to be swept: refused
+    /// (nothing recorded).
+    Busy,
 }
 
 /// A decision made by [`Table::decide_due`].
@@ -59,7 +84,12 @@ pub struct Decided {
     /// Decided before its time because `num_traces` traces were waiting.
     pub early: bool,
     pub lines: u32,
+    /// The policy panicked deciding it, [`POISON_TRIES`] times: kept (fail open).
+    pub poisoned: bool,
 }
+
+/// How many times a trace's decision may panic before it is kept without one.
+pub const POISON_TRIES: u8 = 3;
 
 /// A bounded set that forgets its oldest member first.
 #[derive(Debug)]
@@ -77,59 +107,103 @@ impl<K: std::hash::Hash + Eq + Copy> Fifo<K> {
             cap,
         }
     }
-    /// Inserts; returns what was forgotten to make room (or `k` itself when cap is 0).
-    fn insert(&mut self, k: K) -> Option<K> {
-        if self.cap == 0 {
-            return Some(k);
-        }
-        if !self.set.insert(k) {
-            return None;
+    fn insert(&mut self, k: K) {
+        if self.cap == 0 || !self.set.insert(k) {
+            return;
         }
         self.order.push_back(k);
         if self.order.len() > self.cap {
-            let old = self.order.pop_front()?;
-            self.set.remove(&old);
-            return Some(old);
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
         }
-        None
     }
     fn contains(&self, k: &K) -> bool {
         self.set.contains(k)
     }
-    fn len(&self) -> usize {
-        self.set.len()
+}
+
+/// A least-recently-used set of decided trace ids (`None`: size 0, remembers nothing).
+struct Lru(Option<lru::LruCache<TraceId, (), Hasher>>);
+
+impl std::fmt::Debug for Lru {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lru({})", self.len())
     }
 }
 
-/// The decision stage's memory: O(waiting traces + pinned decisions + cache sizes),
-/// never O(lines).
+impl Lru {
+    fn new(cap: usize) -> Self {
+        Lru(NonZeroUsize::new(cap).map(|c| lru::LruCache::with_hasher(c, Hasher::default())))
+    }
+    /// Inserts (or refreshes); returns what was forgotten to make room, or `k` itself
+    /// when the size is 0.
+    fn insert(&mut self, k: TraceId) -> Option<TraceId> {
+        let Some(c) = &mut self.0 else {
+            return Some(k);
+        };
+        if c.get(&k).is_some() {
+            return None;
+        }
+        c.push(k, ()).map(|(old, ())| old)
+    }
+    /// A hit refreshes the entry (a late line keeps an active trace remembered).
+    fn hit(&mut self, k: &TraceId) -> bool {
+        self.0.as_mut().is_some_and(|c| c.get(k).is_some())
+    }
+    fn contains(&self, k: &TraceId) -> bool {
+        self.0.as_ref().is_some_and(|c| c.contains(k))
+    }
+    fn remove(&mut self, k: &TraceId) {
+        if let Some(c) = &mut self.0 {
+            c.pop(k);
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |c| c.len())
+    }
+}
+
+/// The decision stage's memory: O(`num_traces` + `max_pinned` + cache sizes), never
+/// O(lines).
 #[derive(Debug)]
 pub struct Table {
     cfg: TableConfig,
     traces: HashMap<TraceId, Trace, Hasher>,
-    /// Waiting traces by first arrival, oldest first (each waiting trace once).
+    /// Waiting traces by first arrival, oldest first. An entry whose trace no longer
+    /// waits with that first arrival is stale and skipped.
     order: VecDeque<(u64, TraceId)>,
     waiting: usize,
-    sampled: Fifo<TraceId>,
-    not_sampled: Fifo<TraceId>,
+    sampled: Lru,
+    not_sampled: Lru,
     /// Traces whose decision the cache forgot: a line of one of those is counted as a
     /// late line that started a new trace.
     forgotten: Fifo<TraceId>,
+    /// The last sweep could not move decided lines (main queue full, or a decision not
+    /// on disk): only then does `max_pinned` refuse new traces (a sweep that keeps up
+    /// holds at most one decision round pinned, itself bounded by `num_traces`).
+    sweep_blocked: bool,
 }
 
 impl Table {
     pub fn new(cfg: TableConfig) -> Self {
         // Enough to notice late lines of the most recently forgotten traces.
-        let forget = (cfg.cache_sampled + cfg.cache_not_sampled).max(10_000);
+        let forget = (cfg.cache_sampled + cfg.cache_not_sampled).clamp(10_000, 100_000);
         Table {
-            sampled: Fifo::new(cfg.cache_sampled),
-            not_sampled: Fifo::new(cfg.cache_not_sampled),
+            sampled: Lru::new(cfg.cache_sampled),
+            not_sampled: Lru::new(cfg.cache_not_sampled),
             forgotten: Fifo::new(forget),
             cfg,
             traces: HashMap::default(),
             order: VecDeque::new(),
             waiting: 0,
+            sweep_blocked: false,
         }
+    }
+
+    /// What the last sweep found: blocked (decided lines could not move) or not.
+    pub fn set_sweep_blocked(&mut self, blocked: bool) {
+        self.sweep_blocked = blocked;
     }
 
     pub fn config(&self) -> &TableConfig {
@@ -159,19 +233,21 @@ impl Table {
     /// When the oldest waiting trace is due (ns), if any.
     pub fn next_due(&self) -> Option<u64> {
         self.order
-            .front()
+            .iter()
+            .find(|(t, id)| self.is_current(*t, id))
             .map(|(t, _)| t.saturating_add(self.cfg.decision_wait_ns))
     }
 
-    /// Classifies a line of trace `t` arriving at `now` and, when it waits, adds its
-    /// facts. A `Wait` line must be reported with [`Table::landed`] once its append
-    /// finished (or failed).
-    pub fn admit(&mut self, t: &TraceId, line: &TraceFacts, now: u64) -> Admit {
+    fn is_current(&self, first: u64, t: &TraceId) -> bool {
+        matches!(self.traces.get(t), Some(Trace::Waiting { first_seen, .. }) if *first_seen == first)
+    }
+
+    /// Classifies a line of trace `t` arriving at `now`. A `Wait` line must be reported
+    /// with [`Table::landed`] once its append finished (or failed): only then do its
+    /// facts count.
+    pub fn admit(&mut self, t: &TraceId, now: u64) -> Admit {
         match self.traces.get_mut(t) {
-            Some(Trace::Waiting {
-                facts, inflight, ..
-            }) => {
-                facts.merge(line);
+            Some(Trace::Waiting { inflight, .. }) => {
                 *inflight += 1;
                 return Admit::Wait {
                     new_trace: false,
@@ -181,25 +257,27 @@ impl Table {
             Some(Trace::Decided { keep, .. }) => return Admit::Follow(*keep),
             None => {}
         }
-        if self.sampled.contains(t) {
+        if self.sampled.hit(t) {
             return Admit::Follow(true);
         }
-        if self.not_sampled.contains(t) {
+        if self.not_sampled.hit(t) {
             return Admit::Follow(false);
         }
+        if self.sweep_blocked && self.pinned() >= self.cfg.max_pinned {
+            return Admit::Busy;
+        }
         let late = self.forgotten.contains(t);
-        let mut facts = line.clone();
-        facts.merge(&TraceFacts::new(Some(*t)));
         // Arrival order is the decision order: a clock that steps back does not let a
         // trace jump the queue.
         let first_seen = self.order.back().map_or(now, |(b, _)| now.max(*b));
         self.traces.insert(
             *t,
             Trace::Waiting {
-                facts,
+                facts: TraceFacts::new(Some(*t)),
                 first_seen,
                 inflight: 1,
                 pending: 0,
+                failures: 0,
             },
         );
         self.order.push_back((first_seen, *t));
@@ -210,74 +288,136 @@ impl Table {
         }
     }
 
-    /// A `Wait` line's append finished: durable (`ok`) or not.
-    pub fn landed(&mut self, t: &TraceId, ok: bool) {
-        if let Some(Trace::Waiting {
-            inflight, pending, ..
+    /// A `Wait` line's append finished: durable, with its facts (`Some`), or not
+    /// (`None`: its facts never count, and a trace left with no line is forgotten).
+    pub fn landed(&mut self, t: &TraceId, facts: Option<&TraceFacts>) {
+        let Some(Trace::Waiting {
+            facts: f,
+            inflight,
+            pending,
+            ..
         }) = self.traces.get_mut(t)
-        {
-            *inflight = inflight.saturating_sub(1);
-            if ok {
+        else {
+            return;
+        };
+        *inflight = inflight.saturating_sub(1);
+        match facts {
+            Some(line) => {
+                f.merge(line);
                 *pending += 1;
             }
+            None if *inflight == 0 && *pending == 0 => {
+                // Its order entry goes stale and is skipped.
+                self.traces.remove(t);
+                self.waiting -= 1;
+            }
+            None => {}
         }
     }
 
-    /// Decides every trace that is due at `now`, and the oldest ones early while more
-    /// than `num_traces` wait. A trace with a line still being appended is left for the
-    /// next call (its decision must follow its lines in the waiting queue).
-    pub fn decide_due(&mut self, now: u64, policy: &Policy, out: &mut Vec<Decided>) {
-        while let Some(&(first_seen, t)) = self.order.front() {
-            let due = first_seen.saturating_add(self.cfg.decision_wait_ns) <= now;
+    /// Decides up to `max` traces that are due at `now`, and the oldest ones early while
+    /// more than `num_traces` wait. A trace with a line still being appended is passed
+    /// over (its decision must follow its lines in the waiting queue) and keeps its
+    /// place. A decision that panics is retried on the next call; after
+    /// [`POISON_TRIES`] the trace is kept (fail open), marked `poisoned`.
+    ///
+    /// Decided traces are pinned with a decision that is not yet durable: their lines
+    /// leave the waiting queue only after [`Table::mark_durable`].
+    pub fn decide_due(&mut self, now: u64, policy: &Policy, max: usize, out: &mut Vec<Decided>) {
+        let mut passed: Vec<(u64, TraceId)> = Vec::new();
+        let start = out.len();
+        while out.len() - start < max {
+            let Some(&(first, t)) = self.order.front() else {
+                break;
+            };
+            let due = first.saturating_add(self.cfg.decision_wait_ns) <= now;
             let early = !due && self.waiting > self.cfg.num_traces;
             if !due && !early {
                 break;
             }
+            self.order.pop_front();
             let Some(Trace::Waiting {
                 facts,
+                first_seen,
                 inflight,
                 pending,
-                ..
-            }) = self.traces.get(&t)
+                failures,
+            }) = self.traces.get_mut(&t)
             else {
-                // Not waiting (cannot happen): forget the entry.
-                self.order.pop_front();
-                continue;
+                continue; // stale entry
             };
-            if *inflight > 0 {
-                break;
+            if *first_seen != first {
+                continue;
             }
-            let d = policy.decide_trace(facts);
+            if *inflight > 0 {
+                passed.push((first, t));
+                continue;
+            }
+            let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(test)]
+                tests::fault_point(&t);
+                policy.decide_trace(facts)
+            }));
+            let (keep, reason, poisoned) = match decided {
+                Ok(d) => (d.keep, d.reason, false),
+                Err(_) if *failures + 1 < POISON_TRIES => {
+                    *failures += 1;
+                    log::error!(
+                        "deciding trace {}: the policy panicked ({} of {POISON_TRIES} tries)",
+                        hex(&t),
+                        failures
+                    );
+                    // Retried on the next call; the others are decided meanwhile.
+                    passed.push((first, t));
+                    continue;
+                }
+                Err(_) => (true, Reason::Error, true),
+            };
             let (pending, lines) = (*pending, facts.lines());
-            self.order.pop_front();
             self.waiting -= 1;
             out.push(Decided {
                 trace: t,
-                keep: d.keep,
-                reason: d.reason,
+                keep,
+                reason,
                 early,
                 lines,
+                poisoned,
             });
             if pending == 0 {
                 self.traces.remove(&t);
-                self.remember(t, d.keep);
+                self.remember(t, keep);
             } else {
                 self.traces.insert(
                     t,
                     Trace::Decided {
-                        keep: d.keep,
+                        keep,
                         pending,
+                        durable: false,
                     },
                 );
             }
         }
+        for e in passed.into_iter().rev() {
+            self.order.push_front(e);
+        }
     }
 
-    /// The decision a swept line of trace `t` follows: `None` while it waits. A trace
-    /// the table does not know (never expected) is kept: fail open.
+    /// The decisions of these traces are on disk: their lines may be swept.
+    pub fn mark_durable(&mut self, traces: impl IntoIterator<Item = TraceId>) {
+        for t in traces {
+            if let Some(Trace::Decided { durable, .. }) = self.traces.get_mut(&t) {
+                *durable = true;
+            }
+        }
+    }
+
+    /// The decision a swept line of trace `t` follows: `None` while it waits or while
+    /// its decision is not yet durable. A trace the table does not know (never
+    /// expected) is kept: fail open.
     pub fn decision(&self, t: &TraceId) -> Option<bool> {
         match self.traces.get(t) {
             Some(Trace::Waiting { .. }) => None,
+            Some(Trace::Decided { durable: false, .. }) => None,
             Some(Trace::Decided { keep, .. }) => Some(*keep),
             None => Some(self.sampled.contains(t) || !self.not_sampled.contains(t)),
         }
@@ -285,7 +425,7 @@ impl Table {
 
     /// A line of `t` left the waiting queue.
     pub fn swept(&mut self, t: &TraceId) {
-        if let Some(Trace::Decided { keep, pending }) = self.traces.get_mut(t) {
+        if let Some(Trace::Decided { keep, pending, .. }) = self.traces.get_mut(t) {
             *pending = pending.saturating_sub(1);
             if *pending == 0 {
                 let keep = *keep;
@@ -296,11 +436,13 @@ impl Table {
     }
 
     fn remember(&mut self, t: TraceId, keep: bool) {
-        let cache = if keep {
-            &mut self.sampled
+        let (cache, other) = if keep {
+            (&mut self.sampled, &mut self.not_sampled)
         } else {
-            &mut self.not_sampled
+            (&mut self.not_sampled, &mut self.sampled)
         };
+        // A reused id decided the other way: only the newest decision is remembered.
+        other.remove(&t);
         if let Some(old) = cache.insert(t) {
             self.forgotten.insert(old);
         }
@@ -308,7 +450,10 @@ impl Table {
 
     // ---- recovery: rebuilding the table from the waiting queue after a restart ----
 
-    /// A waiting line read back (`ts`: when it was appended).
+    /// A waiting line read back (`ts`: when it was appended, capped at now by the
+    /// caller). A line after its trace's decision record belongs to a new trace with
+    /// the same id (lines arriving after a decision are written as kept, never as
+    /// waiting), unless the decided trace still has lines (never expected: they follow).
     pub fn recover_line(&mut self, t: &TraceId, facts: &TraceFacts, ts: u64) {
         match self.traces.get_mut(t) {
             Some(Trace::Waiting {
@@ -332,6 +477,7 @@ impl Table {
                         first_seen: ts,
                         inflight: 0,
                         pending: 1,
+                        failures: 0,
                     },
                 );
                 self.waiting += 1;
@@ -339,73 +485,93 @@ impl Table {
         }
     }
 
-    /// A waiting line read back whose facts cannot be read (another policy wrote
-    /// them): its trace is kept (fail open).
-    pub fn recover_unreadable(&mut self, t: &TraceId) {
-        match self.traces.get_mut(t) {
-            Some(Trace::Decided { pending, .. }) => *pending += 1,
-            Some(Trace::Waiting { pending, .. }) => {
-                let pending = *pending + 1;
-                self.traces.insert(
-                    *t,
-                    Trace::Decided {
-                        keep: true,
-                        pending,
-                    },
-                );
-                self.waiting -= 1;
-            }
-            None => {
-                self.traces.insert(
-                    *t,
-                    Trace::Decided {
-                        keep: true,
-                        pending: 1,
-                    },
-                );
-            }
-        }
-    }
-
-    /// A decision read back.
+    /// A decision record read back: it decides the trace's lines read before it, and
+    /// stands (whatever the current policy would say). With no line of the trace left
+    /// before it, it only goes to the cache: lines after it are a new trace.
     pub fn recover_decision(&mut self, t: &TraceId, keep: bool) {
         match self.traces.get(t) {
             Some(Trace::Waiting { pending, .. }) => {
                 let pending = *pending;
-                self.traces.insert(*t, Trace::Decided { keep, pending });
+                self.traces.insert(
+                    *t,
+                    Trace::Decided {
+                        keep,
+                        pending,
+                        durable: true,
+                    },
+                );
                 self.waiting -= 1;
             }
             Some(Trace::Decided { .. }) => {}
-            None => {
-                self.traces.insert(*t, Trace::Decided { keep, pending: 0 });
-            }
+            None => self.remember(*t, keep),
         }
     }
 
-    /// Ends recovery: waiting traces are queued by first arrival; decisions with no
-    /// line left go to the cache.
+    /// Ends recovery: waiting traces are queued by first arrival.
     pub fn finish_recovery(&mut self) {
-        let mut order: Vec<(u64, TraceId)> = Vec::new();
-        let mut done = Vec::new();
-        for (t, tr) in &self.traces {
-            match tr {
-                Trace::Waiting { first_seen, .. } => order.push((*first_seen, *t)),
-                Trace::Decided { keep, pending: 0 } => done.push((*t, *keep)),
-                Trace::Decided { .. } => {}
-            }
-        }
+        let mut order: Vec<(u64, TraceId)> = self
+            .traces
+            .iter()
+            .filter_map(|(t, tr)| match tr {
+                Trace::Waiting { first_seen, .. } => Some((*first_seen, *t)),
+                Trace::Decided { .. } => None,
+            })
+            .collect();
         order.sort_unstable();
         self.order = order.into();
-        for (t, keep) in done {
-            self.traces.remove(&t);
-            self.remember(t, keep);
-        }
     }
+}
+
+fn hex(t: &TraceId) -> String {
+    t.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Deciding this trace panics (a policy bug, injected).
+        static PANIC_DECIDING: Cell<Option<TraceId>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn fault_point(t: &TraceId) {
+        if PANIC_DECIDING.get() == Some(*t) {
+            panic!("injected policy panic");
+        }
+    }
+
+    #[test]
+    fn a_decision_that_keeps_panicking_is_kept_after_a_few_tries_and_blocks_nothing() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(10, 10));
+        let (bad, good) = ([1; 16], [2; 16]);
+        add(&mut tb, &p, bad, r#"{"level":"info"}"#, 100);
+        add(&mut tb, &p, good, r#"{"level":"error"}"#, 200);
+        PANIC_DECIDING.set(Some(bad));
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let first = decide(&mut tb, &p, 5_000);
+        assert_eq!(
+            first.iter().map(|d| d.trace).collect::<Vec<_>>(),
+            vec![good]
+        );
+        let mut calls = 1;
+        let mut all = first;
+        while calls < 10 && tb.waiting() > 0 {
+            all.extend(decide(&mut tb, &p, 5_000));
+            calls += 1;
+        }
+        std::panic::set_hook(prev);
+        PANIC_DECIDING.set(None);
+        assert_eq!(tb.waiting(), 0, "decided in {calls} calls");
+        assert_eq!(usize::from(POISON_TRIES), calls);
+        let b = all.iter().find(|d| d.trace == bad).unwrap();
+        assert!(b.keep && b.poisoned && b.reason == Reason::Error);
+        let g = all.iter().find(|d| d.trace == good).unwrap();
+        assert!(g.keep && !g.poisoned);
+    }
 
     fn cfg(num_traces: usize, cache: usize) -> TableConfig {
         TableConfig {
@@ -413,6 +579,7 @@ mod tests {
             num_traces,
             cache_sampled: cache,
             cache_not_sampled: cache,
+            max_pinned: 1_000,
         }
     }
 
@@ -424,52 +591,180 @@ mod tests {
         f
     }
 
+    /// Admits and lands one line.
+    fn add(tb: &mut Table, p: &Policy, t: TraceId, json: &str, now: u64) -> Admit {
+        let a = tb.admit(&t, now);
+        if matches!(a, Admit::Wait { .. }) {
+            tb.landed(&t, Some(&line(p, json, t)));
+        }
+        a
+    }
+
+    fn decide(tb: &mut Table, p: &Policy, now: u64) -> Vec<Decided> {
+        let mut out = Vec::new();
+        tb.decide_due(now, p, usize::MAX, &mut out);
+        let ids: Vec<TraceId> = out.iter().map(|d| d.trace).collect();
+        tb.mark_durable(ids);
+        out
+    }
+
     #[test]
     fn a_trace_waits_then_is_decided_over_all_its_lines_then_late_lines_follow() {
         let p = Policy::default_policy();
         let mut tb = Table::new(cfg(10, 10));
         let t = [1; 16];
-        let a = tb.admit(&t, &line(&p, r#"{"level":"info"}"#, t), 100);
         assert_eq!(
-            a,
+            add(&mut tb, &p, t, r#"{"level":"info"}"#, 100),
             Admit::Wait {
                 new_trace: true,
                 late: false
             }
         );
-        tb.landed(&t, true);
         assert_eq!(
-            tb.admit(&t, &line(&p, r#"{"level":"error"}"#, t), 200),
+            tb.admit(&t, 200),
             Admit::Wait {
                 new_trace: false,
                 late: false
             }
         );
-        let mut out = Vec::new();
-        // a line still being appended holds the decision back
-        tb.decide_due(5_000, &p, &mut out);
-        assert!(out.is_empty());
-        tb.landed(&t, true);
-        tb.decide_due(1_099, &p, &mut out);
-        assert!(out.is_empty(), "not due before first arrival + wait");
-        tb.decide_due(1_100, &p, &mut out);
+        // a line still being appended holds its trace's decision back
+        assert!(decide(&mut tb, &p, 5_000).is_empty());
+        tb.landed(&t, Some(&line(&p, r#"{"level":"error"}"#, t)));
+        assert!(decide(&mut tb, &p, 1_099).is_empty(), "not due yet");
+        let out = decide(&mut tb, &p, 1_100);
         assert_eq!(out.len(), 1);
         assert!(out[0].keep && !out[0].early && out[0].lines == 2);
         assert_eq!(tb.waiting(), 0);
         assert_eq!(tb.pinned(), 1);
         assert_eq!(tb.decision(&t), Some(true));
         // late line while pinned, and after sweeping (from the cache)
-        assert_eq!(
-            tb.admit(&t, &TraceFacts::new(Some(t)), 2_000),
-            Admit::Follow(true)
-        );
+        assert_eq!(tb.admit(&t, 2_000), Admit::Follow(true));
         tb.swept(&t);
         tb.swept(&t);
         assert_eq!(tb.pinned(), 0);
         assert_eq!(tb.cached(), 1);
+        assert_eq!(tb.admit(&t, 3_000), Admit::Follow(true));
+    }
+
+    #[test]
+    fn a_line_whose_append_failed_never_counts() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(10, 10));
+        let t = [1; 16];
+        add(&mut tb, &p, t, r#"{"level":"info"}"#, 100);
+        // an error line whose chunk failed to be written: the trace must not be kept for it
+        tb.admit(&t, 150);
+        tb.landed(&t, None);
+        let out = decide(&mut tb, &p, 2_000);
+        assert_eq!((out[0].keep, out[0].lines), (false, 1));
+        // a new trace whose only line failed is forgotten whole
+        let u = [2; 16];
+        tb.admit(&u, 3_000);
+        tb.landed(&u, None);
+        assert_eq!(tb.waiting(), 0);
+        assert!(decide(&mut tb, &p, 10_000).is_empty());
+        assert_eq!(tb.next_due(), None);
+        // and a line of it later is a new trace due from its own arrival
+        add(&mut tb, &p, u, r#"{"level":"info"}"#, 20_000);
+        assert_eq!(tb.next_due(), Some(21_000));
+        assert!(decide(&mut tb, &p, 20_999).is_empty());
+    }
+
+    #[test]
+    fn a_trace_mid_append_does_not_hold_back_the_others_and_keeps_its_place() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(10, 10));
+        let (a, b) = ([1; 16], [2; 16]);
+        add(&mut tb, &p, a, r#"{"level":"info"}"#, 100);
+        add(&mut tb, &p, b, r#"{"level":"error"}"#, 200);
+        tb.admit(&a, 300); // a line of `a` being appended
+        let out = decide(&mut tb, &p, 5_000);
+        assert_eq!(out.iter().map(|d| d.trace).collect::<Vec<_>>(), vec![b]);
+        tb.landed(&a, Some(&line(&p, r#"{"level":"info"}"#, a)));
+        assert_eq!(tb.next_due(), Some(1_100), "`a` kept its place");
+        let out = decide(&mut tb, &p, 5_000);
+        assert_eq!((out[0].trace, out[0].lines), (a, 2));
+    }
+
+    #[test]
+    fn decisions_per_call_are_capped() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(100, 10));
+        for i in 0..10u8 {
+            add(&mut tb, &p, [i + 1; 16], r#"{"level":"info"}"#, 100);
+        }
+        let mut out = Vec::new();
+        tb.decide_due(5_000, &p, 4, &mut out);
+        assert_eq!(out.len(), 4);
+        tb.decide_due(5_000, &p, 4, &mut out);
+        tb.decide_due(5_000, &p, 4, &mut out);
+        assert_eq!(out.len(), 10);
+        assert_eq!(tb.waiting(), 0);
+    }
+
+    #[test]
+    fn a_decision_is_followed_by_the_sweep_only_once_durable() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(10, 10));
+        let t = [1; 16];
+        add(&mut tb, &p, t, r#"{"level":"error"}"#, 100);
+        let mut out = Vec::new();
+        tb.decide_due(5_000, &p, usize::MAX, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(tb.decision(&t), None, "not durable yet");
+        // late lines follow it at once (they do not depend on the record)
+        assert_eq!(tb.admit(&t, 5_001), Admit::Follow(true));
+        tb.mark_durable([t]);
+        assert_eq!(tb.decision(&t), Some(true));
+    }
+
+    #[test]
+    fn pinned_decisions_are_bounded_new_traces_are_refused_past_max_pinned() {
+        let p = Policy::default_policy();
+        let mut c = cfg(100, 10);
+        c.max_pinned = 3;
+        let mut tb = Table::new(c);
+        for i in 0..3u8 {
+            add(&mut tb, &p, [i + 1; 16], r#"{"level":"info"}"#, 100);
+        }
+        decide(&mut tb, &p, 5_000);
+        assert_eq!(tb.pinned(), 3);
+        assert!(
+            matches!(tb.admit(&[8; 16], 5_001), Admit::Wait { .. }),
+            "a sweep that keeps up refuses nothing"
+        );
+        tb.landed(&[8; 16], None);
+        tb.set_sweep_blocked(true);
+        assert_eq!(tb.admit(&[9; 16], 5_001), Admit::Busy);
+        assert_eq!(tb.waiting(), 0, "nothing recorded for a refused line");
+        // lines of decided traces still follow
+        assert_eq!(tb.admit(&[1; 16], 5_001), Admit::Follow(false));
+        tb.swept(&[1; 16]);
+        assert!(matches!(tb.admit(&[9; 16], 5_002), Admit::Wait { .. }));
+    }
+
+    #[test]
+    fn the_cache_forgets_the_least_recently_used_decision() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(100, 2));
+        for i in 0..2u8 {
+            add(&mut tb, &p, [i + 1; 16], r#"{"level":"info"}"#, 100);
+        }
+        decide(&mut tb, &p, 5_000);
+        tb.swept(&[1; 16]);
+        tb.swept(&[2; 16]);
+        // trace 1 was remembered first but is active (a late line): trace 2 goes
+        assert_eq!(tb.admit(&[1; 16], 6_000), Admit::Follow(false));
+        add(&mut tb, &p, [3; 16], r#"{"level":"info"}"#, 6_000);
+        decide(&mut tb, &p, 9_000);
+        tb.swept(&[3; 16]);
+        assert_eq!(tb.admit(&[1; 16], 9_001), Admit::Follow(false));
         assert_eq!(
-            tb.admit(&t, &TraceFacts::new(Some(t)), 3_000),
-            Admit::Follow(true)
+            tb.admit(&[2; 16], 9_001),
+            Admit::Wait {
+                new_trace: true,
+                late: true
+            }
         );
     }
 
@@ -478,13 +773,16 @@ mod tests {
         let p = Policy::default_policy();
         let mut tb = Table::new(cfg(2, 1));
         for i in 0..4u8 {
-            let t = [i + 1; 16];
-            tb.admit(&t, &line(&p, r#"{"level":"info"}"#, t), 10 + u64::from(i));
-            tb.landed(&t, true);
+            add(
+                &mut tb,
+                &p,
+                [i + 1; 16],
+                r#"{"level":"info"}"#,
+                10 + u64::from(i),
+            );
         }
         assert!(tb.over_capacity());
-        let mut out = Vec::new();
-        tb.decide_due(20, &p, &mut out);
+        let out = decide(&mut tb, &p, 20);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|d| d.early && !d.keep));
         assert_eq!(out[0].trace, [1; 16]);
@@ -494,19 +792,16 @@ mod tests {
             tb.swept(&t);
         }
         // cache of one: trace 1 was forgotten, trace 2 remembered
+        assert_eq!(tb.admit(&[2; 16], 30), Admit::Follow(false));
         assert_eq!(
-            tb.admit(&[2; 16], &TraceFacts::new(Some([2; 16])), 30),
-            Admit::Follow(false)
-        );
-        assert_eq!(
-            tb.admit(&[1; 16], &TraceFacts::new(Some([1; 16])), 30),
+            tb.admit(&[1; 16], 30),
             Admit::Wait {
                 new_trace: true,
                 late: true
             }
         );
         assert_eq!(
-            tb.admit(&[9; 16], &TraceFacts::new(Some([9; 16])), 30),
+            tb.admit(&[9; 16], 30),
             Admit::Wait {
                 new_trace: true,
                 late: false
@@ -525,10 +820,32 @@ mod tests {
         tb.recover_decision(&b, false);
         tb.finish_recovery();
         assert_eq!(tb.waiting(), 1);
-        assert_eq!(tb.decision(&b), Some(false));
+        assert_eq!(
+            tb.decision(&b),
+            Some(false),
+            "a decision read back is durable"
+        );
         assert_eq!(tb.next_due(), Some(1_300));
-        let mut out = Vec::new();
-        tb.decide_due(1_300, &p, &mut out);
+        let out = decide(&mut tb, &p, 1_300);
         assert_eq!((out[0].trace, out[0].keep, out[0].lines), (a, true, 2));
+    }
+
+    #[test]
+    fn recovery_a_decision_with_no_line_before_it_does_not_decide_a_reused_id() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(10, 10));
+        let t = [7; 16];
+        // the old trace's lines were swept; its kept decision record remains, then the
+        // id is seen again with an info line
+        tb.recover_decision(&t, true);
+        tb.recover_line(&t, &line(&p, r#"{"level":"info"}"#, t), 500);
+        tb.finish_recovery();
+        assert_eq!(tb.waiting(), 1);
+        assert_eq!(tb.decision(&t), None, "the new trace waits");
+        let out = decide(&mut tb, &p, 1_500);
+        assert!(
+            !out[0].keep,
+            "decided over its own line, not the old decision"
+        );
     }
 }

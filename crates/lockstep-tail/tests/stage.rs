@@ -21,9 +21,29 @@ fn cfg(num_traces: usize) -> StageConfig {
             num_traces,
             cache_sampled: 100,
             cache_not_sampled: 100,
+            max_pinned: 1000,
         },
-        fingerprint: 7,
+        fingerprint: Policy::default_policy().fingerprint(),
         spool: SpoolConfig::default(),
+        time: TimeSource::System,
+        decision_reserve: None,
+    }
+}
+
+/// `cfg` on a clock the test moves.
+fn manual(num_traces: usize) -> (StageConfig, Arc<ManualTime>) {
+    let clock = ManualTime::new(1_700_000_000_000_000_000);
+    let mut c = cfg(num_traces);
+    c.time = TimeSource::Manual(clock.clone());
+    (c, clock)
+}
+
+/// A small spool: `max` bytes in segments of `max / 4`.
+fn small(max: u64) -> SpoolConfig {
+    SpoolConfig {
+        segment_bytes: max / 4,
+        max_bytes: max,
+        ..SpoolConfig::default()
     }
 }
 
@@ -35,7 +55,17 @@ struct Rig {
 }
 
 fn open(dir: &Path, cfg: StageConfig, policy: Policy) -> Rig {
-    let main = Arc::new(Spool::open(dir.join("main"), SpoolConfig::default()).unwrap());
+    open_with(dir, cfg, policy, SpoolConfig::default(), msg_mapper())
+}
+
+fn open_with(
+    dir: &Path,
+    cfg: StageConfig,
+    policy: Policy,
+    main_cfg: SpoolConfig,
+    mapper: Mapper,
+) -> Rig {
+    let main = Arc::new(Spool::open(dir.join("main"), main_cfg).unwrap());
     let moved = Arc::new(AtomicUsize::new(0));
     let m = moved.clone();
     let (stage, rec) = Stage::open(
@@ -43,7 +73,7 @@ fn open(dir: &Path, cfg: StageConfig, policy: Policy) -> Rig {
         cfg,
         &dir.join("main").join("waiting"),
         main.clone(),
-        msg_mapper(),
+        mapper,
         Box::new(move |n| {
             m.fetch_add(n, Relaxed);
         }),
@@ -96,12 +126,34 @@ fn flush(stage: &Stage, bodies: &[Value]) -> usize {
 }
 
 fn flush_events(stage: &Stage, events: &[(Value, Value)]) -> usize {
+    try_flush_events(stage, events).unwrap()
+}
+
+fn try_flush(stage: &Stage, bodies: &[Value]) -> Result<usize, IntakeError> {
+    let events: Vec<(Value, Value)> = bodies.iter().map(|b| (json!({}), b.clone())).collect();
+    try_flush_events(stage, &events)
+}
+
+fn try_flush_events(stage: &Stage, events: &[(Value, Value)]) -> Result<usize, IntakeError> {
     let bytes = chunk(events);
     let mut intake = stage.intake("t");
     for r in Chunk::new(&bytes).records() {
         intake.add(&r.unwrap().event);
     }
-    intake.commit().unwrap()
+    intake.commit()
+}
+
+/// Takes everything out of the main queue (as the drain would after delivery).
+fn drain_main(main: &Spool) -> Vec<String> {
+    let got = main_entries(main);
+    let b = main.peek(usize::MAX, usize::MAX).unwrap();
+    main.ack(&b).unwrap();
+    got
+}
+
+/// Fills a spool with 100-byte records until it is full.
+fn fill(main: &Spool) {
+    while main.append(&[vec![b'x'; 100]]).is_ok() {}
 }
 
 fn main_entries(main: &Spool) -> Vec<String> {
@@ -229,7 +281,7 @@ fn a_restart_decides_waiting_traces_as_they_would_have_been() {
         let mut lines = request(1, true);
         lines.extend(request(2, false));
         flush(&rig.stage, &lines);
-        // trace 3 is decided (kept) and half swept before the "crash"
+        // trace 3's lines come in two chunks
         flush(&rig.stage, &request(3, true)[..2]);
         flush(&rig.stage, &request(3, true)[2..]);
         drop(rig); // no tick: the process dies with everything waiting
@@ -255,51 +307,40 @@ fn a_restart_decides_waiting_traces_as_they_would_have_been() {
     );
 }
 
+/// A trace kept for its first line, half swept (its later line is behind a trace still
+/// waiting), then a crash: its decision record decides the rest. Recovery that ignored
+/// the record would re-decide the trace over its info line alone and drop it.
 #[test]
 fn decisions_survive_a_restart_after_a_partial_sweep() {
     let policy = Policy::default_policy();
-    // the error line comes first; the later line alone would be dropped
     let dir = tempfile::tempdir().unwrap();
-    let now;
+    let (c, clock) = manual(1000);
+    let t0 = clock.wall();
     {
-        // a main queue with no room: the sweep stops after the decision is recorded
-        let main_cfg = SpoolConfig {
-            segment_bytes: 1024,
-            max_bytes: 2048,
-            ..SpoolConfig::default()
-        };
-        let main = Arc::new(Spool::open(dir.path().join("main"), main_cfg).unwrap());
-        while main.append(&[vec![b'x'; 100]]).is_ok() {}
-        let (stage, _) = Stage::open(
-            policy.clone(),
-            cfg(1000),
-            &dir.path().join("main").join("waiting"),
-            main.clone(),
-            msg_mapper(),
-            Box::new(|_| {}),
-        )
-        .unwrap();
-        let t = tid(6);
+        let rig = open(dir.path(), c.clone(), policy.clone());
         flush(
-            &stage,
-            &[json!({"trace_id": t, "level": "error", "msg": "6 boom"})],
+            &rig.stage,
+            &[json!({"trace_id": tid(6), "level": "error", "msg": "6 boom"})],
         );
+        clock.advance(1_000_000_000);
         flush(
-            &stage,
-            &[json!({"trace_id": t, "level": "info", "msg": "6 after"})],
+            &rig.stage,
+            &[json!({"trace_id": tid(7), "level": "info", "msg": "7 waits"})],
         );
-        now = lockstep_spool::now_ns();
-        let tick = stage.tick(now + WAIT).unwrap();
-        assert!(tick.blocked, "{tick:?}");
-        assert_eq!(tick.decided, 1);
+        clock.advance(1_000_000_000);
+        flush(
+            &rig.stage,
+            &[json!({"trace_id": tid(6), "level": "info", "msg": "6 after"})],
+        );
+        let tick = rig.stage.tick(t0 + WAIT).unwrap();
+        assert_eq!((tick.decided, tick.moved), (1, 1), "{tick:?}");
+        assert_eq!(main_entries(&rig.main), vec!["6 boom"]);
+        // the process dies here
     }
-    // reopened with room: the decision record stands, both lines are kept
-    let rig = open(dir.path(), cfg(1000), policy);
+    let rig = open(dir.path(), c, policy);
     assert_eq!(rig.rec.decisions, 1);
-    assert_eq!(rig.rec.waiting_traces, 0);
-    let filler = rig.main.peek(usize::MAX, usize::MAX).unwrap();
-    rig.main.ack(&filler).unwrap();
-    rig.stage.tick(now + WAIT + 2).unwrap();
+    assert_eq!((rig.rec.waiting_traces, rig.rec.pinned_traces), (1, 1));
+    rig.stage.tick(t0 + 3 * WAIT).unwrap();
     assert_eq!(main_entries(&rig.main), vec!["6 boom", "6 after"]);
 }
 
@@ -322,19 +363,439 @@ fn past_num_traces_the_oldest_are_decided_early_and_counted() {
     );
 }
 
+fn compile(yaml: &str) -> Policy {
+    let f = lockstep_policy::parse_policy(yaml, lockstep_policy::Format::Yaml, "p.yaml").unwrap();
+    Policy::compile(&f).unwrap()
+}
+
+const ALWAYS: &str = "policies:\n  - {name: all, type: always_sample}\n";
+
+/// After a policy edit, lines without a decision are decided over facts read again
+/// from the lines under the new policy (not kept blindly), and decisions already on
+/// disk stand (a backlog of dropped traces is not delivered).
 #[test]
-fn lines_under_another_policy_are_kept_after_a_restart() {
+fn after_a_policy_edit_waiting_lines_are_read_again_and_recorded_decisions_stand() {
     let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    let t0 = clock.wall();
+    let always = compile(ALWAYS);
     {
-        let rig = open(dir.path(), cfg(1000), Policy::default_policy());
-        flush(&rig.stage, &request(1, false));
+        // the main queue is full (Loki down): decided lines stay in the waiting queue
+        let rig = open_with(
+            dir.path(),
+            c.clone(),
+            Policy::default_policy(),
+            small(8192),
+            msg_mapper(),
+        );
+        fill(&rig.main);
+        flush(&rig.stage, &request(1, true)); // kept, blocked: the main queue is full
+        flush(&rig.stage, &request(2, false)); // dropped by the default policy
+        rig.stage.tick(t0 + WAIT).unwrap();
+        assert_eq!(
+            rig.stage.decided(),
+            vec![(false, "not_sampled".into(), 1), (true, "errors".into(), 1)]
+        );
+        clock.advance(WAIT);
+        flush(&rig.stage, &request(3, false)); // waits, undecided
     }
+    // restarted under an always_sample policy (other rules, other fingerprint)
+    c.fingerprint = always.fingerprint();
+    assert_ne!(c.fingerprint, Policy::default_policy().fingerprint());
+    let rig = open(dir.path(), c, always);
+    assert_eq!(rig.rec.recomputed_lines, 9);
+    assert_eq!(rig.rec.decisions, 2);
+    rig.stage.tick(t0 + 3 * WAIT).unwrap();
+    let got: Vec<String> = main_entries(&rig.main)
+        .into_iter()
+        .filter(|e| !e.starts_with("xx"))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "1 started",
+            "1 db",
+            "1 finished",
+            "3 started",
+            "3 db",
+            "3 finished"
+        ],
+        "trace 2 stays dropped; trace 3 is kept by the new policy"
+    );
+}
+
+/// And the other way: lines written under an always_sample policy are dropped when the
+/// new policy, reading them again, drops them (failing open would keep them).
+#[test]
+fn lines_under_another_policy_are_decided_by_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(1000);
-    c.fingerprint = 8;
+    let always = compile(ALWAYS);
+    c.fingerprint = always.fingerprint();
+    {
+        let rig = open(dir.path(), c.clone(), always);
+        flush(&rig.stage, &request(1, false));
+        flush(&rig.stage, &request(2, true));
+    }
+    let rig = open(dir.path(), cfg(1000), Policy::default_policy());
+    assert_eq!(rig.stage.metrics().recovered_other_policy.load(Relaxed), 6);
+    rig.stage.tick(lockstep_spool::now_ns() + WAIT).unwrap();
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["2 started", "2 db", "2 finished"]
+    );
+}
+
+#[test]
+fn a_policy_fingerprint_follows_the_rules_not_the_text() {
+    let a = compile("policies:\n  - {name: e, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: all, type: always_sample}\n");
+    let b = compile("# edited by hand\npolicies:\n  - name: e\n    type: status_code\n    status_code: {status_codes: [ERROR]}   # errors\n  - {name: all, type: always_sample}\n");
+    let c = compile("policies:\n  - {name: all, type: always_sample}\n  - {name: e, type: status_code, status_code: {status_codes: [ERROR]}}\n");
+    assert_eq!(
+        a.fingerprint(),
+        b.fingerprint(),
+        "a comment is not a policy change"
+    );
+    assert_ne!(a.fingerprint(), c.fingerprint(), "renumbered rules are");
+}
+
+/// A trace id seen again after its decision was swept and forgotten is a new trace,
+/// also after a crash while the old decision record is still in the waiting queue.
+#[test]
+fn a_reused_trace_id_is_a_new_trace_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.table.cache_sampled = 0; // forgotten as soon as swept
+    let t0 = clock.wall();
+    {
+        let rig = open(dir.path(), c.clone(), Policy::default_policy());
+        flush(
+            &rig.stage,
+            &[json!({"trace_id": tid(3), "level": "error", "msg": "3 old"})],
+        );
+        clock.advance(1_000_000_000);
+        flush(
+            &rig.stage,
+            &[json!({"trace_id": tid(4), "level": "info", "msg": "4"})],
+        );
+        // 3 is decided (kept) and swept; its decision record stays behind trace 4's line
+        rig.stage.tick(t0 + WAIT).unwrap();
+        assert_eq!(main_entries(&rig.main), vec!["3 old"]);
+        clock.advance(1_000_000_000);
+        let n = flush(
+            &rig.stage,
+            &[json!({"trace_id": tid(3), "level": "info", "msg": "3 new"})],
+        );
+        assert_eq!(n, 1);
+        assert_eq!(rig.stage.metrics().late_new_trace.load(Relaxed), 1);
+    }
     let rig = open(dir.path(), c, Policy::default_policy());
-    assert_eq!(rig.stage.metrics().recovered_other_policy.load(Relaxed), 3);
-    rig.stage.tick(lockstep_spool::now_ns()).unwrap();
-    assert_eq!(main_entries(&rig.main).len(), 3);
+    assert_eq!(rig.rec.waiting_traces, 2, "trace 4, and trace 3 anew");
+    rig.stage.tick(t0 + 3 * WAIT).unwrap();
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["3 old"],
+        "the new trace 3 (info only) is dropped, not kept by the old decision"
+    );
+}
+
+/// With the waiting queue full and the main queue full, decisions cannot be written:
+/// no line of those traces leaves before its decision is on disk (a crash would
+/// re-decide a half-swept trace over the rest); the failures are counted and retried.
+#[test]
+fn no_line_leaves_before_its_decision_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(16384);
+    c.decision_reserve = Some(0);
+    let t0 = clock.wall();
+    let rig = open_with(
+        dir.path(),
+        c.clone(),
+        Policy::default_policy(),
+        small(8192),
+        msg_mapper(),
+    );
+    fill(&rig.main);
+    // ten traces, each kept for its first line (their decision record is larger than
+    // any room a line leaves)
+    for k in 1..=10u8 {
+        flush(
+            &rig.stage,
+            &[json!({"trace_id": tid(k), "level": "error", "msg": format!("{k} boom")})],
+        );
+    }
+    let mut i = 0u32;
+    while try_flush(
+        &rig.stage,
+        &[json!({"trace_id": tid(1), "level": "info", "msg": format!("1 line {i}")})],
+    )
+    .is_ok()
+    {
+        i += 1;
+    }
+    let t = rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!((t.decided, t.unwritten), (10, 10), "{t:?}");
+    assert!(rig.stage.metrics().decision_write_failures.load(Relaxed) > 0);
+    // Loki is back: the main queue empties, but the decision is still not on disk
+    drain_main(&rig.main);
+    let t = rig.stage.tick(t0 + WAIT + 1).unwrap();
+    assert_eq!((t.moved, t.unwritten), (0, 10), "{t:?}");
+    assert!(main_entries(&rig.main).is_empty());
+    drop(rig); // crash
+               // a restart with room decides the traces over all their lines: kept whole
+    c.decision_reserve = None;
+    c.spool = small(65536);
+    let rig = open(dir.path(), c, Policy::default_policy());
+    rig.stage.tick(t0 + 3 * WAIT).unwrap();
+    let got = main_entries(&rig.main);
+    assert_eq!(got.len(), i as usize + 10);
+    assert_eq!(got[0], "1 boom");
+}
+
+/// The reserve: flushes are refused before the waiting queue is full, so decisions
+/// still fit and the queue can always be swept.
+#[test]
+fn a_full_waiting_queue_still_takes_its_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(64 << 10);
+    let t0 = clock.wall();
+    let rig = open_with(
+        dir.path(),
+        c,
+        Policy::default_policy(),
+        small(8192),
+        msg_mapper(),
+    );
+    assert_eq!(
+        rig.stage.reserve_bytes(),
+        32 << 10,
+        "half the budget at most"
+    );
+    fill(&rig.main);
+    let mut traces = 0u8;
+    while try_flush(&rig.stage, &request(traces + 1, traces.is_multiple_of(2))).is_ok() {
+        traces += 1;
+    }
+    assert!(traces > 10);
+    let t = rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!((t.decided, t.unwritten), (usize::from(traces), 0), "{t:?}");
+    assert_eq!(rig.stage.metrics().decision_write_failures.load(Relaxed), 0);
+}
+
+/// Decided traces waiting for room in the main queue are bounded: past
+/// `max_pinned` a new trace is refused (the flush answers retry), until the sweep moves.
+#[test]
+fn pinned_decisions_are_bounded_and_a_flush_of_a_new_trace_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.table.max_pinned = 3;
+    let t0 = clock.wall();
+    let rig = open_with(
+        dir.path(),
+        c,
+        Policy::default_policy(),
+        small(8192),
+        msg_mapper(),
+    );
+    fill(&rig.main);
+    for i in 1..=3u8 {
+        flush(&rig.stage, &request(i, true));
+    }
+    rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!(rig.stage.table_sizes(), (0, 3, 0));
+    let e = try_flush(&rig.stage, &request(4, true)).unwrap_err();
+    assert!(matches!(e, IntakeError::Busy { pinned: 3 }), "{e}");
+    assert_eq!(rig.stage.table_sizes(), (0, 3, 0), "nothing of it recorded");
+    // a late line of a decided trace still goes
+    assert_eq!(
+        try_flush(&rig.stage, &[json!({"trace_id": tid(1), "msg": "1 late"})]).unwrap(),
+        1
+    );
+    drain_main(&rig.main);
+    rig.stage.tick(t0 + WAIT + 1).unwrap();
+    assert_eq!(rig.stage.table_sizes().1, 0);
+    assert_eq!(flush(&rig.stage, &request(4, true)), 3);
+    assert_eq!(rig.stage.metrics().busy_refusals.load(Relaxed), 1);
+}
+
+/// A record whose mapping panics is retried, then set aside (counted, written to the
+/// quarantine file): the lines behind it move on.
+#[test]
+fn a_poison_record_is_quarantined_and_the_stage_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = manual(1000);
+    let t0 = clock.wall();
+    let inner = msg_mapper();
+    let mapper: Mapper = Box::new(move |tag, event, out| {
+        inner(tag, event, out)?;
+        if out.ends_with(b"poison") {
+            panic!("mapper bug");
+        }
+        Ok(())
+    });
+    let rig = open_with(
+        dir.path(),
+        c,
+        Policy::default_policy(),
+        SpoolConfig::default(),
+        mapper,
+    );
+    flush(
+        &rig.stage,
+        &[
+            json!({"trace_id": tid(1), "level": "error", "msg": "1 a"}),
+            json!({"trace_id": tid(1), "msg": "poison"}),
+            json!({"trace_id": tid(1), "msg": "1 c"}),
+        ],
+    );
+    flush(&rig.stage, &request(2, true));
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ticks: Vec<Tick> = (0..POISON_TRIES as u64)
+        .map(|i| rig.stage.tick(t0 + WAIT + i).unwrap())
+        .collect();
+    std::panic::set_hook(prev);
+    assert!(ticks[..ticks.len() - 1]
+        .iter()
+        .all(|t| t.poisoned && t.moved == 0));
+    assert_eq!(ticks.last().unwrap().moved, 5, "{ticks:?}");
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["1 a", "1 c", "2 started", "2 db", "2 finished"]
+    );
+    assert_eq!(rig.stage.metrics().quarantined_records.load(Relaxed), 1);
+    assert_eq!(rig.stage.table_sizes().1, 0, "trace 1 fully swept");
+    let q = std::fs::read_to_string(dir.path().join("main/waiting").join(QUARANTINE_FILE)).unwrap();
+    let v: Value = serde_json::from_str(q.lines().next().unwrap()).unwrap();
+    assert_eq!(v["trace_id"], tid(1));
+    assert_eq!(v["panic"], "mapper bug");
+}
+
+/// A batch of kept lines split in halves (too large for the main queue's budget at
+/// once) whose second half hits a full queue: on the retry the first half is not
+/// appended again.
+#[test]
+fn a_split_append_is_not_repeated_on_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = manual(1000);
+    let t0 = clock.wall();
+    let pad = "p".repeat(200);
+    let mapper: Mapper = Box::new(move |tag, event, out| {
+        msg_mapper()(tag, event, out)?;
+        out.extend_from_slice(pad.as_bytes());
+        Ok(())
+    });
+    let rig = open_with(dir.path(), c, Policy::default_policy(), small(4096), mapper);
+    let lines: Vec<Value> = (0..30)
+        .map(|i| json!({"trace_id": tid(5), "level": "error", "msg": format!("5.{i:02}")}))
+        .collect();
+    flush(&rig.stage, &lines);
+    let mut got = Vec::new();
+    for i in 0..20 {
+        let t = rig.stage.tick(t0 + WAIT + i).unwrap();
+        got.extend(drain_main(&rig.main));
+        if !t.blocked && rig.stage.waiting_gauges().records == 0 {
+            break;
+        }
+    }
+    let want: Vec<String> = (0..30)
+        .map(|i| format!("5.{i:02}{}", "p".repeat(200)))
+        .collect();
+    assert_eq!(got, want, "each line once, in order");
+}
+
+/// A failed chunk's lines never count: the trace is decided over what was stored.
+#[test]
+fn a_line_whose_chunk_was_not_stored_does_not_decide_its_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(16384);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(
+        &rig.stage,
+        &[json!({"trace_id": tid(8), "level": "info", "msg": "8 info"})],
+    );
+    let mut i = 0u32;
+    while try_flush(
+        &rig.stage,
+        &[json!({"trace_id": tid(8), "msg": format!("8 filler {i}")})],
+    )
+    .is_ok()
+    {
+        i += 1;
+    }
+    let e = try_flush(
+        &rig.stage,
+        &[json!({"trace_id": tid(8), "level": "error", "msg": "8 boom"})],
+    );
+    assert!(matches!(
+        e,
+        Err(IntakeError::Spool(lockstep_spool::SpoolError::Full { .. }))
+    ));
+    let t = rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!(
+        (t.decided, t.dropped, t.moved),
+        (1, i as usize + 1, 0),
+        "{t:?}"
+    );
+}
+
+/// `decision_wait` runs on a monotonic clock: a step of the wall clock forward decides
+/// nothing early, a step back does not stall the decider thread.
+#[test]
+fn a_wall_clock_step_neither_rushes_nor_stalls_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.table.decision_wait_ns = 200_000_000;
+    let w0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(&rig.stage, &request(1, true));
+    clock.set_wall(w0 + 3_600_000_000_000); // an hour forward
+    assert_eq!(rig.stage.tick(rig.stage.now_ns()).unwrap().decided, 0);
+    clock.set_wall(w0 - 3_600_000_000_000); // an hour back
+    rig.stage
+        .start("decide".into(), Box::new(|| Box::new(())))
+        .unwrap();
+    clock.advance(200_000_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rig.moved.load(Relaxed) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(rig.moved.load(Relaxed), 3);
+    rig.stage.stop();
+}
+
+/// A graceful stop decides what comes due before the deadline and sweeps it (the
+/// drain then sends it); what is not due by then stays, and is reported.
+#[test]
+fn a_graceful_stop_delivers_what_comes_due_within_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(1000);
+    c.table.decision_wait_ns = 300_000_000;
+    let rig = open(dir.path(), c, Policy::default_policy());
+    rig.stage
+        .start("decide".into(), Box::new(|| Box::new(())))
+        .unwrap();
+    flush(&rig.stage, &request(1, true));
+    flush(&rig.stage, &request(2, false));
+    let left = rig.stage.stop_by(Some(rig.stage.now_ns() + 5_000_000_000));
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["1 started", "1 db", "1 finished"]
+    );
+    assert_eq!(left, Left::default());
+    // a deadline before the traces are due: they stay for the next start
+    let dir = tempfile::tempdir().unwrap();
+    let rig = open(dir.path(), cfg(1000), Policy::default_policy());
+    flush(&rig.stage, &request(3, true));
+    rig.stage
+        .start("decide".into(), Box::new(|| Box::new(())))
+        .unwrap();
+    let left = rig.stage.stop_by(Some(rig.stage.now_ns() + 50_000_000));
+    assert_eq!((left.waiting_traces, left.records), (1, 3));
 }
 
 /// Every metric the README's sampling section names is rendered, and nothing else.
@@ -366,4 +827,35 @@ fn every_documented_metric_is_rendered() {
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     assert_eq!(documented, rendered);
+}
+
+/// A trace with a line still being written (its flush has classified it but not yet
+/// appended it) is not decided: deciding it then would judge it without that line (here
+/// its error line) and the line would land after the decision.
+#[test]
+fn a_trace_is_not_decided_while_one_of_its_lines_is_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = manual(1000);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(
+        &rig.stage,
+        &[json!({"trace_id": tid(4), "level": "info", "msg": "4 a"})],
+    );
+    flush(&rig.stage, &request(5, false));
+    let bytes = chunk(&[(
+        json!({}),
+        json!({"trace_id": tid(4), "level": "error", "msg": "4 b"}),
+    )]);
+    let mut intake = rig.stage.intake("t");
+    for r in Chunk::new(&bytes).records() {
+        assert!(intake.add(&r.unwrap().event));
+    }
+    // the flush is mid-append: trace 4 waits, trace 5 (due too) is decided
+    let t = rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!((t.decided, t.moved), (1, 0), "{t:?}");
+    assert_eq!(intake.commit().unwrap(), 1);
+    let t = rig.stage.tick(t0 + WAIT + 1).unwrap();
+    assert_eq!((t.decided, t.moved), (1, 2), "{t:?}");
+    assert_eq!(main_entries(&rig.main), vec!["4 a", "4 b"]);
 }

@@ -52,6 +52,9 @@ pub struct LokiOutput {
     stopping: AtomicBool,
     /// When the last "spool full" warning was logged (one per 10 s at most).
     full_logged: Mutex<Option<Instant>>,
+    /// `shutdown_grace`: the whole exit (decisions coming due, then the drain).
+    grace: Duration,
+    decision_wait_ns: u64,
 }
 
 impl OutputPlugin for LokiOutput {
@@ -115,6 +118,7 @@ impl OutputPlugin for LokiOutput {
             metrics.clone(),
             Box::new(move || Box::new(inst.as_ref().map(Instance::enter))),
         )?);
+        let decision_wait_ns = st.sampling.as_ref().map_or(0, |s| s.table.decision_wait_ns);
         let stage = match st.sampling {
             None => None,
             Some(sm) => {
@@ -128,6 +132,8 @@ impl OutputPlugin for LokiOutput {
                         full_policy: lockstep_spool::FullPolicy::Block,
                         ..st.spool.clone()
                     },
+                    time: lockstep_tail::TimeSource::System,
+                    decision_reserve: None,
                 };
                 for w in sm.policy.warnings() {
                     log::warn!("policy_file {}: {w}", sm.policy_file.display());
@@ -150,11 +156,12 @@ impl OutputPlugin for LokiOutput {
                 };
                 log::info!(
                     "sampling by trace with {} (decision_wait {:?}, num_traces {}): {} waiting \
-                     traces ({} lines) recovered from {}",
+                     traces, {} decided traces to sweep ({} lines) recovered from {}",
                     sm.policy_file.display(),
                     std::time::Duration::from_nanos(sm.table.decision_wait_ns),
                     sm.table.num_traces,
                     rec.waiting_traces,
+                    rec.pinned_traces,
                     rec.pending_lines,
                     wait_dir.display()
                 );
@@ -180,6 +187,8 @@ impl OutputPlugin for LokiOutput {
             _metrics_server: metrics_server,
             stopping: AtomicBool::new(false),
             full_logged: Mutex::new(None),
+            grace: st.drain.shutdown_grace,
+            decision_wait_ns,
         })
     }
 
@@ -242,22 +251,33 @@ impl OutputPlugin for LokiOutput {
 
     fn exit(self, _reason: ExitReason) {
         self.stopping.store(true, Relaxed);
+        let grace = self.grace;
+        let now = Instant::now();
+        let deadline = now.checked_add(grace).unwrap_or(now);
+        let mut waiting = String::new();
         if let Some(stage) = &self.stage {
-            // One last decision round first, so what is due reaches the drain.
-            stage.stop();
+            // Traces that come due within the grace are decided and swept (on full
+            // facts: no flush is accepted any more), leaving the drain the last quarter
+            // of it (at most 5 s) to send them.
+            let margin = (grace / 4).min(Duration::from_secs(5));
+            let by = stage.now_ns().saturating_add(
+                u64::try_from(grace.saturating_sub(margin).as_nanos()).unwrap_or(u64::MAX),
+            );
+            let left = stage.stop_by(Some(by));
+            if left.records > 0 {
+                waiting = format!(
+                    "; {} records stay in the waiting queue for the next start: {} traces not \
+                     yet due within shutdown_grace {grace:?} (decision_wait {:?}), {} decided \
+                     traces not yet swept (main queue full, or behind a trace still waiting)",
+                    left.records,
+                    left.waiting_traces,
+                    Duration::from_nanos(self.decision_wait_ns),
+                    left.pinned_traces
+                );
+            }
         }
-        self.drain.stop();
+        self.drain.stop_at(deadline);
         let g = self.spool.gauges();
-        let waiting = self
-            .stage
-            .as_ref()
-            .map(|s| {
-                format!(
-                    "; {} records in the waiting queue (lines of traces not yet decided)",
-                    s.waiting_gauges().records
-                )
-            })
-            .unwrap_or_default();
         log::info!(
             "stopped: {} entries sent this run; {} records left in the queue for the next start{waiting}",
             self.metrics.entries_sent.load(Relaxed),
@@ -283,7 +303,19 @@ impl LokiOutput {
             records += 1;
             intake.add(&r.event);
         }
-        let res = intake.commit();
+        let res = match intake.commit() {
+            Ok(n) => Ok(n),
+            Err(lockstep_tail::IntakeError::Spool(e)) => Err(e),
+            Err(e @ lockstep_tail::IntakeError::Busy { .. }) => {
+                self.metrics.chunks_retry.fetch_add(1, Relaxed);
+                let mut last = self.full_logged.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    *last = Some(Instant::now());
+                    log::warn!("{e}; answering retry");
+                }
+                return FlushResult::Retry;
+            }
+        };
         self.queued(tag, res, &MapStats::default(), records)
     }
 

@@ -63,6 +63,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "num_traces",
     "decision_cache_sampled_size",
     "decision_cache_not_sampled_size",
+    "max_pinned_traces",
 ];
 
 /// Keys of the built-in `loki` output that `lockstep_loki` does not implement: refused
@@ -98,8 +99,8 @@ pub struct Settings {
 pub struct Sampling {
     pub policy_file: PathBuf,
     pub policy: lockstep_policy::Policy,
-    /// FNV-1a-32 of the policy file's bytes: names the policy facts on disk were
-    /// written under.
+    /// [`Policy::fingerprint`](lockstep_policy::Policy::fingerprint): names the policy
+    /// facts on disk were written under (the compiled rules, not the file's text).
     pub fingerprint: u32,
     pub table: lockstep_tail::TableConfig,
 }
@@ -110,13 +111,8 @@ const SAMPLING_KEYS: &[&str] = &[
     "num_traces",
     "decision_cache_sampled_size",
     "decision_cache_not_sampled_size",
+    "max_pinned_traces",
 ];
-
-fn fnv32(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c_9dc5u32, |h, &x| {
-        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
-    })
-}
 
 fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
     let Some(policy_file) = config.get::<PathBuf>("policy_file")? else {
@@ -154,15 +150,28 @@ fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
     if num_traces == 0 {
         return Err("`num_traces` must be at least 1".into());
     }
+    let max_pinned: usize = config.get_or("max_pinned_traces", num_traces)?;
+    if max_pinned == 0 {
+        return Err("`max_pinned_traces` must be at least 1".into());
+    }
+    // The Collector's `decision_cache` in the file, as for `decision_wait`: the keys win.
+    let cache = |v: Option<u64>| v.and_then(|n| usize::try_from(n).ok()).unwrap_or(50_000);
     Ok(Some(Sampling {
-        fingerprint: fnv32(text.as_bytes()),
+        fingerprint: policy.fingerprint(),
         policy,
         policy_file,
         table: lockstep_tail::TableConfig {
             decision_wait_ns: u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
             num_traces,
-            cache_sampled: config.get_or("decision_cache_sampled_size", 50_000usize)?,
-            cache_not_sampled: config.get_or("decision_cache_not_sampled_size", 50_000usize)?,
+            cache_sampled: config.get_or(
+                "decision_cache_sampled_size",
+                cache(timing.sampled_cache_size),
+            )?,
+            cache_not_sampled: config.get_or(
+                "decision_cache_not_sampled_size",
+                cache(timing.non_sampled_cache_size),
+            )?,
+            max_pinned,
         },
     }))
 }
@@ -752,7 +761,7 @@ mod tests {
         let p = d.join("p.yaml");
         std::fs::write(
             &p,
-            "decision_wait: 2s\nnum_traces: 9\npolicies:\n  - {name: a, type: always_sample}\n",
+            "decision_wait: 2s\nnum_traces: 9\ndecision_cache: {sampled_cache_size: 70, non_sampled_cache_size: 80}\npolicies:\n  - {name: a, type: always_sample}\n",
         )
         .unwrap();
         let p = p.display().to_string();
@@ -764,16 +773,43 @@ mod tests {
         .unwrap();
         let t = st.sampling.unwrap().table;
         assert_eq!((t.decision_wait_ns, t.num_traces), (2_000_000_000, 9));
+        assert_eq!((t.cache_sampled, t.cache_not_sampled), (70, 80));
+        assert_eq!(t.max_pinned, 9, "max_pinned_traces defaults to num_traces");
         let st = Settings::from_config(&Config::from_pairs(&[
             ("url", "http://l/x"),
             ("spool_dir", "/q"),
             ("policy_file", &p),
             ("decision_wait", "250ms"),
             ("num_traces", "3"),
+            ("decision_cache_sampled_size", "5"),
+            ("max_pinned_traces", "11"),
         ]))
         .unwrap();
         let t = st.sampling.unwrap().table;
         assert_eq!((t.decision_wait_ns, t.num_traces), (250_000_000, 3));
+        assert_eq!(
+            (t.cache_sampled, t.cache_not_sampled, t.max_pinned),
+            (5, 80, 11)
+        );
+        // a comment does not change what the facts on disk mean
+        let with_comment = d.join("c.yaml");
+        std::fs::write(
+            &with_comment,
+            "# tuned\ndecision_wait: 2s\nnum_traces: 9\npolicies:\n  - {name: a, type: always_sample}  # all\n",
+        )
+        .unwrap();
+        let fp = |path: &str| {
+            Settings::from_config(&Config::from_pairs(&[
+                ("url", "http://l/x"),
+                ("spool_dir", "/q"),
+                ("policy_file", path),
+            ]))
+            .unwrap()
+            .sampling
+            .unwrap()
+            .fingerprint
+        };
+        assert_eq!(fp(&p), fp(&with_comment.display().to_string()));
         std::fs::write(
             d.join("bad.yaml"),
             "policies:\n  - {name: a, type: latency}\n",

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         num_traces: 4,
         cache_sampled: 2,
         cache_not_sampled: 2,
+        max_pinned: usize::MAX,
     });
     let mut waiting = Vec::new();
     for (i, r) in Chunk::new(data).records().enumerate() {
@@ -29,14 +30,19 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut f = TraceFacts::new(Some(t));
         policy.observe(e, &mut f);
-        if let Admit::Wait { .. } = table.admit(&t, &f, i as u64) {
-            table.landed(&t, true);
-            waiting.push(t);
+        if let Admit::Wait { .. } = table.admit(&t, i as u64) {
+            // every third line's append "fails": its facts never count
+            let landed = i % 3 != 2;
+            table.landed(&t, landed.then_some(&f));
+            if landed {
+                waiting.push(t);
+            }
         }
     }
     let mut out = Vec::new();
-    table.decide_due(u64::MAX, &policy, &mut out);
+    table.decide_due(u64::MAX, &policy, usize::MAX, &mut out);
     assert_eq!(table.waiting(), 0);
+    table.mark_durable(out.iter().map(|d| d.trace));
     for t in &waiting {
         assert!(table.decision(t).is_some());
         table.swept(t);
