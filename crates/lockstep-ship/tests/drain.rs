@@ -668,3 +668,71 @@ fn stop_with_loki_refusing_is_quick_and_the_next_start_sends_all() {
     assert_eq!(rx.total_stored(), 300);
     assert_eq!(r.spool.gauges().records, 0);
 }
+
+/// Fails every checkpoint sync while set: each `Spool::ack` returns an I/O error.
+#[derive(Default)]
+struct FailingAcks {
+    failing: std::sync::atomic::AtomicBool,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl lockstep_spool::SyncHook for FailingAcks {
+    fn sync(
+        &self,
+        kind: lockstep_spool::SyncKind,
+        file: &std::fs::File,
+        path: &std::path::Path,
+    ) -> std::io::Result<()> {
+        if kind == lockstep_spool::SyncKind::Checkpoint && self.failing.load(Relaxed) {
+            self.failed.fetch_add(1, Relaxed);
+            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        lockstep_spool::OsSync.sync(kind, file, path)
+    }
+}
+
+/// A delivered batch whose acknowledgement fails is acknowledged later, never sent again.
+#[test]
+fn a_failed_ack_is_retried_without_sending_the_batch_again() {
+    let rx = LokiReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Arc::new(FailingAcks::default());
+    hook.failing.store(true, Relaxed);
+    let spool = Arc::new(
+        Spool::open_with_sync_hook(dir.path().join("q"), SpoolConfig::default(), hook.clone())
+            .unwrap(),
+    );
+    let es: Vec<Vec<u8>> = (0..50)
+        .map(|i| entry(None, "api", now_ns() + i, format!("l{i}")).encode())
+        .collect();
+    spool.append(&es).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let drain = Drain::start(
+        "drain".into(),
+        spool.clone(),
+        LokiClient::new(ClientConfig::new(rx.url())).unwrap(),
+        fast_cfg(),
+        metrics.clone(),
+        Box::new(|| Box::new(())),
+    )
+    .unwrap();
+    assert!(rx.wait_for(50, Duration::from_secs(10)));
+    // The ack is retried (every second) while it fails; the batch stays queued.
+    assert!(wait_until(Duration::from_secs(10), || hook
+        .failed
+        .load(Relaxed)
+        >= 2));
+    assert!(metrics.spool_errors.load(Relaxed) >= 1);
+    assert_eq!(spool.gauges().records, 50);
+    hook.failing.store(false, Relaxed);
+    assert!(wait_until(Duration::from_secs(5), || spool
+        .gauges()
+        .records
+        == 0));
+    drain.stop();
+    let stats = rx.stats();
+    assert_eq!(stats.requests, 1, "one push: {stats:?}");
+    assert_eq!(stats.duplicates_dropped, 0, "{stats:?}");
+    assert_eq!(stats.entries_stored, 50);
+    assert_eq!(metrics.entries_sent.load(Relaxed), 50);
+}
