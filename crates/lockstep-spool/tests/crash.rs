@@ -5,8 +5,14 @@
 //! acked comes back; the only records seen before are the last peeked-but-unacked batch;
 //! appends are all-or-nothing; order is kept; nothing is corrupt.
 //!
+//! Three kinds of kill: while it works (at a random moment); while its consumer holds a
+//! peeked batch it has not acked (that batch must come back, whole); and during recovery
+//! (the child says when it enters and leaves `Spool::open`; kills that land inside are
+//! counted, and at least one must). The totals of confirmed appends, acks and replays
+//! must all be above zero.
+//!
 //! Trials: `LOCKSTEP_CRASH_TRIALS` (default 25). kill -9 keeps the page cache, so this proves
-//! process-crash safety; power-loss style damage is covered by `corruption.rs`.
+//! process-crash safety; power loss is `power_loss.rs`, damage `corruption.rs`.
 
 mod common;
 
@@ -76,6 +82,8 @@ fn crash_child() {
     let start: u64 = std::env::var("CRASH_START").unwrap().parse().unwrap();
     let seed: u64 = std::env::var("CRASH_SEED").unwrap().parse().unwrap();
     let interval = std::env::var("CRASH_INTERVAL").is_ok();
+    // Hold mode: at this non-empty peek, print it and never ack.
+    let hold_at: Option<u64> = std::env::var("CRASH_HOLD").ok().map(|v| v.parse().unwrap());
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let say = {
         let out = out.clone();
@@ -85,8 +93,10 @@ fn crash_child() {
             o.flush().unwrap();
         }
     };
+    say("\nR".into()); // own line, after libtest's "test crash_child ... "
+    let t = Instant::now();
     let spool = std::sync::Arc::new(Spool::open(&dir, child_cfg(interval)).unwrap());
-    say("\nO".into()); // own line, after libtest's "test crash_child ... "
+    say(format!("O {}", t.elapsed().as_micros()));
     let appender = {
         let spool = spool.clone();
         let say = say.clone();
@@ -110,6 +120,7 @@ fn crash_child() {
         })
     };
     let mut rng = Rng(seed | 1);
+    let mut peeks = 0u64;
     loop {
         let b = spool.peek(1 + rng.below(40) as usize, 64 * 1024).unwrap();
         if b.is_empty() {
@@ -119,6 +130,13 @@ fn crash_child() {
         let first = parse_payload(&b.records[0].payload).0;
         let last = parse_payload(&b.records[b.len() - 1].payload).0;
         say(format!("P {} {}", id_str(first), id_str(last)));
+        peeks += 1;
+        if hold_at == Some(peeks) {
+            say("H".into());
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         if rng.below(4) == 0 {
             std::thread::sleep(Duration::from_micros(rng.below(3000)));
         }
@@ -159,7 +177,23 @@ fn crash_kill9_trials() {
     };
     let t0 = Instant::now();
     let (mut total_replayed, mut total_seen) = (0u64, 0u64);
-    for trial in 0..trials {
+    let (mut total_confirmed, mut total_acks, mut held_back) = (0u64, 0u64, 0u64);
+    let (mut recovery_kills, mut in_recovery) = (0u64, 0u64);
+    // How long the child's Spool::open took last time (µs): where to aim a recovery kill.
+    let mut open_us = 1000u64;
+    let mut trial = 0u64;
+    loop {
+        // After the planned trials, kills aimed at recovery until one lands there.
+        let extra = trial >= trials;
+        if extra && (in_recovery > 0 || trial >= trials + 60) {
+            break;
+        }
+        let kind = match trial % 4 {
+            _ if extra => Kill::Recovery,
+            0 => Kill::Holding,
+            1 => Kill::Recovery,
+            _ => Kill::Working,
+        };
         let interval = trial % 3 == 2;
         let mut cmd = Command::new(&exe);
         cmd.args([
@@ -177,6 +211,9 @@ fn crash_kill9_trials() {
         if interval {
             cmd.env("CRASH_INTERVAL", "1");
         }
+        if kind == Kill::Holding {
+            cmd.env("CRASH_HOLD", (1 + rng.below(20)).to_string());
+        }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
@@ -188,23 +225,31 @@ fn crash_kill9_trials() {
                 }
             }
         });
-        // Kill during recovery sometimes, usually while it works.
         let mut lines = Vec::new();
-        if rng.below(8) != 0 {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let l = rx
-                    .recv_timeout(deadline - Instant::now())
-                    .expect("child never opened");
-                let open = l == "O";
-                lines.push(l);
-                if open {
-                    break;
-                }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let wait_for = |lines: &mut Vec<String>, what: &str| loop {
+            let l = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("trial {trial}: the child never printed {what}"));
+            let found = l.split(' ').next() == Some(what);
+            lines.push(l);
+            if found {
+                break;
             }
-            std::thread::sleep(Duration::from_millis(1 + rng.below(120)));
-        } else {
-            std::thread::sleep(Duration::from_micros(rng.below(5000)));
+        };
+        match kind {
+            Kill::Working => {
+                wait_for(&mut lines, "O");
+                std::thread::sleep(Duration::from_millis(1 + rng.below(120)));
+            }
+            Kill::Holding => {
+                wait_for(&mut lines, "H");
+                std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+            }
+            Kill::Recovery => {
+                wait_for(&mut lines, "R");
+                std::thread::sleep(Duration::from_micros(rng.below(open_us / 2 + 1)));
+            }
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -225,6 +270,7 @@ fn crash_kill9_trials() {
                 (Some("A"), Some(b), None) => {
                     let b: u64 = b.parse().unwrap();
                     m.confirmed.insert(b, batch_len(b));
+                    total_confirmed += 1;
                 }
                 (Some("P"), Some(a), Some(z)) => {
                     let (a, z) = (parse_id(a), parse_id(z));
@@ -240,9 +286,20 @@ fn crash_kill9_trials() {
                     assert_eq!(last_peek.map(|p| p.1), Some(z));
                     last_peek = None;
                     m.acked = m.acked.max(Some(z));
+                    total_acks += 1;
                 }
-                (Some("O"), None, None) => {}
+                (Some("A"), ..) | (Some("K"), ..) => {}
+                (Some("O"), Some(us), None) => {
+                    open_us = us.parse().unwrap_or(open_us).max(20);
+                }
                 _ => {} // a line cut by the kill
+            }
+        }
+        if kind == Kill::Recovery {
+            recovery_kills += 1;
+            let opened = lines.iter().any(|l| l.starts_with('O'));
+            if lines.iter().any(|l| l == "R") && !opened {
+                in_recovery += 1;
             }
         }
         if let Some(&b) = m.started.iter().next_back() {
@@ -278,6 +335,14 @@ fn crash_kill9_trials() {
         // the checkpoint write is atomic, so its records are either all present or none.
         if let Some((a, z)) = last_peek {
             let inside = ids.iter().filter(|&&i| i >= a && i <= z).count();
+            if kind == Kill::Holding {
+                // The child never called ack on it: it must all be back.
+                assert!(
+                    inside > 0,
+                    "trial {trial}: the held, never acked batch is gone"
+                );
+                held_back += 1;
+            }
             if inside == 0 {
                 m.acked = m.acked.max(Some(z));
                 last_peek = None;
@@ -346,10 +411,27 @@ fn crash_kill9_trials() {
             m.confirmed.retain(|&b, _| b >= a.0);
         }
         assert_eq!(common::segments(&dir).len() as u64, g.segments);
+        trial += 1;
     }
     eprintln!(
-        "crash test: {trials} kill -9 trials in {:.1?}; {} batches appended; {total_seen} records checked after recovery, {total_replayed} replays of an un-acked batch",
+        "crash test: {trial} kill -9 trials in {:.1?}; {} batches appended, {total_confirmed} confirmed, {total_acks} acks; {total_seen} records checked after recovery, {total_replayed} replayed records of an un-acked batch ({held_back} held batches back); {in_recovery} of {recovery_kills} recovery kills landed inside Spool::open",
         t0.elapsed(),
         m.next_batch - 1
     );
+    assert!(total_confirmed > 0, "no append was confirmed");
+    assert!(total_acks > 0, "no ack returned");
+    assert!(total_replayed > 0, "no un-acked batch was replayed");
+    assert!(held_back > 0, "no kill landed while a batch was held");
+    assert!(in_recovery > 0, "no kill landed inside Spool::open");
+}
+
+/// Where the parent aims a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    /// While the child appends and drains.
+    Working,
+    /// While its consumer holds a peeked batch it will never ack.
+    Holding,
+    /// After it said it enters `Spool::open`, within the time open took last time.
+    Recovery,
 }
