@@ -118,12 +118,44 @@ fn no_fault_delivers_every_entry_once_per_tenant_and_stream() {
         let streams = rx.entries(tenant);
         assert_eq!(streams.len(), 3, "{tenant}: {:?}", streams.keys());
         let mut n = 0;
+        // A push holds the tenant's next `entries` records in append order: number them.
+        let counts = rx
+            .requests()
+            .into_iter()
+            .filter(|q| q.tenant == tenant && q.status == Some(204))
+            .map(|q| q.entries);
+        let mut lines = all
+            .iter()
+            .filter(|e| e.tenant.as_deref().unwrap_or("fake") == tenant)
+            .map(|e| e.line.clone());
+        let mut push_of = std::collections::HashMap::new();
+        for (k, c) in counts.enumerate() {
+            for line in lines.by_ref().take(c) {
+                push_of.insert(line, k);
+            }
+        }
+        assert_eq!(push_of.len(), want, "{tenant}: every entry in one push");
         for (labels, entries) in &streams {
             assert_eq!(labels.get("host").map(String::as_str), Some("edge-1"));
             n += entries.len();
-            // Each push sorts its streams; pushes go oldest batch first.
             for e in entries {
                 assert_eq!(e.structured_metadata[0].1, format!("{:032x}", e.ts_ns));
+            }
+            // Pushes go oldest batch first; each push sorts its streams by time.
+            for w in entries.windows(2) {
+                let (a, b) = (push_of[&w[0].line], push_of[&w[1].line]);
+                assert!(
+                    a <= b,
+                    "{tenant}: {} (push {a}) before {} (push {b})",
+                    w[0].line,
+                    w[1].line
+                );
+                if a == b {
+                    assert!(
+                        w[0].ts_ns <= w[1].ts_ns,
+                        "{tenant}: push {a} not sorted by time"
+                    );
+                }
             }
         }
         assert_eq!(n, want);
@@ -516,6 +548,9 @@ fn a_413_splits_the_push_instead_of_dropping_it() {
     assert!(stats.requests >= 2, "{stats:?}");
     assert!(rx.requests().iter().all(|r| r.body_len <= 16 * 1024));
     assert_eq!(stats.entries_stored, 100);
+    // Halves that overlapped would be stored once each: the receiver drops exact
+    // duplicates, so only its count shows them.
+    assert_eq!(stats.duplicates_dropped, 0, "{stats:?}");
     assert_eq!(r.metrics.entries_rejected.load(Relaxed), 0);
     // Each 413 answer is a rejected push in the metrics, though its entries were not.
     assert!(r.metrics.pushes_rejected.load(Relaxed) >= 1);
@@ -606,7 +641,8 @@ fn a_push_loki_completes_after_the_stop_bound_is_acknowledged_not_resent() {
     );
     rx.set_mode(Mode::Accept);
     restart_and_settle(&r, rx.url(), Duration::from_millis(500));
-    assert_eq!(rx.total_stored(), 10, "nothing sent twice");
+    assert_eq!(rx.total_stored(), 10);
+    assert_eq!(rx.stats().duplicates_dropped, 0, "nothing sent twice");
     assert_eq!(rx.request_count(), 1);
 }
 
@@ -634,7 +670,10 @@ fn a_batch_started_before_the_stop_bound_is_finished_and_acknowledged() {
     assert_eq!(r.spool.gauges().records, 0);
     rx.set_mode(Mode::Accept);
     restart_and_settle(&r, rx.url(), Duration::from_millis(500));
-    assert_eq!(rx.total_stored(), 10, "nothing sent twice");
+    assert_eq!(rx.total_stored(), 10);
+    // Stored entries cannot show a resend: the receiver drops exact duplicates.
+    assert_eq!(rx.stats().duplicates_dropped, 0, "nothing sent twice");
+    assert_eq!(rx.request_count(), 2, "one push per tenant");
 }
 
 /// With Loki down the stop gives up at once and keeps everything for the next start.
