@@ -230,6 +230,8 @@ fn outage_then_recovery_delivers_everything_with_a_bounded_request_rate() {
     let msgs = stored_msgs(&rx);
     assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len(), 600);
     assert_eq!(msgs.len(), 600);
+    // Stored entries cannot show a resend: the receiver drops exact duplicates.
+    assert_eq!(rx.stats().duplicates_dropped, 0, "nothing pushed twice");
     host.shutdown(false);
 }
 
@@ -319,6 +321,7 @@ fn full_spool_in_block_mode_answers_retry_then_recovers() {
     assert!(rx.wait_for(want + 20, Duration::from_secs(20)));
     let msgs: BTreeSet<_> = stored_msgs(&rx).into_iter().collect();
     assert_eq!(msgs.len() as u64, want + 20);
+    assert_eq!(rx.stats().duplicates_dropped, 0, "nothing pushed twice");
     host.shutdown(false);
 }
 
@@ -386,6 +389,7 @@ fn concurrent_flushes_lose_nothing() {
     let msgs: BTreeSet<_> = stored_msgs(&rx).into_iter().collect();
     assert_eq!(msgs.len(), 2000);
     assert_eq!(rx.total_stored(), 2000);
+    assert_eq!(rx.stats().duplicates_dropped, 0, "nothing pushed twice");
     host.shutdown(false);
 }
 
@@ -424,6 +428,8 @@ fn exit_with_loki_down_then_restart(hot_reload: bool, shutdown_grace: &str, n: u
     let msgs = stored_msgs(&rx);
     assert_eq!(msgs.len() as u64, n, "every record once");
     assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len() as u64, n);
+    // Stored entries cannot show a resend: the receiver drops exact duplicates.
+    assert_eq!(rx.stats().duplicates_dropped, 0, "every record sent once");
 }
 
 /// Hot reload: the instance exits (shutdown_by_hot_reloading), the plugin is unloaded,
@@ -658,11 +664,14 @@ fn exit_with_a_backlog_and_a_healthy_loki_delivers_all_once() {
     let msgs = stored_msgs(&rx);
     assert_eq!(msgs.len(), 2000, "every record once");
     assert_eq!(msgs.iter().collect::<BTreeSet<_>>().len(), 2000);
+    // Stored entries cannot show a resend: the receiver drops exact duplicates.
+    assert_eq!(rx.stats().duplicates_dropped, 0, "every record sent once");
     let requests = rx.request_count();
     let mut host = start(&spool, &rx.url(), &[]);
     std::thread::sleep(Duration::from_millis(300));
     host.shutdown(false);
     assert_eq!(rx.request_count(), requests, "the next start sends nothing");
+    assert_eq!(rx.stats().duplicates_dropped, 0);
 }
 
 /// Exit with Loki down is quick whatever `shutdown_grace` is, and the next start sends
