@@ -273,6 +273,21 @@ proptest! {
         }
         prop_assert_eq!(&rev, &whole);
         prop_assert_eq!(p.decide_trace(&rev), p.decide_trace(&whole));
+        // A line merged twice (a replayed line) changes no fact and no decision; only
+        // the line count adds up.
+        let without_count = |f: &TraceFacts| {
+            let mut b = Vec::new();
+            f.encode(&mut b);
+            b.drain(1..5); // flags u8, then lines u32
+            b
+        };
+        for part in &parts {
+            let mut twice = whole.clone();
+            twice.merge(part);
+            prop_assert_eq!(twice.lines(), whole.lines() + 1);
+            prop_assert_eq!(without_count(&twice), without_count(&whole));
+            prop_assert_eq!(p.decide_trace(&twice), p.decide_trace(&whole));
+        }
     }
 
     #[test]
