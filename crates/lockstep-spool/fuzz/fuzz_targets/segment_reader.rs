@@ -84,14 +84,15 @@ fuzz_target!(|data: &[u8]| {
                 assert!(f.seq > last_seq, "sequence numbers must increase");
                 last_seq = f.seq;
                 let payload = r.payload(&f).expect("payload in bounds").to_vec();
-                // A frame found where one was written must be that frame, unaltered. (After
-                // a corrupt span, a frame encoded inside a payload can be picked up: that is
-                // the resync's known limit, narrowed by the sequence window.)
+                // A frame found where one was written must be that frame, unaltered: its
+                // header is the written one, so a passing CRC means the same sequence
+                // number, time and payload. (Elsewhere, after a corrupt span, a frame
+                // encoded inside a payload can be picked up: that is the resync's known
+                // limit, narrowed by the sequence window.)
                 if let Some(i) = written.iter().position(|w| w.0 == f.pos) {
-                    if f.seq == i as u64 + 1 {
-                        assert_eq!(payload, written[i].1, "frame passed its CRC altered");
-                        assert_eq!(f.ts_ns, f.seq * 10);
-                    }
+                    assert_eq!(f.seq, i as u64 + 1, "frame at a written offset renumbered");
+                    assert_eq!(payload, written[i].1, "frame passed its CRC altered");
+                    assert_eq!(f.ts_ns, f.seq * 10);
                 }
                 if f.seq >= acked && f.end() <= scan.committed_end {
                     unacked_committed += 1;
