@@ -216,6 +216,10 @@ fn waiting_json(r: &Record) -> Option<serde_json::Value> {
                 "keep": keep,
             })).collect::<Vec<_>>(),
         }),
+        WaitRecord::Reported(ids) => json!({
+            "waiting": "reported_kept",
+            "trace_ids": ids.iter().map(|t| lockstep_record::ids::to_hex(&t)).collect::<Vec<_>>(),
+        }),
     })
 }
 

@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
             cache_sampled: 0,
             cache_not_sampled: 0,
             max_pinned: usize::MAX,
+            cache_reported: 0,
         });
         let mut now = 0u64;
         b.iter(|| {

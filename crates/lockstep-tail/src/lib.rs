@@ -68,7 +68,9 @@ pub mod table;
 
 pub use clock::{ManualTime, TimeSource};
 pub use stage::{
-    Intake, IntakeError, Left, Mapper, Recovered, Stage, StageConfig, StageError, StageMetrics,
-    Tick, QUARANTINE_FILE,
+    DecisionSource, Intake, IntakeError, Left, Mapper, Recovered, Stage, StageConfig, StageError,
+    StageMetrics, Tick, QUARANTINE_FILE,
 };
-pub use table::{Admit, Decided, Table, TableConfig, TraceId, POISON_TRIES};
+pub use table::{
+    Admit, Decided, Reported, Source, Table, TableConfig, TraceId, Verdict, POISON_TRIES,
+};

@@ -148,6 +148,47 @@ pub(crate) fn render(stage: &Stage, instance: &str, now_ns: u64) -> String {
         "Flushes answered retry because max_pinned_traces decided traces waited for room in the main queue.",
         &[(inst.clone(), r(&m.busy_refusals))],
     );
+    if stage.source() != crate::DecisionSource::Policy {
+        add(
+            &mut s,
+            "lockstep_loki_traces_kept_total",
+            "counter",
+            "Traces kept, by what kept them: the decision feed, the policy, the fallback while the feed was silent.",
+            &[
+                (l("source=\"feed\""), r(&m.kept_by_feed)),
+                (l("source=\"policy\""), r(&m.kept_by_policy)),
+                (l("source=\"fallback\""), r(&m.kept_by_fallback)),
+            ],
+        );
+        add(
+            &mut s,
+            "lockstep_loki_feed_ids_ahead_total",
+            "counter",
+            "Trace ids the feed reported kept before any of their lines arrived (remembered; their lines are kept as they come).",
+            &[(inst.clone(), r(&m.feed_ids_ahead))],
+        );
+        add(
+            &mut s,
+            "lockstep_loki_feed_ids_remembered",
+            "gauge",
+            "Trace ids reported kept whose lines have not arrived, remembered (decision_feed_cache_size).",
+            &[(inst.clone(), stage.reported_ids() as f64)],
+        );
+        add(
+            &mut s,
+            "lockstep_loki_feed_late_reports_total",
+            "counter",
+            "Feed reports that came after their trace's lines were dropped: raise decision_wait above the sampler's decision_wait plus its exporter's delay.",
+            &[(inst.clone(), r(&m.feed_late_reports))],
+        );
+        add(
+            &mut s,
+            "lockstep_loki_feed_silence_episodes_total",
+            "counter",
+            "Times the feed was silent past decision_feed_silence while lines waited (the fallback decided).",
+            &[(inst.clone(), r(&m.feed_silence_episodes))],
+        );
+    }
     add(
         &mut s,
         "lockstep_loki_waiting_unreadable_total",

@@ -5,6 +5,9 @@
 //! b'K' line                                                                  a line already kept (no trace id,
 //!                                                                            or a late line of a kept trace)
 //! b'D' count u32 LE, count × (trace id [16], keep u8)                        decisions, in the order made
+//! b'F' count u32 LE, count × trace id [16]                                   trace ids a decision feed
+//!                                                                            reported kept (durable
+//!                                                                            before the feed's 200)
 //!
 //! line = tag length u16 LE, tag, event
 //! ```
@@ -19,6 +22,7 @@ use lockstep_policy::TraceFacts;
 pub const PENDING: u8 = b'P';
 pub const KEPT: u8 = b'K';
 pub const DECISIONS: u8 = b'D';
+pub const REPORTED: u8 = b'F';
 
 /// One record of the waiting queue, borrowed.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +39,28 @@ pub enum WaitRecord<'a> {
         event: &'a [u8],
     },
     Decisions(Decisions<'a>),
+    /// Trace ids a decision feed reported kept.
+    Reported(Reported<'a>),
+}
+
+/// The trace ids of an `F` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported<'a>(&'a [u8]);
+
+impl<'a> Reported<'a> {
+    pub fn iter(&self) -> impl Iterator<Item = [u8; 16]> + 'a {
+        self.0.chunks_exact(16).map(|c| {
+            let mut t = [0u8; 16];
+            t.copy_from_slice(c);
+            t
+        })
+    }
+    pub fn len(&self) -> usize {
+        self.0.len() / 16
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The decisions of a `D` record.
@@ -117,6 +143,15 @@ pub fn write_decisions(out: &mut Vec<u8>, decisions: &[([u8; 16], bool)]) {
     }
 }
 
+/// One `F` record.
+pub fn write_reported(out: &mut Vec<u8>, ids: &[[u8; 16]]) {
+    out.push(REPORTED);
+    out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    for t in ids {
+        out.extend_from_slice(t);
+    }
+}
+
 /// Reads one record. Never panics.
 pub fn parse(b: &[u8]) -> Result<WaitRecord<'_>, RecordError> {
     let trunc = |what, offset| RecordError::Truncated { what, offset };
@@ -157,6 +192,19 @@ pub fn parse(b: &[u8]) -> Result<WaitRecord<'_>, RecordError> {
                 return Err(trunc("decisions", 5));
             }
             Ok(WaitRecord::Decisions(Decisions(body)))
+        }
+        REPORTED => {
+            let n = u32::from_le_bytes(
+                b.get(1..5)
+                    .ok_or(trunc("count", 1))?
+                    .try_into()
+                    .map_err(|_| trunc("count", 1))?,
+            ) as usize;
+            let body = &b[5..];
+            if body.len() != n.saturating_mul(16) {
+                return Err(trunc("reported ids", 5));
+            }
+            Ok(WaitRecord::Reported(Reported(body)))
         }
         k => Err(RecordError::Kind(k)),
     }
@@ -212,5 +260,12 @@ mod tests {
             })
         );
         assert!(parse(&k[..2]).is_err());
+        let mut f = Vec::new();
+        write_reported(&mut f, &[[4; 16], [5; 16]]);
+        let WaitRecord::Reported(ids) = parse(&f).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ids.iter().collect::<Vec<_>>(), vec![[4; 16], [5; 16]]);
+        assert!(parse(&f[..f.len() - 1]).is_err());
     }
 }

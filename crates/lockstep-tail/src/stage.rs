@@ -16,7 +16,9 @@ use lockstep_spool::{Spool, SpoolConfig, SpoolError};
 
 use crate::clock::{Clock, TimeSource};
 use crate::record::{self, WaitRecord};
-use crate::table::{Admit, Decided, Table, TableConfig, TraceId, POISON_TRIES};
+use crate::table::{
+    Admit, Decided, Reported, Source, Table, TableConfig, TraceId, Verdict, POISON_TRIES,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -87,6 +89,29 @@ pub struct StageMetrics {
     pub quarantined_decisions: AtomicU64,
     /// Flushes refused because `max_pinned` decided traces waited for the main queue.
     pub busy_refusals: AtomicU64,
+    /// Traces kept, by what kept them (the policy, the decision feed, the fallback while
+    /// the feed was silent).
+    pub kept_by_policy: AtomicU64,
+    pub kept_by_feed: AtomicU64,
+    pub kept_by_fallback: AtomicU64,
+    /// Feed reports of trace ids whose lines had not arrived yet (remembered).
+    pub feed_ids_ahead: AtomicU64,
+    /// Feed reports that came after the trace was dropped (raise `decision_wait`).
+    pub feed_late_reports: AtomicU64,
+    /// Times the feed fell silent while lines waited (decided by the fallback).
+    pub feed_silence_episodes: AtomicU64,
+}
+
+/// Where decisions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionSource {
+    /// The policy file, over each trace's lines.
+    Policy,
+    /// The decision feed only: a trace is kept when the sampler reports it, dropped
+    /// when `decision_wait` passes without a report (while the feed is alive).
+    Feed,
+    /// Kept when either the feed or the policy keeps it.
+    FeedOrPolicy,
 }
 
 /// Renders one line into what the main queue stores (the output's Loki entry), from the
@@ -110,6 +135,13 @@ pub struct StageConfig {
     /// budget). Without it a full waiting queue could hold no decision, and so could
     /// never be swept.
     pub decision_reserve: Option<u64>,
+    /// Where decisions come from.
+    pub source: DecisionSource,
+    /// The policy is the operator's (`false`: a built-in one that only names fields, so
+    /// the fallback of a silent feed keeps instead of asking it).
+    pub has_policy: bool,
+    /// With a feed: silent this long (no request) while lines wait, the fallback decides.
+    pub feed_silence_ns: u64,
 }
 
 struct Shared {
@@ -122,7 +154,14 @@ struct Shared {
     main: Arc<Spool>,
     table: Mutex<Table>,
     clock: Clock,
-    decided: Mutex<HashMap<(bool, Reason), u64>>,
+    decided: Mutex<HashMap<(bool, Source, Reason), u64>>,
+    source: DecisionSource,
+    has_policy: bool,
+    feed_silence_ns: u64,
+    /// When the feed last reported (stage clock; the open counts as a report).
+    last_report: AtomicU64,
+    /// In a silence episode (logged once per episode).
+    silent: std::sync::atomic::AtomicBool,
     /// Decisions made but not yet on disk (their lines wait until they are).
     unwritten: Mutex<Vec<(TraceId, bool)>>,
     /// The last waiting-queue record whose kept entry is already in the main queue
@@ -166,6 +205,8 @@ pub struct Recovered {
     pub pinned_traces: usize,
     /// Lines whose facts were read again (written under another policy).
     pub recomputed_lines: u64,
+    /// Trace ids a decision feed had reported kept.
+    pub reports: u64,
 }
 
 /// What one [`Stage::tick`] did.
@@ -227,6 +268,11 @@ impl Stage {
             table: Mutex::new(Table::new(cfg.table)),
             clock: Clock::new(cfg.time),
             decided: Mutex::new(HashMap::new()),
+            source: cfg.source,
+            has_policy: cfg.has_policy,
+            feed_silence_ns: cfg.feed_silence_ns,
+            last_report: AtomicU64::new(0),
+            silent: std::sync::atomic::AtomicBool::new(false),
             unwritten: Mutex::new(Vec::new()),
             appended_through: Mutex::new(None),
             poison: Mutex::new(HashMap::new()),
@@ -239,6 +285,7 @@ impl Stage {
             full_logged: Mutex::new(None),
             dfail_logged: Mutex::new(None),
         });
+        shared.last_report.store(shared.clock.now(), Relaxed);
         let rec = shared.recover().map_err(err)?;
         Ok((
             Stage {
@@ -345,15 +392,36 @@ impl Stage {
         (t.waiting(), t.pinned(), t.cached())
     }
 
-    /// Traces decided so far, by (keep, reason name), sorted.
+    /// Traces decided so far, by (keep, reason name), sorted. With a feed the reason
+    /// is `feed` (reported kept), `not_reported`, or `fallback:<policy reason>`.
     pub fn decided(&self) -> Vec<(bool, String, u64)> {
         let d = lock(&self.shared.decided);
         let mut v: Vec<_> = d
             .iter()
-            .map(|(&(k, r), &n)| (k, self.shared.policy.reason_name(r).to_string(), n))
+            .map(|(&(k, src, r), &n)| (k, self.shared.reason_name(k, src, r), n))
             .collect();
         v.sort();
         v
+    }
+
+    /// Where decisions come from.
+    pub fn source(&self) -> DecisionSource {
+        self.shared.source
+    }
+
+    /// Feed reports remembered for traces whose lines have not arrived.
+    pub fn reported_ids(&self) -> usize {
+        lock(&self.shared.table).reported()
+    }
+
+    /// A decision feed reports these traces kept (the spans of a tail sampler's kept
+    /// traces). Returns once the report is durable in the waiting queue: a waiting
+    /// trace is then decided kept and its lines are released at once; an id whose
+    /// lines have not arrived is remembered (bounded) so they are kept as they come.
+    /// An error (the waiting queue is full, or failing) means nothing was recorded:
+    /// the feed answers 503 and the sender retries.
+    pub fn report_kept(&self, ids: &[TraceId]) -> Result<usize, SpoolError> {
+        self.shared.report_kept(ids)
     }
 
     /// The waiting queue's gauges.
@@ -546,6 +614,73 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Shared {
+    fn reason_name(&self, keep: bool, source: Source, r: Reason) -> String {
+        match source {
+            Source::Policy => self.policy.reason_name(r).to_string(),
+            Source::Feed if keep => "feed".into(),
+            Source::Feed => "not_reported".into(),
+            Source::Fallback if self.has_policy => {
+                format!("fallback:{}", self.policy.reason_name(r))
+            }
+            Source::Fallback => "fallback:keep".into(),
+        }
+    }
+
+    fn report_kept(&self, ids: &[TraceId]) -> Result<usize, SpoolError> {
+        let now = self.clock.now();
+        let mut released = 0usize;
+        if !ids.is_empty() {
+            let recs: Vec<Vec<u8>> = ids
+                .chunks(DECISIONS_PER_RECORD)
+                .map(|part| {
+                    let mut r = Vec::with_capacity(5 + 16 * part.len());
+                    record::write_reported(&mut r, part);
+                    r
+                })
+                .collect();
+            self.wait.append_at(now, &recs)?;
+            if self.wait.config().sync != lockstep_spool::SyncMode::Always {
+                // The sender will not send these again once answered: durable first.
+                self.wait.sync()?;
+            }
+            let mut d = Vec::new();
+            {
+                let mut t = lock(&self.table);
+                for id in ids {
+                    match t.report_kept(id) {
+                        Reported::Released { .. } => {
+                            released += 1;
+                            d.push(*id);
+                        }
+                        Reported::Remembered => {
+                            self.metrics.feed_ids_ahead.fetch_add(1, Relaxed);
+                        }
+                        Reported::Late => {
+                            self.metrics.feed_late_reports.fetch_add(1, Relaxed);
+                        }
+                        Reported::AlreadyKept => {}
+                    }
+                }
+            }
+            if released > 0 {
+                self.metrics
+                    .kept_by_feed
+                    .fetch_add(released as u64, Relaxed);
+                *lock(&self.decided)
+                    .entry((true, Source::Feed, Reason::NotSampled))
+                    .or_insert(0) += released as u64;
+            }
+        }
+        self.last_report.store(now, Relaxed);
+        if self.silent.swap(false, Relaxed) {
+            log::info!("the decision feed reports again: traces follow it");
+        }
+        if released > 0 {
+            self.wake();
+        }
+        Ok(released)
+    }
+
     fn wake(&self) {
         lock(&self.signal).wake = true;
         self.cv.notify_all();
@@ -631,9 +766,33 @@ impl Shared {
         // restart after a partial sweep still knows them. What could not be written
         // before is written first.
         self.write_decisions(now)?;
+        let silent = self.source != DecisionSource::Policy
+            && now.saturating_sub(self.last_report.load(Relaxed)) > self.feed_silence_ns;
+        let by_policy = |f: &TraceFacts, source| {
+            let d = self.policy.decide_trace(f);
+            Verdict {
+                keep: d.keep,
+                reason: d.reason,
+                source,
+            }
+        };
+        let decide = |f: &TraceFacts| match self.source {
+            DecisionSource::Policy | DecisionSource::FeedOrPolicy => by_policy(f, Source::Policy),
+            DecisionSource::Feed if silent && self.has_policy => by_policy(f, Source::Fallback),
+            DecisionSource::Feed if silent => Verdict {
+                keep: true,
+                reason: Reason::NotSampled,
+                source: Source::Fallback,
+            },
+            DecisionSource::Feed => Verdict {
+                keep: false,
+                reason: Reason::NotSampled,
+                source: Source::Feed,
+            },
+        };
         loop {
             let mut decided = Vec::new();
-            lock(&self.table).decide_due(now, &self.policy, DECISIONS_PER_RECORD, &mut decided);
+            lock(&self.table).decide_due_with(now, &decide, DECISIONS_PER_RECORD, &mut decided);
             if decided.is_empty() {
                 break;
             }
@@ -708,7 +867,28 @@ impl Shared {
     fn count_decisions(&self, decided: &[Decided]) {
         let mut d = lock(&self.decided);
         for x in decided {
-            *d.entry((x.keep, x.reason)).or_insert(0) += 1;
+            *d.entry((x.keep, x.source, x.reason)).or_insert(0) += 1;
+            if x.keep {
+                match x.source {
+                    Source::Policy => &self.metrics.kept_by_policy,
+                    Source::Feed => &self.metrics.kept_by_feed,
+                    Source::Fallback => &self.metrics.kept_by_fallback,
+                }
+                .fetch_add(1, Relaxed);
+            }
+            if x.source == Source::Fallback && !self.silent.swap(true, Relaxed) {
+                self.metrics.feed_silence_episodes.fetch_add(1, Relaxed);
+                log::warn!(
+                    "the decision feed has been silent for over {:?} while lines wait: \
+                     traces are decided by {} until it reports again",
+                    Duration::from_nanos(self.feed_silence_ns),
+                    if self.has_policy {
+                        "the policy file"
+                    } else {
+                        "keeping them (no policy_file)"
+                    }
+                );
+            }
             if x.early {
                 self.metrics.decided_early.fetch_add(1, Relaxed);
             }
@@ -746,7 +926,7 @@ impl Shared {
                         Some(keep) => Fate::Trace(trace, keep),
                     },
                     Ok(WaitRecord::Kept { .. }) => Fate::Kept,
-                    Ok(WaitRecord::Decisions(_)) => Fate::Skip,
+                    Ok(WaitRecord::Decisions(_) | WaitRecord::Reported(_)) => Fate::Skip,
                     Err(e) => {
                         self.metrics.unreadable_records.fetch_add(1, Relaxed);
                         log::error!("waiting queue record {}: {e}; skipped", r.seq);
@@ -1019,6 +1199,12 @@ impl Shared {
                         for (tr, keep) in ds.iter() {
                             rec.decisions += 1;
                             t.recover_decision(&tr, keep);
+                        }
+                    }
+                    Ok(WaitRecord::Reported(ids)) => {
+                        for tr in ids.iter() {
+                            rec.reports += 1;
+                            t.recover_report(&tr);
                         }
                     }
                     Err(_) => {}

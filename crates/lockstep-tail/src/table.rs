@@ -40,6 +40,9 @@ pub struct TableConfig {
     /// (their sweep waits for room in the main queue); beyond it lines of new traces
     /// are refused ([`Admit::Busy`]: the flush answers retry) until the sweep catches up.
     pub max_pinned: usize,
+    /// Trace ids a decision feed reported kept before their lines arrived, remembered
+    /// (least recently used forgotten first).
+    pub cache_reported: usize,
 }
 
 #[derive(Debug)]
@@ -86,6 +89,43 @@ pub struct Decided {
     pub lines: u32,
     /// The policy panicked deciding it, [`POISON_TRIES`] times: kept (fail open).
     pub poisoned: bool,
+    /// What decided it.
+    pub source: Source,
+}
+
+/// What decided a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// The policy file, evaluated over the trace's lines.
+    Policy,
+    /// The decision feed: the sampler reported the trace kept, or did not report it
+    /// within `decision_wait`.
+    Feed,
+    /// The feed was silent: the policy (or keep, without one) decided instead.
+    Fallback,
+}
+
+/// A decision as [`Table::decide_due_with`]'s closure gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub keep: bool,
+    pub reason: Reason,
+    pub source: Source,
+}
+
+/// What a feed report did to a trace ([`Table::report_kept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// It was waiting: decided kept now, its lines released.
+    Released { lines: u32 },
+    /// Its lines have not arrived (or it was forgotten): remembered, its lines will be
+    /// kept as they arrive.
+    Remembered,
+    /// Already decided kept.
+    AlreadyKept,
+    /// Already decided dropped: the report came after its lines were dropped (or are
+    /// being dropped). Lines arriving from now on are kept.
+    Late,
 }
 
 /// How many times a trace's decision may panic before it is kept without one.
@@ -176,6 +216,8 @@ pub struct Table {
     waiting: usize,
     sampled: Lru,
     not_sampled: Lru,
+    /// Trace ids a decision feed reported kept before any of their lines arrived.
+    reported: Lru,
     /// Traces whose decision the cache forgot: a line of one of those is counted as a
     /// late line that started a new trace.
     forgotten: Fifo<TraceId>,
@@ -192,6 +234,7 @@ impl Table {
         Table {
             sampled: Lru::new(cfg.cache_sampled),
             not_sampled: Lru::new(cfg.cache_not_sampled),
+            reported: Lru::new(cfg.cache_reported),
             forgotten: Fifo::new(forget),
             cfg,
             traces: HashMap::default(),
@@ -254,10 +297,13 @@ impl Table {
                     late: false,
                 };
             }
-            Some(Trace::Decided { keep, .. }) => return Admit::Follow(*keep),
+            Some(Trace::Decided { keep, .. }) => {
+                // A feed report after a drop: lines from now on are kept.
+                return Admit::Follow(*keep || self.reported.contains(t));
+            }
             None => {}
         }
-        if self.sampled.hit(t) {
+        if self.sampled.hit(t) || self.reported.hit(t) {
             return Admit::Follow(true);
         }
         if self.not_sampled.hit(t) {
@@ -324,6 +370,26 @@ impl Table {
     /// Decided traces are pinned with a decision that is not yet durable: their lines
     /// leave the waiting queue only after [`Table::mark_durable`].
     pub fn decide_due(&mut self, now: u64, policy: &Policy, max: usize, out: &mut Vec<Decided>) {
+        let by_policy = |f: &TraceFacts| {
+            let d = policy.decide_trace(f);
+            Verdict {
+                keep: d.keep,
+                reason: d.reason,
+                source: Source::Policy,
+            }
+        };
+        self.decide_due_with(now, &by_policy, max, out)
+    }
+
+    /// [`Table::decide_due`] with the decision made by `decide` (a policy, the feed's
+    /// "not reported", a fallback).
+    pub fn decide_due_with(
+        &mut self,
+        now: u64,
+        decide: &dyn Fn(&TraceFacts) -> Verdict,
+        max: usize,
+        out: &mut Vec<Decided>,
+    ) {
         let mut passed: Vec<(u64, TraceId)> = Vec::new();
         let start = out.len();
         while out.len() - start < max {
@@ -353,13 +419,22 @@ impl Table {
                 passed.push((first, t));
                 continue;
             }
+            let reported = self.reported.contains(&t);
             let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 #[cfg(test)]
                 tests::fault_point(&t);
-                policy.decide_trace(facts)
+                if reported {
+                    // The feed reported it while one of its lines was being written.
+                    return Verdict {
+                        keep: true,
+                        reason: Reason::NotSampled,
+                        source: Source::Feed,
+                    };
+                }
+                decide(facts)
             }));
-            let (keep, reason, poisoned) = match decided {
-                Ok(d) => (d.keep, d.reason, false),
+            let (keep, reason, poisoned, source) = match decided {
+                Ok(d) => (d.keep, d.reason, false, d.source),
                 Err(_) if *failures + 1 < POISON_TRIES => {
                     *failures += 1;
                     log::error!(
@@ -371,7 +446,7 @@ impl Table {
                     passed.push((first, t));
                     continue;
                 }
-                Err(_) => (true, Reason::Error, true),
+                Err(_) => (true, Reason::Error, true, Source::Policy),
             };
             let (pending, lines) = (*pending, facts.lines());
             self.waiting -= 1;
@@ -382,6 +457,7 @@ impl Table {
                 early,
                 lines,
                 poisoned,
+                source,
             });
             if pending == 0 {
                 self.traces.remove(&t);
@@ -399,6 +475,93 @@ impl Table {
         }
         for e in passed.into_iter().rev() {
             self.order.push_front(e);
+        }
+    }
+
+    /// A decision feed reported trace `t` kept, durably (its report record is on disk):
+    /// a waiting trace is decided kept now (its lines may be swept at once), an unknown
+    /// one is remembered so its lines are kept as they arrive.
+    pub fn report_kept(&mut self, t: &TraceId) -> Reported {
+        match self.traces.get(t) {
+            Some(Trace::Waiting {
+                pending,
+                inflight,
+                facts,
+                ..
+            }) if *inflight == 0 => {
+                let (pending, lines) = (*pending, facts.lines());
+                self.waiting -= 1;
+                if pending == 0 {
+                    self.traces.remove(t);
+                    self.remember(*t, true);
+                } else {
+                    self.traces.insert(
+                        *t,
+                        Trace::Decided {
+                            keep: true,
+                            pending,
+                            durable: true,
+                        },
+                    );
+                }
+                Reported::Released { lines }
+            }
+            // A line is being written: the trace is kept when it comes due (the report
+            // is remembered), so its decision still follows all its lines.
+            Some(Trace::Waiting { .. }) => {
+                self.reported.insert(*t);
+                Reported::Remembered
+            }
+            Some(Trace::Decided { keep: true, .. }) => Reported::AlreadyKept,
+            Some(Trace::Decided { keep: false, .. }) => {
+                self.reported.insert(*t);
+                Reported::Late
+            }
+            None if self.sampled.contains(t) => Reported::AlreadyKept,
+            None => {
+                let late = self.not_sampled.contains(t);
+                self.not_sampled.remove(t);
+                self.reported.insert(*t);
+                if late {
+                    Reported::Late
+                } else {
+                    Reported::Remembered
+                }
+            }
+        }
+    }
+
+    /// True when a feed reported `t` kept (it is remembered).
+    pub fn is_reported(&self, t: &TraceId) -> bool {
+        self.reported.contains(t)
+    }
+
+    /// Feed reports remembered for traces whose lines have not arrived.
+    pub fn reported(&self) -> usize {
+        self.reported.len()
+    }
+
+    /// A feed report read back at recovery: decides the lines before it (kept); with
+    /// none, it is remembered.
+    pub fn recover_report(&mut self, t: &TraceId) {
+        match self.traces.get(t) {
+            Some(Trace::Waiting { pending, .. }) => {
+                let pending = *pending;
+                self.traces.insert(
+                    *t,
+                    Trace::Decided {
+                        keep: true,
+                        pending,
+                        durable: true,
+                    },
+                );
+                self.waiting -= 1;
+            }
+            Some(Trace::Decided { .. }) => {}
+            None => {
+                self.not_sampled.remove(t);
+                self.reported.insert(*t);
+            }
         }
     }
 
@@ -580,6 +743,7 @@ mod tests {
             cache_sampled: cache,
             cache_not_sampled: cache,
             max_pinned: 1_000,
+            cache_reported: 100,
         }
     }
 

@@ -22,11 +22,15 @@ fn cfg(num_traces: usize) -> StageConfig {
             cache_sampled: 100,
             cache_not_sampled: 100,
             max_pinned: 1000,
+            cache_reported: 100,
         },
         fingerprint: Policy::default_policy().fingerprint(),
         spool: SpoolConfig::default(),
         time: TimeSource::System,
         decision_reserve: None,
+        source: DecisionSource::Policy,
+        has_policy: true,
+        feed_silence_ns: 300_000_000_000,
     }
 }
 
@@ -858,4 +862,202 @@ fn a_trace_is_not_decided_while_one_of_its_lines_is_being_written() {
     let t = rig.stage.tick(t0 + WAIT + 1).unwrap();
     assert_eq!((t.decided, t.moved), (1, 2), "{t:?}");
     assert_eq!(main_entries(&rig.main), vec!["4 a", "4 b"]);
+}
+
+// ---- the decision feed -------------------------------------------------------------
+
+fn id(i: u8) -> TraceId {
+    [i; 16]
+}
+
+fn feed_cfg(source: DecisionSource) -> (StageConfig, Arc<ManualTime>) {
+    let (mut c, clock) = manual(1000);
+    c.source = source;
+    (c, clock)
+}
+
+/// With `feed`, the sampler's report decides: a reported trace's lines go at once (no
+/// need to wait out decision_wait), an unreported one is dropped at its time, whatever
+/// its lines say.
+#[test]
+fn feed_a_reported_trace_goes_at_once_and_an_unreported_one_is_dropped_at_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = feed_cfg(DecisionSource::Feed);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(&rig.stage, &request(1, false)); // info only: a policy would drop it
+    flush(&rig.stage, &request(2, true)); // an error: a policy would keep it
+    assert_eq!(rig.stage.report_kept(&[id(1)]).unwrap(), 1);
+    clock.advance(1_000_000);
+    // long before decision_wait
+    let t = rig.stage.tick(t0 + 1_000_000).unwrap();
+    assert_eq!((t.decided, t.moved), (0, 3), "{t:?}");
+    let t = rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!((t.decided, t.dropped), (1, 3), "{t:?}");
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["1 started", "1 db", "1 finished"]
+    );
+    assert_eq!(
+        rig.stage.decided(),
+        vec![(false, "not_reported".into(), 1), (true, "feed".into(), 1)]
+    );
+    assert_eq!(rig.stage.metrics().kept_by_feed.load(Relaxed), 1);
+    let text = rig.stage.render_metrics("x", t0);
+    assert!(
+        text.contains("lockstep_loki_traces_kept_total{instance=\"x\",source=\"feed\"} 1\n"),
+        "{text}"
+    );
+}
+
+/// A report that comes before any line of its trace is remembered: the lines are kept
+/// as they arrive.
+#[test]
+fn feed_a_report_before_the_lines_keeps_them_as_they_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = feed_cfg(DecisionSource::Feed);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    rig.stage.report_kept(&[id(3)]).unwrap();
+    assert_eq!(rig.stage.reported_ids(), 1);
+    assert_eq!(flush(&rig.stage, &request(3, false)), 3);
+    let t = rig.stage.tick(t0 + 1).unwrap();
+    assert_eq!((t.decided, t.moved), (0, 3), "{t:?}");
+    assert_eq!(rig.stage.metrics().feed_ids_ahead.load(Relaxed), 1);
+}
+
+/// The report is durable before `report_kept` returns (the feed's 200): after a crash
+/// right after it, the trace is still kept, whether its lines were waiting or not yet
+/// there.
+#[test]
+fn feed_a_report_survives_a_crash_right_after_it_was_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = feed_cfg(DecisionSource::Feed);
+    let t0 = clock.wall();
+    {
+        let rig = open(dir.path(), c.clone(), Policy::default_policy());
+        flush(&rig.stage, &request(4, false));
+        rig.stage.report_kept(&[id(4), id(5)]).unwrap();
+        // the process dies before any tick
+    }
+    let rig = open(dir.path(), c, Policy::default_policy());
+    assert_eq!(rig.rec.reports, 2);
+    assert_eq!(flush(&rig.stage, &request(5, false)), 3);
+    rig.stage.tick(t0 + 1).unwrap();
+    let got = main_entries(&rig.main);
+    assert_eq!(
+        got,
+        vec![
+            "4 started",
+            "4 db",
+            "4 finished",
+            "5 started",
+            "5 db",
+            "5 finished"
+        ]
+    );
+}
+
+/// A report after its trace was dropped is counted (the operator raises
+/// decision_wait); lines after it are kept.
+#[test]
+fn feed_a_late_report_is_counted_and_later_lines_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = feed_cfg(DecisionSource::Feed);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(&rig.stage, &request(6, true));
+    rig.stage.tick(t0 + WAIT).unwrap();
+    assert!(main_entries(&rig.main).is_empty());
+    rig.stage.report_kept(&[id(6)]).unwrap();
+    assert_eq!(rig.stage.metrics().feed_late_reports.load(Relaxed), 1);
+    flush(&rig.stage, &[json!({"trace_id": tid(6), "msg": "6 late"})]);
+    rig.stage.tick(t0 + WAIT + 1).unwrap();
+    assert_eq!(main_entries(&rig.main), vec!["6 late"]);
+}
+
+/// A silent feed (the sampler down, or its exporter misrouted): past
+/// `decision_feed_silence` the policy decides (or, without one, lines are kept) —
+/// never dropped for want of a report; counted once per episode; recovery is automatic.
+#[test]
+fn feed_silence_falls_back_to_the_policy_once_per_episode() {
+    for has_policy in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, clock) = feed_cfg(DecisionSource::Feed);
+        c.feed_silence_ns = 2 * WAIT;
+        c.has_policy = has_policy;
+        let t0 = clock.wall();
+        let rig = open(dir.path(), c, Policy::default_policy());
+        // within the silence allowance: unreported means dropped
+        flush(&rig.stage, &request(1, true));
+        rig.stage.tick(t0 + WAIT).unwrap();
+        clock.advance(2 * WAIT);
+        flush(&rig.stage, &request(2, true));
+        flush(&rig.stage, &request(3, false));
+        rig.stage.tick(t0 + 3 * WAIT).unwrap();
+        let m = rig.stage.metrics();
+        assert_eq!(m.feed_silence_episodes.load(Relaxed), 1);
+        let want: Vec<&str> = if has_policy {
+            vec!["2 started", "2 db", "2 finished"]
+        } else {
+            vec![
+                "2 started",
+                "2 db",
+                "2 finished",
+                "3 started",
+                "3 db",
+                "3 finished",
+            ]
+        };
+        assert_eq!(main_entries(&rig.main), want, "has_policy {has_policy}");
+        // the feed is back: its reports decide again; a new silence is a new episode
+        rig.stage.report_kept(&[]).unwrap();
+        clock.advance(WAIT);
+        flush(&rig.stage, &request(4, true));
+        rig.stage.tick(t0 + 4 * WAIT).unwrap();
+        assert_eq!(
+            main_entries(&rig.main).len(),
+            want.len(),
+            "4 unreported: dropped"
+        );
+        assert_eq!(m.feed_silence_episodes.load(Relaxed), 1);
+        clock.advance(3 * WAIT);
+        flush(&rig.stage, &request(5, true));
+        rig.stage.tick(t0 + 8 * WAIT).unwrap();
+        assert_eq!(m.feed_silence_episodes.load(Relaxed), 2);
+        assert_eq!(
+            m.kept_by_fallback.load(Relaxed),
+            if has_policy { 2 } else { 3 }
+        );
+    }
+}
+
+/// `feed_or_policy`: kept when either keeps it.
+#[test]
+fn feed_or_policy_keeps_what_either_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = feed_cfg(DecisionSource::FeedOrPolicy);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(&rig.stage, &request(1, false)); // reported
+    flush(&rig.stage, &request(2, true)); // the policy keeps it
+    flush(&rig.stage, &request(3, false)); // neither
+    rig.stage.report_kept(&[id(1)]).unwrap();
+    rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!(
+        main_entries(&rig.main),
+        vec![
+            "1 started",
+            "1 db",
+            "1 finished",
+            "2 started",
+            "2 db",
+            "2 finished"
+        ]
+    );
+    let m = rig.stage.metrics();
+    assert_eq!(
+        (m.kept_by_feed.load(Relaxed), m.kept_by_policy.load(Relaxed)),
+        (1, 1)
+    );
 }

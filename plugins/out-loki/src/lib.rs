@@ -55,6 +55,8 @@ pub struct LokiOutput {
     /// `shutdown_grace`: the whole exit (decisions coming due, then the drain).
     grace: Duration,
     decision_wait_ns: u64,
+    /// The decision feed's receiver, with `decision_feed`.
+    feed: Mutex<Option<lockstep_feed::FeedServer>>,
 }
 
 impl OutputPlugin for LokiOutput {
@@ -90,16 +92,22 @@ impl OutputPlugin for LokiOutput {
         let metrics = Arc::new(Metrics::default());
         // The listener first: a failed bind must fail init before any thread starts.
         let stage_cell: Arc<std::sync::OnceLock<Arc<Stage>>> = Arc::default();
+        let feed_cell: Arc<std::sync::OnceLock<Arc<lockstep_feed::FeedMetrics>>> = Arc::default();
+        let feed_server: Mutex<Option<lockstep_feed::FeedServer>> = Mutex::new(None);
         let metrics_server = match st.metrics_listen {
             None => None,
             Some(addr) => {
                 let (m, s, l) = (metrics.clone(), spool.clone(), label.clone());
                 let cell = stage_cell.clone();
+                let fcell = feed_cell.clone();
                 let srv = MetricsServer::start(addr, format!("{label}.metrics"), move || {
                     let now = lockstep_spool::now_ns();
                     let mut text = m.render(&l, &s.gauges(), now);
                     if let Some(stage) = cell.get() {
                         text.push_str(&stage.render_metrics(&l, now));
+                    }
+                    if let Some(fm) = fcell.get() {
+                        text.push_str(&fm.render(&l));
                     }
                     text
                 })
@@ -134,9 +142,20 @@ impl OutputPlugin for LokiOutput {
                     },
                     time: lockstep_tail::TimeSource::System,
                     decision_reserve: None,
+                    source: sm.source,
+                    has_policy: sm.policy_file.is_some(),
+                    feed_silence_ns: sm.feed.as_ref().map_or(u64::MAX, |f| {
+                        u64::try_from(f.silence.as_nanos()).unwrap_or(u64::MAX)
+                    }),
                 };
-                for w in sm.policy.warnings() {
-                    log::warn!("policy_file {}: {w}", sm.policy_file.display());
+                let policy_name = sm.policy_file.as_ref().map_or_else(
+                    || "the decision feed only (no policy_file)".to_string(),
+                    |p| p.display().to_string(),
+                );
+                if sm.policy_file.is_some() {
+                    for w in sm.policy.warnings() {
+                        log::warn!("policy_file {policy_name}: {w}");
+                    }
                 }
                 let d = drain.clone();
                 let opened = Stage::open(
@@ -155,14 +174,16 @@ impl OutputPlugin for LokiOutput {
                     }
                 };
                 log::info!(
-                    "sampling by trace with {} (decision_wait {:?}, num_traces {}): {} waiting \
-                     traces, {} decided traces to sweep ({} lines) recovered from {}",
-                    sm.policy_file.display(),
+                    "sampling by trace with {policy_name}, decisions from {:?} (decision_wait \
+                     {:?}, num_traces {}): {} waiting traces, {} decided traces to sweep ({} \
+                     lines), {} feed reports recovered from {}",
+                    sm.source,
                     std::time::Duration::from_nanos(sm.table.decision_wait_ns),
                     sm.table.num_traces,
                     rec.waiting_traces,
                     rec.pinned_traces,
                     rec.pending_lines,
+                    rec.reports,
                     wait_dir.display()
                 );
                 let stage = Arc::new(stage);
@@ -175,6 +196,38 @@ impl OutputPlugin for LokiOutput {
                     return Err(e.into());
                 }
                 let _ = stage_cell.set(stage.clone());
+                if let Some(feed) = &sm.feed {
+                    let fm = Arc::new(lockstep_feed::FeedMetrics::default());
+                    let sink = stage.clone();
+                    let started = lockstep_feed::FeedServer::start(
+                        feed.listen,
+                        format!("{label}.feed"),
+                        feed.config.clone(),
+                        fm.clone(),
+                        Arc::new(move |r: &lockstep_feed::Report| {
+                            sink.report_kept(&r.trace_ids)
+                                .map(|_| ())
+                                .map_err(|e| lockstep_feed::SinkError(e.to_string()))
+                        }),
+                    );
+                    match started {
+                        Ok(server) => {
+                            log::info!(
+                                "decision feed on http://{}{} (OTLP/HTTP traces, protobuf or \
+                                 JSON): traces the sampler exports are kept",
+                                server.addr(),
+                                feed.config.path
+                            );
+                            *feed_server.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
+                            let _ = feed_cell.set(fm);
+                        }
+                        Err(e) => {
+                            stage.stop();
+                            drain.stop();
+                            return Err(format!("decision_feed {}: {e}", feed.listen).into());
+                        }
+                    }
+                }
                 Some(stage)
             }
         };
@@ -189,6 +242,7 @@ impl OutputPlugin for LokiOutput {
             full_logged: Mutex::new(None),
             grace: st.drain.shutdown_grace,
             decision_wait_ns,
+            feed: feed_server,
         })
     }
 
@@ -255,6 +309,10 @@ impl OutputPlugin for LokiOutput {
         let now = Instant::now();
         let deadline = now.checked_add(grace).unwrap_or(now);
         let mut waiting = String::new();
+        // No report after this: the feed's threads end before the stage stops.
+        if let Some(mut f) = self.feed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            f.stop();
+        }
         if let Some(stage) = &self.stage {
             // Traces that come due within the grace are decided and swept (on full
             // facts: no flush is accepted any more), leaving the drain the last quarter

@@ -64,6 +64,14 @@ pub const KNOWN_KEYS: &[&str] = &[
     "decision_cache_sampled_size",
     "decision_cache_not_sampled_size",
     "max_pinned_traces",
+    "decision_feed",
+    "decision_feed_path",
+    "decision_feed_token",
+    "decision_feed_token_file",
+    "decision_feed_max_bytes",
+    "decision_feed_silence",
+    "decision_feed_cache_size",
+    "decision_source",
 ];
 
 /// Keys of the built-in `loki` output that `lockstep_loki` does not implement: refused
@@ -97,44 +105,158 @@ pub struct Settings {
 /// The decision stage's settings.
 #[derive(Debug)]
 pub struct Sampling {
-    pub policy_file: PathBuf,
+    /// `None`: no `policy_file` (decisions from the feed only; the built-in policy only
+    /// names the fields that carry trace ids).
+    pub policy_file: Option<PathBuf>,
     pub policy: lockstep_policy::Policy,
+    pub source: lockstep_tail::DecisionSource,
+    /// The decision feed, when configured.
+    pub feed: Option<Feed>,
     /// [`Policy::fingerprint`](lockstep_policy::Policy::fingerprint): names the policy
     /// facts on disk were written under (the compiled rules, not the file's text).
     pub fingerprint: u32,
     pub table: lockstep_tail::TableConfig,
 }
 
-/// Keys that only mean something with `policy_file`.
+/// The decision feed's settings (`decision_feed` and its keys).
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub listen: SocketAddr,
+    pub config: lockstep_feed::FeedConfig,
+    /// Silent this long while lines wait: the fallback decides.
+    pub silence: Duration,
+}
+
+/// Keys that only mean something with `policy_file` or `decision_feed`.
 const SAMPLING_KEYS: &[&str] = &[
     "decision_wait",
     "num_traces",
     "decision_cache_sampled_size",
     "decision_cache_not_sampled_size",
     "max_pinned_traces",
+    "decision_source",
 ];
 
-fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
-    let Some(policy_file) = config.get::<PathBuf>("policy_file")? else {
-        if let Some(k) = SAMPLING_KEYS.iter().find(|k| config.raw(k).is_some()) {
-            return Err(
-                format!("`{k}` needs `policy_file` (sampling by trace is off without it)").into(),
-            );
+/// Keys that only mean something with `decision_feed`.
+const FEED_KEYS: &[&str] = &[
+    "decision_feed_path",
+    "decision_feed_token",
+    "decision_feed_token_file",
+    "decision_feed_max_bytes",
+    "decision_feed_silence",
+    "decision_feed_cache_size",
+];
+
+fn feed(config: &Config<'_>) -> Result<Option<Feed>, E> {
+    let Some(listen) = config.get::<String>("decision_feed")? else {
+        if let Some(k) = FEED_KEYS.iter().find(|k| config.raw(k).is_some()) {
+            return Err(format!("`{k}` needs `decision_feed`").into());
         }
         return Ok(None);
     };
-    let origin = policy_file.display().to_string();
-    let text = std::fs::read_to_string(&policy_file)
-        .map_err(|e| format!("`policy_file` {origin}: {e}"))?;
-    let file = lockstep_policy::parse_policy(
-        &text,
-        lockstep_policy::Format::from_path(&policy_file),
-        &origin,
-    )
-    .map_err(|e| format!("`policy_file` {e}"))?;
-    let policy = lockstep_policy::Policy::compile(&file)
-        .map_err(|e| format!("`policy_file` {origin}: {e}"))?;
-    let timing = file.trace_timing();
+    let listen = lockstep_ship::parse_listen(&listen)
+        .map_err(|e| e.replace("metrics_listen", "decision_feed"))?;
+    let path: String = config.get_or("decision_feed_path", "/v1/traces".to_string())?;
+    if !path.starts_with('/') {
+        return Err(format!("`decision_feed_path` {path:?} must start with /").into());
+    }
+    let token = match (
+        config.get::<String>("decision_feed_token")?,
+        config.get::<PathBuf>("decision_feed_token_file")?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err("set one of `decision_feed_token` and `decision_feed_token_file`".into())
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("`decision_feed_token_file` {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if token.as_deref() == Some("") {
+        return Err("`decision_feed_token` is empty".into());
+    }
+    let max = config
+        .get_or("decision_feed_max_bytes", ByteSize(16 << 20))?
+        .bytes();
+    if max == 0 || max > 64 << 20 {
+        return Err(
+            format!("`decision_feed_max_bytes` {max} must be in 1..=64M (OTLP's cap)").into(),
+        );
+    }
+    let silence = duration(
+        config,
+        "decision_feed_silence",
+        Duration::from_secs(300),
+        24 * HOUR,
+    )?;
+    Ok(Some(Feed {
+        listen,
+        config: lockstep_feed::FeedConfig {
+            path,
+            bearer_token: token,
+            limits: lockstep_feed::Limits {
+                max_body_bytes: max as usize,
+            },
+            ..lockstep_feed::FeedConfig::default()
+        },
+        silence,
+    }))
+}
+
+fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
+    let feed = feed(config)?;
+    let policy_file = config.get::<PathBuf>("policy_file")?;
+    if policy_file.is_none() && feed.is_none() {
+        if let Some(k) = SAMPLING_KEYS.iter().find(|k| config.raw(k).is_some()) {
+            return Err(format!(
+                "`{k}` needs `policy_file` or `decision_feed` (sampling by trace is off without them)"
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    use lockstep_tail::DecisionSource as S;
+    let source = match config.get::<String>("decision_source")?.as_deref() {
+        None if feed.is_some() => S::Feed,
+        None => S::Policy,
+        Some("feed") => S::Feed,
+        Some("policy") => S::Policy,
+        Some("feed_or_policy") => S::FeedOrPolicy,
+        Some(other) => {
+            return Err(
+                format!("`decision_source` {other:?}: want feed, policy or feed_or_policy").into(),
+            )
+        }
+    };
+    if source != S::Policy && feed.is_none() {
+        return Err("`decision_source` feed and feed_or_policy need `decision_feed`".into());
+    }
+    if source != S::Feed && policy_file.is_none() {
+        return Err("`decision_source` policy and feed_or_policy need `policy_file`".into());
+    }
+    let (file, policy) = match &policy_file {
+        Some(policy_file) => {
+            let origin = policy_file.display().to_string();
+            let text = std::fs::read_to_string(policy_file)
+                .map_err(|e| format!("`policy_file` {origin}: {e}"))?;
+            let file = lockstep_policy::parse_policy(
+                &text,
+                lockstep_policy::Format::from_path(policy_file),
+                &origin,
+            )
+            .map_err(|e| format!("`policy_file` {e}"))?;
+            let policy = lockstep_policy::Policy::compile(&file)
+                .map_err(|e| format!("`policy_file` {origin}: {e}"))?;
+            (Some(file), policy)
+        }
+        // Only its field table (where trace ids are found) is used.
+        None => (None, lockstep_policy::Policy::default_policy()),
+    };
+    let timing = file.map(|f| f.trace_timing()).unwrap_or_default();
     let file_wait = timing
         .decision_wait_ms
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
@@ -156,10 +278,13 @@ fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
     }
     // The Collector's `decision_cache` in the file, as for `decision_wait`: the keys win.
     let cache = |v: Option<u64>| v.and_then(|n| usize::try_from(n).ok()).unwrap_or(50_000);
+    let cache_reported: usize = config.get_or("decision_feed_cache_size", 100_000usize)?;
     Ok(Some(Sampling {
         fingerprint: policy.fingerprint(),
         policy,
         policy_file,
+        source,
+        feed,
         table: lockstep_tail::TableConfig {
             decision_wait_ns: u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
             num_traces,
@@ -172,6 +297,7 @@ fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
                 cache(timing.non_sampled_cache_size),
             )?,
             max_pinned,
+            cache_reported,
         },
     }))
 }
@@ -606,6 +732,91 @@ mod tests {
     }
 
     #[test]
+    fn the_decision_feed_keys_and_the_choice_of_decision_source() {
+        let d = tempfile_dir();
+        let p = d.join("p.yaml");
+        std::fs::write(&p, lockstep_policy::DEFAULT_POLICY_YAML).unwrap();
+        let p = p.display().to_string();
+        use lockstep_tail::DecisionSource as S;
+        // a feed alone: decisions from the feed, the built-in policy only names fields
+        let st = s(&[("spool_dir", "/q"), ("decision_feed", "4319")]).unwrap();
+        let sm = st.sampling.unwrap();
+        assert_eq!(sm.source, S::Feed);
+        assert!(sm.policy_file.is_none());
+        let f = sm.feed.unwrap();
+        assert_eq!(f.listen, "127.0.0.1:4319".parse().unwrap());
+        assert_eq!(f.config.path, "/v1/traces");
+        assert_eq!(f.config.limits.max_body_bytes, 16 << 20);
+        assert_eq!(f.silence, Duration::from_secs(300));
+        assert_eq!(sm.table.cache_reported, 100_000);
+        // a feed and a policy: the feed decides, the policy is the fallback
+        let st = s(&[
+            ("spool_dir", "/q"),
+            ("decision_feed", "0.0.0.0:4319"),
+            ("policy_file", &p),
+            ("decision_feed_token", "s3cret"),
+            ("decision_feed_max_bytes", "1M"),
+            ("decision_feed_silence", "90s"),
+            ("decision_feed_cache_size", "7"),
+        ])
+        .unwrap();
+        assert!(!format!("{st:?}").contains("s3cret"));
+        let sm = st.sampling.unwrap();
+        assert_eq!(sm.source, S::Feed);
+        let f = sm.feed.unwrap();
+        assert_eq!(f.config.bearer_token.as_deref(), Some("s3cret"));
+        assert_eq!(f.config.limits.max_body_bytes, 1 << 20);
+        assert_eq!(
+            (f.silence, sm.table.cache_reported),
+            (Duration::from_secs(90), 7)
+        );
+        let st = s(&[
+            ("spool_dir", "/q"),
+            ("decision_feed", "4319"),
+            ("policy_file", &p),
+            ("decision_source", "feed_or_policy"),
+        ])
+        .unwrap();
+        assert_eq!(st.sampling.unwrap().source, S::FeedOrPolicy);
+        for (pairs, want) in [
+            (
+                vec![("decision_source", "feed")],
+                "needs `policy_file` or `decision_feed`",
+            ),
+            (
+                vec![("policy_file", p.as_str()), ("decision_source", "feed")],
+                "need `decision_feed`",
+            ),
+            (
+                vec![("decision_feed", "4319"), ("decision_source", "policy")],
+                "need `policy_file`",
+            ),
+            (
+                vec![("decision_feed", "4319"), ("decision_source", "both")],
+                "feed_or_policy",
+            ),
+            (vec![("decision_feed_token", "x")], "needs `decision_feed`"),
+            (vec![("decision_feed", "nowhere")], "decision_feed"),
+            (
+                vec![("decision_feed", "4319"), ("decision_feed_path", "v1")],
+                "must start with /",
+            ),
+            (
+                vec![
+                    ("decision_feed", "4319"),
+                    ("decision_feed_max_bytes", "65M"),
+                ],
+                "64M",
+            ),
+        ] {
+            let mut all = vec![("spool_dir", "/q")];
+            all.extend(pairs.iter().copied());
+            let err = s(&all).unwrap_err();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_never_in_debug() {
         let st = s(&[
             ("spool_dir", "/q"),
@@ -650,7 +861,7 @@ mod tests {
                 "README does not document `{key}`"
             );
         }
-        for dir in ["loki", "loki-sampling"] {
+        for dir in ["loki", "loki-sampling", "loki-feed"] {
             let conf = std::fs::read_to_string(
                 root.join("fluent-bit-conf")
                     .join(dir)

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         cache_sampled: 2,
         cache_not_sampled: 2,
         max_pinned: usize::MAX,
+        cache_reported: 2,
     });
     let mut waiting = Vec::new();
     for (i, r) in Chunk::new(data).records().enumerate() {

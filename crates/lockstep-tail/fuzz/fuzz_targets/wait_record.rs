@@ -42,5 +42,10 @@ fuzz_target!(|data: &[u8]| {
             // A keep byte other than 0/1 reads as keep.
             assert_eq!(again.len(), data.len());
         }
+        WaitRecord::Reported(ids) => {
+            let v: Vec<_> = ids.iter().collect();
+            record::write_reported(&mut again, &v);
+            assert_eq!(again, data);
+        }
     }
 });
