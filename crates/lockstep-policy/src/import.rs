@@ -220,15 +220,45 @@ fn pipelines_using(root: &Value, id: &str) -> Vec<String> {
     v
 }
 
+/// What `decision_wait` to give `lockstep_loki` for a sampler deciding `ms` after a
+/// trace's first span (README, "Pairing `decision_wait`").
+fn pairing_note(path: &str, ms: Option<f64>) -> String {
+    match ms.filter(|m| m.is_finite() && *m >= 0.0) {
+        Some(ms) => {
+            let s = (ms / 1000.0).ceil() as u64;
+            format!(
+                "{path}: the sampler decides {s} s after a trace's first span: give lockstep_loki \
+                 decision_wait {s}s with policy_file, {}s with decision_feed (its decision_wait + \
+                 15 s for span export and exporter delays; a per-record filter ignores it)",
+                s + 15
+            )
+        }
+        None => format!("{path}: not a duration the sampler reads"),
+    }
+}
+
 fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
     let mut p = Processor::new(id, pipelines);
     let empty = serde_json::Map::new();
     let obj = cfg.as_object().unwrap_or(&empty);
+    if !obj.contains_key("decision_wait") {
+        p.notes
+            .push(pairing_note("decision_wait (default 30s)", Some(30_000.0)));
+    }
     for (k, v) in obj {
         match k.as_str() {
             "policies" => {}
             "sample_on_first_match" => {
                 p.policy.sample_on_first_match = v.as_bool().unwrap_or(false)
+            }
+            "decision_wait" => {
+                let ms = match v {
+                    Value::String(s) => lockstep_record::duration::go_duration_ms(s.trim()),
+                    // A bare number in a Collector config is nanoseconds (time.Duration).
+                    Value::Number(n) => n.as_f64().map(|ns| ns / 1e6),
+                    _ => None,
+                };
+                p.notes.push(pairing_note("decision_wait", ms));
             }
             other if IGNORED_COLLECTOR_KEYS.contains(&other) => p.notes.push(format!(
                 "{other}: {v} has no meaning for a per-record log filter (ignored)"
@@ -509,6 +539,22 @@ fn convert_fluent_bit(
                 p.notes.push(format!(
                     "{path}: decision_wait, max_traces and legacy_reconcile shape when and how Fluent Bit emits \
                      traces; a log line is decided as it passes"
+                ));
+                // 5.1.1 reads decision_wait in whole seconds (atoi), 30 by default.
+                let wait = entry
+                    .as_object()
+                    .and_then(|m| fluentbit::key_ci(m, "sampling_settings"))
+                    .and_then(Value::as_object)
+                    .and_then(|s| fluentbit::key_ci(s, "decision_wait"))
+                    .map(|w| match w {
+                        Value::String(x) => fluentbit::atoi(x),
+                        other => fluentbit::atoi(&other.to_string()),
+                    })
+                    .unwrap_or(30)
+                    .max(0);
+                p.notes.push(pairing_note(
+                    &format!("{path}.sampling_settings.decision_wait"),
+                    Some(wait as f64 * 1000.0),
                 ));
                 let mut mirrored = Vec::new();
                 for (k, c) in conditions.iter().enumerate() {

@@ -525,6 +525,14 @@ fn import_a_realistic_fluent_bit_config() {
             && !tail.matches("otel_batch")
     );
     assert_eq!(tail.converted.len(), 8, "{:?}", tail.converted);
+    // the decision_wait to pair lockstep_loki with (5.1.1 reads whole seconds)
+    assert!(
+        tail.notes.iter().any(|n| n
+            .starts_with("processors.traces[0].sampling_settings.decision_wait")
+            && n.contains("decision_wait 30s with policy_file, 45s with decision_feed")),
+        "{:?}",
+        tail.notes
+    );
     let skipped: Vec<(&str, &str)> = tail
         .skipped
         .iter()

@@ -461,7 +461,25 @@ fn import_realistic_collector_config() {
         "{combo:?}"
     );
     assert!(p.policy.sample_on_first_match);
-    assert!(p.notes.iter().any(|n| n.starts_with("decision_wait")));
+    // the decision_wait to pair with: the sampler's with policy_file, + 15 s with a feed
+    assert!(
+        p.notes.iter().any(|n| n.starts_with("decision_wait")
+            && n.contains("decision_wait 10s with policy_file, 25s with decision_feed")),
+        "{:?}",
+        p.notes
+    );
+    let other = procs
+        .iter()
+        .find(|p| p.id == "tail_sampling/other")
+        .unwrap();
+    assert!(
+        other
+            .notes
+            .iter()
+            .any(|n| n.contains("default 30s") && n.contains("45s with decision_feed")),
+        "{:?}",
+        other.notes
+    );
     // the rendered policy loads and behaves like the collector's mirrorable part
     let text = render(p).unwrap();
     assert!(
