@@ -776,10 +776,14 @@ impl Shared {
                 source,
             }
         };
-        let decide = |f: &TraceFacts| match self.source {
+        // Decided early (num_traces), a trace may still be reported: like a silent feed,
+        // the fallback decides rather than dropping what the sampler may keep.
+        let decide = |f: &TraceFacts, early: bool| match self.source {
             DecisionSource::Policy | DecisionSource::FeedOrPolicy => by_policy(f, Source::Policy),
-            DecisionSource::Feed if silent && self.has_policy => by_policy(f, Source::Fallback),
-            DecisionSource::Feed if silent => Verdict {
+            DecisionSource::Feed if (silent || early) && self.has_policy => {
+                by_policy(f, Source::Fallback)
+            }
+            DecisionSource::Feed if silent || early => Verdict {
                 keep: true,
                 reason: Reason::NotSampled,
                 source: Source::Fallback,
@@ -876,7 +880,7 @@ impl Shared {
                 }
                 .fetch_add(1, Relaxed);
             }
-            if x.source == Source::Fallback && !self.silent.swap(true, Relaxed) {
+            if x.source == Source::Fallback && !x.early && !self.silent.swap(true, Relaxed) {
                 self.metrics.feed_silence_episodes.fetch_add(1, Relaxed);
                 log::warn!(
                     "the decision feed has been silent for over {:?} while lines wait: \

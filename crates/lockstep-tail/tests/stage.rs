@@ -1061,3 +1061,28 @@ fn feed_or_policy_keeps_what_either_keeps() {
         (1, 1)
     );
 }
+
+/// Past num_traces a trace is decided before its report could come: with the feed, the
+/// fallback (the policy, or keep) decides it, not "not reported".
+#[test]
+fn feed_a_trace_decided_early_is_decided_by_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = feed_cfg(DecisionSource::Feed);
+    c.table.num_traces = 2;
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    flush(&rig.stage, &request(1, true));
+    flush(&rig.stage, &request(2, false));
+    flush(&rig.stage, &request(3, false));
+    flush(&rig.stage, &request(4, false));
+    let t = rig.stage.tick(t0 + 1).unwrap();
+    assert_eq!(t.decided, 2, "{t:?}");
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["1 started", "1 db", "1 finished"],
+        "1 kept by the policy, 2 dropped by it"
+    );
+    let m = rig.stage.metrics();
+    assert_eq!(m.kept_by_fallback.load(Relaxed), 1);
+    assert_eq!(m.feed_silence_episodes.load(Relaxed), 0, "not a silence");
+}
