@@ -120,3 +120,44 @@ pub fn read_until(
         }
     }
 }
+
+/// `GET /metrics` on 127.0.0.1:`port` (an output's `metrics_listen`): the whole answer.
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("metrics request");
+    let mut s = String::new();
+    let _ = c.read_to_string(&mut s);
+    s
+}
+
+/// A chunk of V2 events with these bodies, stamped five seconds ago, a microsecond apart.
+pub fn chunk_of(records: &[proxy::rmpv::Value]) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut b = proxy::ChunkBuilder::new();
+    for (k, r) in records.iter().enumerate() {
+        b = b.record(
+            now.as_secs() as u32 - 5,
+            (k as u32) * 1000,
+            proxy::rmpv::Value::Map(vec![]),
+            r.clone(),
+        );
+    }
+    b.build()
+}
+
+/// The `field` of every JSON line the receiver stored for the default tenant, sorted.
+pub fn stored_field(rx: &loki_receiver::LokiReceiver, field: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, entries) in rx.entries("fake") {
+        for e in entries {
+            let v: serde_json::Value = serde_json::from_str(&e.line).unwrap_or_default();
+            out.push(v[field].as_str().unwrap_or_default().to_string());
+        }
+    }
+    out.sort();
+    out
+}

@@ -15,8 +15,12 @@ use std::time::Duration;
 use lockstep_harness::artifacts::build_cdylib;
 use lockstep_harness::loki_receiver::LokiReceiver;
 use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
-use lockstep_harness::{free_port, wait_until};
+use lockstep_harness::proxy::{FlushCode, HostOptions, ProxyHost};
+use lockstep_harness::{chunk_of as chunk, free_port, scrape_metrics as scrape, wait_until};
+
+fn stored(rx: &LokiReceiver) -> Vec<String> {
+    lockstep_harness::stored_field(rx, "msg")
+}
 
 fn plugin() -> PathBuf {
     build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))
@@ -89,34 +93,6 @@ fn msgs(traces: &[u64]) -> Vec<String> {
     v
 }
 
-fn chunk(records: &[Value]) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let mut b = ChunkBuilder::new();
-    for (k, r) in records.iter().enumerate() {
-        b = b.record(
-            now.as_secs() as u32 - 5,
-            k as u32,
-            Value::Map(vec![]),
-            r.clone(),
-        );
-    }
-    b.build()
-}
-
-fn stored(rx: &LokiReceiver) -> Vec<String> {
-    let mut out = Vec::new();
-    for (_, entries) in rx.entries("fake") {
-        for e in entries {
-            let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
-            out.push(v["msg"].as_str().unwrap().to_string());
-        }
-    }
-    out.sort();
-    out
-}
-
 fn start(spool: &Path, url: &str, extra: &[(&str, &str)]) -> ProxyHost {
     let mut host = ProxyHost::load(plugin(), HostOptions::default()).expect("load");
     let spool = spool.to_str().unwrap().to_string();
@@ -134,15 +110,6 @@ fn start(spool: &Path, url: &str, extra: &[(&str, &str)]) -> ProxyHost {
         .expect("add_output");
     host.start().expect("start");
     host
-}
-
-fn scrape(port: u16) -> String {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
 }
 
 /// A sample's value; `labels` are the ones after `instance` (`,k="v"`).

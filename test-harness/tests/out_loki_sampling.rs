@@ -4,8 +4,7 @@
 //! the wait and a restart, late lines, `num_traces` overflow.
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +18,18 @@ use lockstep_harness::output_replay::{receiver_lines, replay_output, OutputRepla
 use lockstep_harness::proxy::rmpv::Value;
 use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 use lockstep_harness::{free_port, wait_until, KillOnDrop};
+
+fn chunk(records: &[Value]) -> Vec<u8> {
+    lockstep_harness::chunk_of(records)
+}
+
+fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
+    lockstep_harness::stored_field(rx, "msg")
+}
+
+fn scrape(port: u16) -> String {
+    lockstep_harness::scrape_metrics(port)
+}
 
 fn plugin() -> PathBuf {
     build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))
@@ -134,34 +145,6 @@ fn lines_of(i: u64) -> Vec<String> {
     (0..2 + i % 3).map(|j| format!("r{i} l{j}")).collect()
 }
 
-fn chunk(records: &[Value]) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let mut b = ChunkBuilder::new();
-    for (k, r) in records.iter().enumerate() {
-        b = b.record(
-            now.as_secs() as u32 - 5,
-            (k as u32) * 1000,
-            Value::Map(vec![]),
-            r.clone(),
-        );
-    }
-    b.build()
-}
-
-fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
-    let mut out = Vec::new();
-    for (_, entries) in rx.entries("fake") {
-        for e in entries {
-            let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
-            out.push(v["msg"].as_str().unwrap().to_string());
-        }
-    }
-    out.sort();
-    out
-}
-
 fn expected(requests: impl Iterator<Item = u64>) -> Vec<String> {
     let mut v: Vec<String> = requests.filter(|i| kept(*i)).flat_map(lines_of).collect();
     v.sort();
@@ -219,14 +202,6 @@ fn rig(extra: &[(&str, &str)]) -> Rig {
         port,
         _dir: dir,
     }
-}
-
-fn scrape(port: u16) -> String {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
 }
 
 /// The value of the sample of `name` whose labels contain `labels` (after `instance`).

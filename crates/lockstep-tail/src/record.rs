@@ -152,6 +152,20 @@ pub fn write_reported(out: &mut Vec<u8>, ids: &[[u8; 16]]) {
     }
 }
 
+/// The body of a record that is `count u32 LE` then `count` entries of `width` bytes.
+fn counted<'a>(b: &'a [u8], width: usize, what: &'static str) -> Result<&'a [u8], RecordError> {
+    let trunc = |what, offset| RecordError::Truncated { what, offset };
+    let n: [u8; 4] = b
+        .get(1..5)
+        .and_then(|c| c.try_into().ok())
+        .ok_or(trunc("count", 1))?;
+    let body = &b[5..];
+    if body.len() != (u32::from_le_bytes(n) as usize).saturating_mul(width) {
+        return Err(trunc(what, 5));
+    }
+    Ok(body)
+}
+
 /// Reads one record. Never panics.
 pub fn parse(b: &[u8]) -> Result<WaitRecord<'_>, RecordError> {
     let trunc = |what, offset| RecordError::Truncated { what, offset };
@@ -180,32 +194,16 @@ pub fn parse(b: &[u8]) -> Result<WaitRecord<'_>, RecordError> {
             let (tag, event) = read_line(b, 1)?;
             Ok(WaitRecord::Kept { tag, event })
         }
-        DECISIONS => {
-            let n = u32::from_le_bytes(
-                b.get(1..5)
-                    .ok_or(trunc("count", 1))?
-                    .try_into()
-                    .map_err(|_| trunc("count", 1))?,
-            ) as usize;
-            let body = &b[5..];
-            if body.len() != n.saturating_mul(17) {
-                return Err(trunc("decisions", 5));
-            }
-            Ok(WaitRecord::Decisions(Decisions(body)))
-        }
-        REPORTED => {
-            let n = u32::from_le_bytes(
-                b.get(1..5)
-                    .ok_or(trunc("count", 1))?
-                    .try_into()
-                    .map_err(|_| trunc("count", 1))?,
-            ) as usize;
-            let body = &b[5..];
-            if body.len() != n.saturating_mul(16) {
-                return Err(trunc("reported ids", 5));
-            }
-            Ok(WaitRecord::Reported(Reported(body)))
-        }
+        DECISIONS => Ok(WaitRecord::Decisions(Decisions(counted(
+            b,
+            17,
+            "decisions",
+        )?))),
+        REPORTED => Ok(WaitRecord::Reported(Reported(counted(
+            b,
+            16,
+            "reported ids",
+        )?))),
         k => Err(RecordError::Kind(k)),
     }
 }

@@ -137,19 +137,13 @@ const SAMPLING_KEYS: &[&str] = &[
     "decision_source",
 ];
 
-/// Keys that only mean something with `decision_feed`.
-const FEED_KEYS: &[&str] = &[
-    "decision_feed_path",
-    "decision_feed_token",
-    "decision_feed_token_file",
-    "decision_feed_max_bytes",
-    "decision_feed_silence",
-    "decision_feed_cache_size",
-];
-
 fn feed(config: &Config<'_>) -> Result<Option<Feed>, E> {
     let Some(listen) = config.get::<String>("decision_feed")? else {
-        if let Some(k) = FEED_KEYS.iter().find(|k| config.raw(k).is_some()) {
+        // Every `decision_feed_*` key only means something with `decision_feed`.
+        let feed_keys = KNOWN_KEYS
+            .iter()
+            .filter(|k| k.starts_with("decision_feed_"));
+        if let Some(k) = feed_keys.into_iter().find(|k| config.raw(k).is_some()) {
             return Err(format!("`{k}` needs `decision_feed`").into());
         }
         return Ok(None);
@@ -885,8 +879,15 @@ mod tests {
                     .join("fluent-bit.yaml"),
             )
             .unwrap();
+            // The lockstep_loki output's block (other outputs have their own keys).
             let outputs = yaml.split("outputs:").nth(1).unwrap();
-            for line in outputs.lines().map(str::trim).filter(|l| l.contains(':')) {
+            let ours = outputs.split("- name: lockstep_loki").nth(1).unwrap();
+            let ours = ours.split("- name:").next().unwrap();
+            for line in std::iter::once("name: lockstep_loki")
+                .chain(ours.lines())
+                .map(str::trim)
+                .filter(|l| l.contains(':') && !l.starts_with('#'))
+            {
                 let key = line.trim_start_matches("- ").split(':').next().unwrap();
                 assert!(
                     core.contains(&key) || KNOWN_KEYS.contains(&key),
