@@ -11,6 +11,10 @@
 //! when any span matches any condition, each span judged on its own duration (both
 //! latency bounds inclusive) and status.
 //!
+//! A set with `kept_traces.jsonl` (the sampler's recorded decisions, for samplers whose
+//! policies cannot be computed from the spans here: `rate_limiting`, span attributes) is
+//! judged against those decisions instead.
+//!
 //! The log side is whatever the `.wasm` did. The 1:1 mapping holds when every kept trace
 //! has a summary line kept and no kept line belongs to a dropped trace.
 
@@ -25,10 +29,29 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 pub struct Span {
     pub trace_id: String,
+    #[serde(default)]
+    pub span_id: String,
+    #[serde(default)]
+    pub parent_span_id: String,
     pub service: String,
+    #[serde(default)]
+    pub name: String,
     pub start_ns: u64,
     pub end_ns: u64,
     pub status: String,
+    /// Span attributes (`golden/unmirrorable`: `customer.tier`, which no log line has).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+/// One line of `kept_traces.jsonl`: what the sampler decided for a trace, and by which
+/// policy (the first that sampled it; none for a dropped trace).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SamplerDecision {
+    pub trace_id: String,
+    pub kept: bool,
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +74,9 @@ pub struct GoldenSet {
     pub metadata: Vec<serde_json::Value>,
     pub lines: Vec<LineTruth>,
     pub policy: PolicyFile,
+    /// `kept_traces.jsonl` when the set has one: the sampler's recorded decisions, which
+    /// win over what the policy computes from the spans.
+    pub sampler: Option<Vec<SamplerDecision>>,
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, String> {
@@ -65,6 +91,8 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Strin
 }
 
 pub const POLICY_FILE: &str = "lockstep-policy.yaml";
+/// The sampler's recorded decisions (optional).
+pub const KEPT_TRACES_FILE: &str = "kept_traces.jsonl";
 
 impl GoldenSet {
     pub fn load(dir: &Path) -> Result<Self, String> {
@@ -112,6 +140,12 @@ impl GoldenSet {
             &pp.display().to_string(),
         )
         .map_err(|e| e.to_string())?;
+        let kp = dir.join(KEPT_TRACES_FILE);
+        let sampler = if kp.exists() {
+            Some(read_jsonl::<SamplerDecision>(&kp)?)
+        } else {
+            None
+        };
         Ok(GoldenSet {
             dir: dir.to_path_buf(),
             spans,
@@ -119,11 +153,62 @@ impl GoldenSet {
             metadata,
             lines,
             policy,
+            sampler,
         })
     }
 
-    /// Each trace's decision from its spans alone.
+    /// Each trace's decision: the sampler's recorded one (`kept_traces.jsonl`), else
+    /// computed from its spans alone.
     pub fn trace_decisions(&self) -> Result<HashMap<String, bool>, String> {
+        let Some(recorded) = &self.sampler else {
+            return self.computed_decisions();
+        };
+        let mut out = HashMap::new();
+        for d in recorded {
+            hex16(&d.trace_id)?;
+            if out
+                .insert(d.trace_id.to_ascii_lowercase(), d.kept)
+                .is_some()
+            {
+                return Err(format!("{KEPT_TRACES_FILE}: trace {} twice", d.trace_id));
+            }
+        }
+        if let Some(s) = self.spans.iter().find(|s| !out.contains_key(&s.trace_id)) {
+            return Err(format!(
+                "{KEPT_TRACES_FILE}: no decision for trace {} of spans.jsonl",
+                s.trace_id
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The spans of each trace the sampler kept, in the order of each trace's first span
+    /// in `spans.jsonl`: what the sampler exports (to the decision feed among others).
+    pub fn kept_spans(&self) -> Result<Vec<(String, Vec<&Span>)>, String> {
+        let decisions = self.trace_decisions()?;
+        let mut order: Vec<String> = Vec::new();
+        let mut by: HashMap<&str, Vec<&Span>> = HashMap::new();
+        for s in &self.spans {
+            if decisions.get(&s.trace_id) != Some(&true) {
+                continue;
+            }
+            let e = by.entry(&s.trace_id).or_default();
+            if e.is_empty() {
+                order.push(s.trace_id.clone());
+            }
+            e.push(s);
+        }
+        Ok(order
+            .into_iter()
+            .map(|t| {
+                let spans = by.remove(t.as_str()).unwrap_or_default();
+                (t, spans)
+            })
+            .collect())
+    }
+
+    /// Each trace's decision from its spans alone.
+    pub fn computed_decisions(&self) -> Result<HashMap<String, bool>, String> {
         if let Some(procs) = &self.policy.processors {
             return fluent_bit_decisions(&self.spans, &procs.traces);
         }
