@@ -3,6 +3,8 @@
 # crash and corruption tests, and the playground in headless Chromium), then every
 # cargo-fuzz target briefly.
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 15; 0 skips fuzzing)
+#   LOCKSTEP_REQUIRE_FUZZ=1  a missing nightly toolchain or cargo-fuzz fails the run
+#                    instead of skipping the fuzzing (.ci/run sets it)
 #   LOW_DISK=1       remove the test build (target/debug and the harness's artifact build)
 #                    before fuzzing, so the peak is one build, not two (.ci/run sets it)
 # Every fuzz crate builds into one directory, target/fuzz, so their common dependencies
@@ -53,8 +55,11 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
       done
     done
     rm -f "$log.fuzz"
+  elif [ "${LOCKSTEP_REQUIRE_FUZZ:-0}" = 1 ]; then
+    echo "== fuzz: FAILED: LOCKSTEP_REQUIRE_FUZZ=1 but the nightly toolchain or cargo-fuzz is missing"
+    fuzz_status=1
   else
-    echo "== fuzz: skipped (needs the nightly toolchain and cargo-fuzz; .ci/run installs cargo-fuzz)"
+    echo "== fuzz: skipped (needs the nightly toolchain and cargo-fuzz; .ci/run installs both)"
   fi
 fi
 
