@@ -57,6 +57,13 @@ enum Cmd {
     /// set's policy as `policy_file` (sampling by whole trace, no filter), into the
     /// built-in Loki receiver (or `--loki URL`); checks every line of every kept trace is
     /// stored and no line of a dropped one, and prints the drift report.
+    ///
+    /// With `--through-output --feed`: no `policy_file`; the output gets a `decision_feed`
+    /// and the replay plays the trace sampler, POSTing each kept trace's spans (from
+    /// spans.jsonl) to it as OTLP/HTTP protobuf right after the chunk holding the trace's
+    /// last line. The kept traces are the set's kept_traces.jsonl (the sampler's recorded
+    /// decisions) or, for a set without one, what its lockstep-policy.yaml decides from
+    /// the spans.
     Replay {
         /// The golden set directory (spans.jsonl, logs.jsonl or events.jsonl, lines.jsonl,
         /// lockstep-policy.yaml).
@@ -79,6 +86,10 @@ enum Cmd {
         /// `decision_wait` for `--through-output`.
         #[arg(long, default_value = "1s", value_parser = parse_wait)]
         decision_wait: std::time::Duration,
+        /// With `--through-output`: decide by the decision feed (the set's kept traces
+        /// reported over OTLP/HTTP) instead of the policy mirror.
+        #[arg(long, requires = "through_output")]
+        feed: bool,
     },
     /// The main job: golden logs through the real filter `.wasm` and the real
     /// `lockstep_out_loki.so` into the built-in Loki receiver, or a real Loki with
@@ -316,9 +327,16 @@ fn run() -> Result<u8> {
             plugin,
             loki,
             decision_wait,
+            feed,
         } => {
             if through_output {
-                ship::replay_through_output(&golden_dir, &plugin, loki.as_deref(), decision_wait)
+                ship::replay_through_output(
+                    &golden_dir,
+                    &plugin,
+                    loki.as_deref(),
+                    decision_wait,
+                    feed,
+                )
             } else {
                 replay(&golden_dir, &wasm, chunk)
             }

@@ -240,14 +240,18 @@ pub fn query_entries(
 
 /// `lockstep replay DIR --through-output`: the set through the real
 /// `lockstep_out_loki.so` with its policy as `policy_file` (sampling by whole trace, no
-/// filter), into the built-in receiver or a real Loki; completeness and drift reports.
+/// filter), or with `feed` its `decision_feed` told the set's kept traces, into the
+/// built-in receiver or a real Loki; completeness and drift reports.
 pub fn replay_through_output(
     dir: &Path,
     plugin: &Path,
     loki: Option<&str>,
     decision_wait: Duration,
+    feed: bool,
 ) -> Result<u8> {
-    use lockstep_harness::output_replay::{receiver_lines, replay_output, OutputReplay};
+    use lockstep_harness::output_replay::{
+        receiver_lines, replay_output_with, Decisions, OutputReplay,
+    };
     if !plugin.exists() {
         bail!(
             "{}: no such output plugin (build it with scripts/build-plugins.sh)",
@@ -272,13 +276,33 @@ pub fn replay_through_output(
         chunk: 64,
         labels: format!("job=lockstep-replay, run={run_id}"),
     };
-    println!(
-        "through {} with policy_file {} (decision_wait {:?}) to {url}",
-        plugin.display(),
-        dir.join("lockstep-policy.yaml").display(),
-        decision_wait
-    );
-    let report = replay_output(&set, &opts, |want| match &receiver {
+    let how = if feed {
+        let kept = dir.join(lockstep_harness::golden::KEPT_TRACES_FILE);
+        println!(
+            "through {} with decision_feed (decision_wait {:?}) to {url}; kept traces from {}",
+            plugin.display(),
+            decision_wait,
+            if set.sampler.is_some() {
+                kept.display().to_string()
+            } else {
+                format!(
+                    "{} over spans.jsonl (no {})",
+                    dir.join("lockstep-policy.yaml").display(),
+                    lockstep_harness::golden::KEPT_TRACES_FILE
+                )
+            }
+        );
+        Decisions::Feed
+    } else {
+        println!(
+            "through {} with policy_file {} (decision_wait {:?}) to {url}",
+            plugin.display(),
+            dir.join("lockstep-policy.yaml").display(),
+            decision_wait
+        );
+        Decisions::Policy
+    };
+    let report = replay_output_with(&set, &opts, how, |want| match &receiver {
         Some(rx) => receiver_lines(rx, want),
         None => {
             let q = format!("{{job=\"lockstep-replay\", run=\"{run_id}\"}}");

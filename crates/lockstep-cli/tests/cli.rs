@@ -520,3 +520,71 @@ fn ship_delivers_every_kept_record_once() {
         "{err}"
     );
 }
+
+/// golden/unmirrorable's policy is exactly what `lockstep policy import` makes of the
+/// Collector config that decided it (what it cannot mirror listed on stderr).
+#[test]
+fn unmirrorable_policy_is_what_import_makes_of_its_collector_config() {
+    let (config, policy) = (
+        "golden/unmirrorable/otelcol.yaml",
+        "golden/unmirrorable/lockstep-policy.yaml",
+    );
+    let (code, out, err) = lockstep(&["policy", "import", config]);
+    assert_eq!(code, 0, "{config}: {err}");
+    let committed = std::fs::read_to_string(root().join(policy)).unwrap();
+    assert_eq!(
+        out, committed,
+        "{policy} is stale: run lockstep policy import {config} -o {policy}"
+    );
+    assert!(err.contains("NOT MIRRORED budget (rate_limiting)"), "{err}");
+    // --strict says so with its exit code
+    let (code, _, _) = lockstep(&["policy", "import", config, "--strict"]);
+    assert_eq!(code, 3);
+}
+
+/// `replay --through-output` on golden/unmirrorable: with the policy mirror the lines
+/// are orphaned both ways (exit 2, the point of the set); with `--feed` (the set's kept
+/// traces reported to decision_feed) every kept trace is whole and no dropped line
+/// arrives (exit 0).
+#[test]
+fn replay_through_output_with_the_feed_follows_the_sampler() {
+    let so = lockstep_harness::artifacts::build_cdylib("out-loki").unwrap();
+    let so = so.to_str().unwrap();
+    let args = [
+        "replay",
+        "golden/unmirrorable",
+        "--through-output",
+        "--plugin",
+        so,
+        "--decision-wait",
+        "500ms",
+    ];
+    let (code, out, err) = lockstep(&args);
+    assert_eq!(code, 2, "{out}\n{err}");
+    let orphans = out
+        .lines()
+        .find(|l| l.starts_with("orphans: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let n: Vec<usize> = orphans
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(n.len() == 4 && n.iter().all(|&x| x > 0), "{orphans}");
+    assert!(out.contains("INCOMPLETE"), "{out}");
+
+    let (code, out, err) = lockstep(&[&args[..], &["--feed"]].concat());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("kept_traces.jsonl"), "{out}");
+    assert!(
+        out.contains(
+            "orphans: 0 lines of 0 kept traces not stored; 0 lines of 0 dropped traces stored"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("COMPLETE"), "{out}");
+
+    // --feed needs --through-output
+    let (code, _, err) = lockstep(&["replay", "golden/unmirrorable", "--feed"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--through-output"), "{err}");
+}
