@@ -35,7 +35,13 @@ fn replay(set: &GoldenSet, how: Decisions) -> OutputReport {
         plugin: plugin(),
         url: rx.url(),
         work: dir.path().to_path_buf(),
-        decision_wait: Duration::from_millis(500),
+        // With the feed, a kept trace's lines wait from its first line until the report
+        // after the chunk holding its last line (two flushes later at most here): 3 s
+        // covers slow fsyncs on a busy machine. Dropped traces' lines are dropped then.
+        decision_wait: Duration::from_millis(match how {
+            Decisions::Policy => 500,
+            Decisions::Feed => 3000,
+        }),
         chunk: 64,
         labels: "job=golden".into(),
     };

@@ -572,7 +572,10 @@ fn replay_through_output_with_the_feed_follows_the_sampler() {
     assert!(n.len() == 4 && n.iter().all(|&x| x > 0), "{orphans}");
     assert!(out.contains("INCOMPLETE"), "{out}");
 
-    let (code, out, err) = lockstep(&[&args[..], &["--feed"]].concat());
+    // a decision_wait the reports always beat (each comes a flush or two after the
+    // trace's first line), even on a busy machine
+    let feed = [&args[..5], &["--decision-wait", "3s", "--feed"]].concat();
+    let (code, out, err) = lockstep(&feed);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("kept_traces.jsonl"), "{out}");
     assert!(
