@@ -42,6 +42,8 @@ enum Cmd {
     },
     /// Schema-drift report: which fields were found, which were not, keep ratio per reason.
     Check {
+        /// Policy file (YAML or JSON), or a collector / Fluent Bit config whose sampler is
+        /// imported; the built-in default (errors + > 200 ms) without it.
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Input file of JSON lines, or `-` for standard input.
@@ -143,7 +145,11 @@ enum PolicyCmd {
         strict: bool,
     },
     /// Parse and compile a policy file; print its policies.
-    Validate { policy: PathBuf },
+    Validate {
+        /// The policy file (YAML or JSON), or a collector / Fluent Bit config whose
+        /// sampler is imported as `policy import` would.
+        policy: PathBuf,
+    },
 }
 
 /// The policy from `--policy`: a lockstep policy file, or a collector / Fluent Bit config
@@ -165,8 +171,11 @@ pub(crate) fn policy_or_default(p: &Option<PathBuf>) -> Result<Policy> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(imp) = &r.imported {
         eprintln!(
-            "{origin}: a {} config; its sampler is imported:",
-            r.kind.as_str()
+            "{origin}: {}; its sampler is imported:",
+            match r.kind {
+                lockstep_report::input::Kind::FluentBit => "a Fluent Bit config",
+                _ => "an OpenTelemetry Collector config",
+            }
         );
         for m in &imp.messages {
             eprintln!("{m}");
@@ -179,7 +188,10 @@ pub(crate) fn policy_or_default(p: &Option<PathBuf>) -> Result<Policy> {
     Ok(policy)
 }
 
-/// Reads lines from a file or stdin, calling `f(line_no, line)`.
+/// Reads lines from a file or stdin, calling `f(line_no, line)`. A line that is not
+/// valid UTF-8 (a Latin-1 byte in a real log) is read lossily (U+FFFD for each bad
+/// sequence) and reported on stderr with its line number and byte offset; the lines
+/// after it are read as usual.
 pub(crate) fn for_each_line(
     input: &str,
     mut f: impl FnMut(usize, &str) -> Result<()>,
@@ -190,18 +202,38 @@ pub(crate) fn for_each_line(
         Box::new(std::fs::File::open(input).with_context(|| format!("{input}: cannot open"))?)
     };
     let mut r = BufReader::new(reader);
-    let mut buf = String::new();
-    let mut n = 0;
+    let mut buf = Vec::new();
+    let (mut n, mut offset, mut lossy) = (0usize, 0u64, 0u64);
     loop {
         buf.clear();
         let read = r
-            .read_line(&mut buf)
+            .read_until(b'\n', &mut buf)
             .with_context(|| format!("{input}: read error after line {n}"))?;
         if read == 0 {
+            if lossy > 5 {
+                eprintln!("{input}: {lossy} lines held invalid UTF-8 in all (read lossily)");
+            }
             return Ok(());
         }
         n += 1;
-        if let Some(line) = lockstep_report::line_of(&buf) {
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(e) => {
+                lossy += 1;
+                if lossy <= 5 {
+                    let at = e.valid_up_to();
+                    eprintln!(
+                        "{input}:{n}: invalid UTF-8 at byte offset {} (byte {at} of the line, \
+                         0x{:02x}); read lossily, each bad sequence as U+FFFD",
+                        offset + at as u64,
+                        buf[at]
+                    );
+                }
+                String::from_utf8_lossy(&buf)
+            }
+        };
+        offset += read as u64;
+        if let Some(line) = lockstep_report::line_of(&text) {
             f(n, line)?;
         }
     }
@@ -259,6 +291,14 @@ fn import(
 
 fn replay(dir: &Path, wasm: &Path, chunk: usize) -> Result<u8> {
     use lockstep_harness::{golden, wasm as host};
+    // The set first: run outside the repository root, both are missing, and the set is
+    // what the operator named.
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: no such golden set directory (paths are relative to the current directory)",
+            dir.display()
+        );
+    }
     if !wasm.exists() {
         anyhow::bail!(
             "{}: no such module (build it with scripts/build-plugins.sh, or pass --wasm)",
@@ -284,8 +324,19 @@ fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(ms / 1000.0))
 }
 
+/// Exit code of a usage error (bad arguments): distinct from 2, which `replay` and
+/// `ship` return for a broken mapping (sysexits' EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
 fn run() -> Result<u8> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
     match cli.cmd {
         Cmd::Explain { policy, input } => explain::run(&policy_or_default(&policy)?, &input),
         Cmd::Check {

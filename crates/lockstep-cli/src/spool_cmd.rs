@@ -36,9 +36,44 @@ pub enum SpoolCmd {
     },
 }
 
+/// Refuses a path that is not a spool: missing, not a directory, or a directory with none
+/// of a spool's files (`LOCK`, `checkpoint`, `NNNNNNNNNNNNNNNNNNNN.seg`), so `/etc` is
+/// never reported as a healthy empty queue.
+pub fn ensure_spool(what: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let shown = dir.display();
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("{what} {shown}: no such directory (the output's spool_dir is missing: wrong path, or the output never started)")
+        }
+        Err(e) => anyhow::bail!("{what} {shown}: {e}"),
+    };
+    if !meta.is_dir() {
+        anyhow::bail!("{what} {shown}: not a directory (pass the output's spool_dir)");
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{what} {shown}: {e}"))?;
+    let is_spool = rd.filter_map(|e| e.ok()).any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name == "LOCK"
+            || name == "checkpoint"
+            || name
+                .strip_suffix(".seg")
+                .is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if !is_spool {
+        anyhow::bail!(
+            "{what} {shown}: not a spool (no LOCK, checkpoint or NNNNNNNNNNNNNNNNNNNN.seg file); \
+             pass the output's spool_dir"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(cmd: SpoolCmd) -> anyhow::Result<i32> {
     match cmd {
         SpoolCmd::Inspect { dir, json } => {
+            ensure_spool("spool inspect", &dir)?;
             let g = lockstep_spool::inspect(&dir)
                 .map_err(|e| anyhow::anyhow!("spool inspect {}: {e}", dir.display()))?;
             let now = lockstep_spool::now_ns();
@@ -85,6 +120,7 @@ pub fn run(cmd: SpoolCmd) -> anyhow::Result<i32> {
             json,
             max_len,
         } => {
+            ensure_spool("spool peek", &dir)?;
             let recs = lockstep_spool::read_records(&dir, n)
                 .map_err(|e| anyhow::anyhow!("spool peek {}: {e}", dir.display()))?;
             let now = lockstep_spool::now_ns();
@@ -129,6 +165,15 @@ fn gauges_text(dir: &std::path::Path, g: &Gauges, now: u64) -> String {
         (Some(ts), Some(age)) => format!("{} ago (ts {ts} ns)", human_duration(age)),
         _ => "-".to_string(),
     };
+    // A spool nothing was ever appended to reads "next 1, acknowledged below 0": say so.
+    let sequence = if g.records == 0 && g.acked_next_seq == 0 && g.next_seq <= 1 {
+        "nothing appended yet".to_string()
+    } else {
+        format!(
+            "next record gets {}; every record below {} acknowledged",
+            g.next_seq, g.acked_next_seq
+        )
+    };
     let checkpoint = if g.checkpoint_corrupt {
         "UNREADABLE: every record on disk will be replayed"
     } else {
@@ -140,7 +185,7 @@ fn gauges_text(dir: &std::path::Path, g: &Gauges, now: u64) -> String {
          payload bytes    {} ({})\n\
          disk use         {} in {} segment(s)\n\
          oldest record    {oldest}\n\
-         sequence         next {}, acknowledged below {}\n\
+         sequence         {sequence}\n\
          corrupt skipped  {} record(s), {} bytes\n\
          torn tail        {} bytes (after the last complete append; on a live spool: an append in progress)\n\
          dropped (full)   {} record(s), {} bytes, {} segment(s)\n\
@@ -151,8 +196,6 @@ fn gauges_text(dir: &std::path::Path, g: &Gauges, now: u64) -> String {
         g.bytes,
         human_bytes(g.disk_bytes),
         g.segments,
-        g.next_seq,
-        g.acked_next_seq,
         g.corrupt_records,
         g.corrupt_bytes,
         g.torn_tail_bytes,

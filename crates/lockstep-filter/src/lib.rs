@@ -426,7 +426,7 @@ mod tests {
         // tokens that only look like them are still errors (kept wrapped: fail open)
         let v = parse(&f.process(br#"{"level":"info","x":nanx}"#));
         assert!(v["lockstep_unparsed"].is_string());
-        assert_eq!(f.last_reason(), "error");
+        assert_eq!(f.last_reason(), "unparsed");
         // valid JSON is echoed as before
         assert_eq!(
             f.process(br#"{"level":"error","nan":"inf"}"#),

@@ -128,13 +128,38 @@
   async function readFragment() {
     const p = fragmentParams();
     if (!p) return null;
+    // Each failure is said in words (never a raw DOMException or SyntaxError).
+    const fail = (msg) => {
+      const e = new Error(msg);
+      e.name = "FragmentError";
+      throw e;
+    };
     if (p.z !== undefined) {
-      const state = JSON.parse(await decompress(p.z));
-      return { policy: state.policy || "", logs: state.logs || "", processor: state.processor || "" };
+      let text, state;
+      try {
+        text = await decompress(p.z);
+      } catch (_) {
+        fail("its z= value is not compressed playground state (was the link cut short or edited?)");
+      }
+      try {
+        state = JSON.parse(text);
+      } catch (_) {
+        fail("its z= value inflates, but not to the playground's state");
+      }
+      if (!state || typeof state !== "object") fail("its z= value is not the playground's state");
+      const str = (v) => (typeof v === "string" ? v : "");
+      return { policy: str(state.policy), logs: str(state.logs), processor: str(state.processor) };
     }
     if (p.policy === undefined && p.logs === undefined) return null;
-    const dec = (s) => (s === undefined ? "" : decodeURIComponent(s));
-    return { policy: dec(p.policy), logs: dec(p.logs), processor: dec(p.processor) };
+    const dec = (s, name) => {
+      if (s === undefined) return "";
+      try {
+        return decodeURIComponent(s);
+      } catch (_) {
+        return fail("its " + name + "= value is not percent-encoded text (was the link cut short or edited?)");
+      }
+    };
+    return { policy: dec(p.policy, "policy"), logs: dec(p.logs, "logs"), processor: dec(p.processor, "processor") };
   }
   async function shareFragment() {
     const st = { policy: $("policy").value, logs: $("logs").value, processor: currentProcessor() };
@@ -325,7 +350,9 @@
       return true;
     } catch (e) {
       $("policy-status").className = "status error";
-      $("policy-status").textContent = "the link's fragment could not be read: " + e;
+      $("policy-status").textContent =
+        "the link's fragment could not be read: " +
+        (e && e.name === "FragmentError" ? e.message : "it is not a playground link");
       document.body.dataset.state = "fragment-error";
       throw e;
     }

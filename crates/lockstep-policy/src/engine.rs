@@ -568,7 +568,7 @@ impl Policy {
             Reason::NoTraceId => "no_trace_id",
             Reason::NoLevel => "no_level",
             Reason::NoDuration => "no_duration",
-            Reason::Error => "error",
+            Reason::Error => "unparsed",
         }
     }
 

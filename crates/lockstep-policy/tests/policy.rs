@@ -61,7 +61,7 @@ fn default_policy_keeps_errors_and_slow() {
     let (d, err) = e.decide_json(b"{\"level\":\"info\",bad}");
     assert!(err.is_some());
     assert!(d.keep);
-    assert_eq!(e.policy().reason_name(d.reason), "error");
+    assert_eq!(e.policy().reason_name(d.reason), "unparsed");
 }
 
 #[test]

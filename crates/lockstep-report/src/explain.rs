@@ -22,6 +22,16 @@ fn id_fields<const N: usize>(out: &mut Map<String, Value>, name: &str, id: &IdSt
     }
 }
 
+/// A duration in ms as printed: to the nanosecond, so binary noise from a unit
+/// conversion (`12.299999999999999` from 12300000 ns) does not show.
+pub fn round_ms(ms: f64) -> f64 {
+    if ms.is_finite() && ms.abs() < 1e12 {
+        (ms * 1e6).round() / 1e6
+    } else {
+        ms
+    }
+}
+
 /// The normalised fields of one record, as explain prints them: `trace_id`, `span_id`,
 /// `level`, `duration_ms` (null when absent; `*_invalid`/`level_unknown` say why not).
 pub fn describe(e: &Extracted) -> Map<String, Value> {
@@ -37,7 +47,7 @@ pub fn describe(e: &Extracted) -> Map<String, Value> {
         }
     };
     match e.duration {
-        DurationState::Ms(ms) => m.insert("duration_ms".into(), json!(ms)),
+        DurationState::Ms(ms) => m.insert("duration_ms".into(), json!(round_ms(ms))),
         DurationState::Absent => m.insert("duration_ms".into(), Value::Null),
         DurationState::Invalid => {
             m.insert("duration_ms".into(), Value::Null);

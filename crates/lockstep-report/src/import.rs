@@ -68,6 +68,11 @@ impl Imported {
     }
 }
 
+/// `1 policy`, `2 policies`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn ids(procs: &[&Processor]) -> String {
     procs
         .iter()
@@ -140,14 +145,14 @@ pub fn import(
     for p in &procs {
         messages.push(match source {
             Source::Collector => format!(
-                "processor {}{}: {} policies mirrored, {} not mirrored",
+                "processor {}{}: {} mirrored, {} not mirrored",
                 p.id,
                 if p.pipelines.is_empty() {
                     " (in no pipeline)".to_string()
                 } else {
                     format!(" (pipelines: {})", p.pipelines.join(", "))
                 },
-                p.converted.len(),
+                plural(p.converted.len(), "policy", "policies"),
                 p.skipped.len()
             ),
             Source::FluentBit => format!(
