@@ -8,7 +8,11 @@
 # and check Loki holds exactly one entry per kept record. Between the two, the golden sets
 # (OTLP-shaped records too) go through the output alone with the policy as policy_file
 # (sampling by whole trace): every line of every kept trace stored, none of a dropped
-# one, against what the filter alone keeps. Last, it builds the policy
+# one, against what the filter alone keeps; then traces kept by a Collector whose policy
+# cannot be mirrored (golden/unmirrorable) go through the output twice: with the mirror
+# as policy_file (lines lost both ways) and with decision_feed, the Collector's kept
+# traces posted to the feed (every line of every kept trace, none of a dropped one).
+# Last, it builds the policy
 # playground (dist/playground/index.html) and prints its path.
 # The CLI is built with the dev profile: the demo replays a few hundred lines, and a
 # release build of wasmtime and Cranelift would take most of the first run's minutes
@@ -38,6 +42,17 @@ for set in four-schemas otlp; do
   "$bin" replay "golden/$set" --through-output "${loki_arg[@]}"
   echo
 done
+echo "== lockstep replay golden/unmirrorable --through-output: traces kept by a Collector whose policy no mirror can follow (rate_limiting, an attribute only spans carry)"
+echo "-- with the mirror of that policy as policy_file: lines are lost both ways (exit 2 expected)"
+mirror=0
+"$bin" replay golden/unmirrorable --through-output "${loki_arg[@]}" || mirror=$?
+if [ "$mirror" != 2 ]; then
+  echo "demo: the mirror was expected to orphan lines (exit 2), got exit $mirror" >&2
+  exit 1
+fi
+echo "-- with decision_feed: the Collector's kept traces posted to the output's feed; logs follow them 1:1"
+"$bin" replay golden/unmirrorable --through-output --feed "${loki_arg[@]}"
+echo
 if [ -n "${LOKI_URL:-}" ]; then
   echo "== lockstep ship: filter -> dist/lockstep_out_loki.so -> Loki at $LOKI_URL"
   "$bin" ship golden/four-schemas --loki "$LOKI_URL"
