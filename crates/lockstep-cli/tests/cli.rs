@@ -717,3 +717,187 @@ fn issue23_spool_inspect_refuses_what_is_not_a_spool() {
     assert!(out.contains("nothing appended yet"), "{out}");
     assert!(!out.contains("acknowledged below 0"), "{out}");
 }
+
+fn lockstep_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lockstep"));
+    c.args(args).current_dir(root());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Item 1: a policy the Collector would refuse (a typo) stops the import, naming the
+/// key, line and column; `policy validate` and `--policy` refuse it the same way.
+#[test]
+fn issue23_import_refuses_a_typo_the_collector_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let col = write(
+        dir.path(),
+        "otelcol.yaml",
+        b"receivers:\n  otlp: {}\nprocessors:\n  tail_sampling:\n    decision_wait: 10s\n    policies:\n      - name: errors\n        type: status_code\n        status_code: {status_codes: [ERROR]}\n      - name: slow\n        type: latency\n        latency: {threshhold_ms: 200}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [debug]}\n",
+    );
+    let out = dir.path().join("p.yaml");
+    let (code, stdout, err) = lockstep(&["policy", "import", &col, "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{err}");
+    assert!(err.contains("otelcol.yaml:12:19:"), "{err}");
+    assert!(err.contains("unknown field `threshhold_ms`"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    for cmd in [
+        &["policy", "validate", &col][..],
+        &["check", "--policy", &col, "golden/drift/logs.jsonl"],
+    ] {
+        let (code, _, err) = lockstep(cmd);
+        assert_eq!(code, 1, "{cmd:?}: {err}");
+        assert!(err.contains("threshhold_ms"), "{err}");
+    }
+    // an unknown setting and an unknown policy type are refusals too
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        b"tail_sampling:\n  decison_wait: 10s\n  policies:\n    - {name: a, type: latncy, latency: {threshold_ms: 1}}\n",
+    );
+    let (code, _, err) = lockstep(&["policy", "import", &bad]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("bad.yaml:2:3: decison_wait: unknown tail_sampling setting"),
+        "{err}"
+    );
+    assert!(err.contains("unknown policy type \"latncy\""), "{err}");
+}
+
+/// Item 1: `${env:VAR}` and `${VAR}` are expanded as the Collector and Fluent Bit expand
+/// them; an unset variable is an error naming it (not "must be an unsigned integer").
+#[test]
+fn issue23_import_expands_environment_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let col = write(
+        dir.path(),
+        "env.yaml",
+        b"processors:\n  tail_sampling:\n    policies:\n      - name: slow\n        type: latency\n        latency:\n          threshold_ms: ${env:SLOW_MS}\n      - {name: bot, type: string_attribute, string_attribute: {key: ua, values: [\"${BOT}\"]}}\n",
+    );
+    let (code, out, err) = lockstep_env(
+        &["policy", "import", &col],
+        &[("SLOW_MS", "250"), ("BOT", "crawler")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("threshold_ms: 250"), "{out}");
+    assert!(out.contains("- crawler"), "{out}");
+    let (code, _, err) = lockstep_env(&["policy", "import", &col], &[("BOT", "x")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("env.yaml:7:25:"), "{err}");
+    assert!(
+        err.contains("environment variable SLOW_MS is not set"),
+        "{err}"
+    );
+    assert!(!err.contains("expected i64"), "{err}");
+    let fb = write(
+        dir.path(),
+        "fluent-bit.yaml",
+        b"pipeline:\n  inputs:\n    - name: opentelemetry\n      processors:\n        traces:\n          - name: sampling\n            type: tail\n            sampling_settings:\n              decision_wait: 2\n            conditions:\n              - type: latency\n                threshold_ms_high: ${SLOW_MS}\n",
+    );
+    let (code, _, err) = lockstep_env(&["policy", "import", &fb], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("environment variable SLOW_MS is not set"),
+        "{err}"
+    );
+    assert!(!err.contains("unsigned integer"), "{err}");
+    let (code, out, err) = lockstep_env(&["policy", "import", &fb], &[("SLOW_MS", "300")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("threshold_ms_high: 300"), "{out}");
+}
+
+/// Item 6: the body of a `tail_sampling:` block alone, and a Kubernetes
+/// OpenTelemetryCollector resource (spec.config as a string or a map), import; with two
+/// samplers and no --processor, the one chosen is named with the reason.
+#[test]
+fn issue23_import_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = write(
+        dir.path(),
+        "body.yaml",
+        b"decision_wait: 10s\npolicies:\n  - {name: slow, type: latency, latency: {threshold_ms: 100}}\n  - {name: rl, type: rate_limiting, rate_limiting: {spans_per_second: 10}}\n",
+    );
+    let (code, out, err) = lockstep(&["policy", "import", &body]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("NOT MIRRORED rl (rate_limiting)"), "{err}");
+    assert!(out.contains("threshold_ms: 100"), "{out}");
+    let (code, _, err) = lockstep(&["check", "--policy", &body, "golden/drift/logs.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("NOT MIRRORED rl"), "{err}");
+    let crd = write(
+        dir.path(),
+        "collector.yaml",
+        b"apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nmetadata:\n  name: sampler\nspec:\n  config: |\n    receivers:\n      otlp: {}\n    processors:\n      tail_sampling/a:\n        policies:\n          - {name: slow, type: latency, latency: {threshold_ms: 100}}\n      tail_sampling/b:\n        decision_wait: 5s\n        policies:\n          - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n    service:\n      pipelines:\n        traces: {receivers: [otlp], processors: [tail_sampling/b], exporters: [debug]}\n",
+    );
+    let (code, out, err) = lockstep(&["policy", "import", &crd]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("name: errors"), "{out}");
+    assert!(
+        err.contains("chose tail_sampling/b: of 2 tail_sampling processors it is the only one a pipeline uses (traces); tail_sampling/a is in no pipeline"),
+        "{err}"
+    );
+    let map = write(
+        dir.path(),
+        "crd-map.yaml",
+        b"apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nmetadata: {name: s}\nspec:\n  config:\n    processors:\n      tail_sampling:\n        policies: [{name: slow, type: latency, latency: {threshold_ms: 100}}]\n",
+    );
+    let (code, out, err) = lockstep(&["policy", "import", &map]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("threshold_ms: 100"), "{out}");
+}
+
+/// Item 7: the newest Collector keys are read where they matter (decision_wait,
+/// num_traces, decision_cache carried into the policy lockstep_loki reads), reported
+/// (sampling_strategy, decision_wait_after_root_received), or refused when invalid; a
+/// `drop` policy imports and drops.
+#[test]
+fn issue23_newest_collector_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let col = write(
+        dir.path(),
+        "new.yaml",
+        b"processors:\n  tail_sampling:\n    decision_wait: 5s\n    decision_wait_after_root_received: 1s\n    sampling_strategy: span-ingest\n    decision_cache: {sampled_cache_size: 1000, non_sampled_cache_size: 200}\n    policies:\n      - {name: no-health, type: drop, drop: {drop_sub_policy: [{name: h, type: string_attribute, string_attribute: {key: route, values: [/health]}}]}}\n      - {name: all, type: always_sample}\n",
+    );
+    let out = dir.path().join("p.yaml");
+    let (code, _, err) = lockstep(&["policy", "import", &col, "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("sampling_strategy: span-ingest"), "{err}");
+    assert!(err.contains("decision_wait_after_root_received"), "{err}");
+    let p = std::fs::read_to_string(&out).unwrap();
+    assert!(p.contains("decision_wait: 5s"), "{p}");
+    assert!(p.contains("sampled_cache_size: 1000"), "{p}");
+    let logs = write(
+        dir.path(),
+        "l.jsonl",
+        b"{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"route\":\"/health\"}\n{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"route\":\"/pay\"}\n",
+    );
+    let (code, stdout, err) = lockstep(&["explain", "--policy", out.to_str().unwrap(), &logs]);
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        (v[0]["decision"].as_str(), v[0]["reason"].as_str()),
+        (Some("drop"), Some("no-health"))
+    );
+    assert_eq!(v[1]["decision"], "keep");
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        b"processors:\n  tail_sampling:\n    sampling_strategy: eventually\n    policies: [{name: all, type: always_sample}]\n",
+    );
+    let (code, _, err) = lockstep(&["policy", "import", &bad]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("bad.yaml:3:5: sampling_strategy: unknown sampling_strategy"),
+        "{err}"
+    );
+}

@@ -71,11 +71,13 @@ pub fn detect(text: &str, format: Format, origin: &str) -> Result<Source, Policy
         });
     }
     let root: Value = parse_any(text, format, origin)?;
+    let root = collector_root(root, origin)?;
     let fb = root
         .as_object()
         .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case("pipeline")));
     let col = root.get("processors").is_some_and(Value::is_object)
         || bare_block(&root).is_some()
+        || block_body(&root)
         || root.pointer("/service/pipelines").is_some()
         || root.get("receivers").is_some()
         || root.get("exporters").is_some();
@@ -139,6 +141,29 @@ pub struct Processor {
     pub skipped: Vec<Skipped>,
     /// Collector settings with no per-record meaning, noted for the operator.
     pub notes: Vec<String>,
+    /// What the sampler itself would refuse to start with (a typo in a policy, a wrong
+    /// type, an unknown policy type or setting, an unset environment variable): an
+    /// import of this sampler must stop, not write the rest.
+    pub refused: Vec<Refusal>,
+}
+
+/// Something the sampler would refuse, with where it is in the config text when found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// Path in the processor, e.g. `policies[0].latency`.
+    pub path: String,
+    pub msg: String,
+    /// 1-based line and column of the offending key or value in the text.
+    pub location: Option<(usize, usize)>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.location {
+            Some((l, c)) => write!(f, "line {l}, column {c}: {}: {}", self.path, self.msg),
+            None => write!(f, "{}: {}", self.path, self.msg),
+        }
+    }
 }
 
 impl Processor {
@@ -150,6 +175,7 @@ impl Processor {
             converted: vec![],
             skipped: vec![],
             notes: vec![],
+            refused: vec![],
         }
     }
 
@@ -183,12 +209,18 @@ pub fn import_collector(
     origin: &str,
 ) -> Result<Vec<Processor>, PolicyError> {
     let root: Value = parse_any(text, format, origin)?;
+    let root = collector_root(root, origin)?;
     let procs = root
         .get("processors")
         .and_then(Value::as_object)
         .or_else(|| bare_block(&root));
     let mut out = Vec::new();
     let Some(procs) = procs else {
+        if block_body(&root) {
+            // The body of a `tail_sampling:` block pasted alone (`decision_wait`,
+            // `policies`, …): one processor.
+            out.push(convert_expanded("tail_sampling", &root, vec![], text));
+        }
         return Ok(out);
     };
     for (id, cfg) in procs {
@@ -196,9 +228,232 @@ pub fn import_collector(
             continue;
         }
         let pipelines = pipelines_using(&root, id);
-        out.push(convert(id, cfg, pipelines));
+        out.push(convert_expanded(id, cfg, pipelines, text));
     }
     Ok(out)
+}
+
+/// The body of a `tail_sampling:` block on its own: a `policies:` list at the top level,
+/// with no `lockstep:` section (a lockstep policy file) or pipeline around it.
+fn block_body(root: &Value) -> bool {
+    root.as_object().is_some_and(|m| {
+        m.get("policies").is_some_and(Value::is_array)
+            && !m.contains_key("lockstep")
+            && !m.keys().any(|k| k.eq_ignore_ascii_case("pipeline"))
+    })
+}
+
+/// A Kubernetes `OpenTelemetryCollector` resource (the operator's CRD) holds the
+/// collector config under `spec.config`, as a YAML string or a map: that config.
+/// Anything else is returned as is.
+pub fn collector_root(root: Value, origin: &str) -> Result<Value, PolicyError> {
+    let is_crd = root.get("kind").and_then(Value::as_str) == Some("OpenTelemetryCollector");
+    if !is_crd {
+        return Ok(root);
+    }
+    match root.pointer("/spec/config") {
+        Some(Value::String(s)) => parse_any(s, Format::Yaml, &format!("{origin} (spec.config)")),
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        _ => Err(PolicyError::Format {
+            file: origin.into(),
+            msg: "an OpenTelemetryCollector resource without `spec.config` (a string or a map)"
+                .into(),
+        }),
+    }
+}
+
+/// `${env:VAR}` and `${VAR}` (`${env:VAR:-default}` too) in string values, expanded from
+/// the environment as the Collector and Fluent Bit expand them; `$$` is a literal `$`
+/// (Collector). A value that is a reference alone takes the type its text reads as (an
+/// integer, a number, a boolean), as the Collector's YAML does. `errs` gets
+/// `(path, message, the reference)` for each variable that is unset or unsupported.
+pub fn expand_env(
+    v: &mut Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<(String, String, String)>,
+) {
+    match v {
+        Value::String(s) => match expand_str(s, lookup) {
+            Ok(Some(new)) => *v = new,
+            Ok(None) => {}
+            Err((msg, token)) => errs.push((path.to_string(), msg, token)),
+        },
+        Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                expand_env(x, &format!("{path}[{i}]"), lookup, errs);
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                expand_env(x, &p, lookup, errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand_str(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Value>, (String, String)> {
+    if !s.contains('$') {
+        return Ok(None);
+    }
+    let whole = s.starts_with("${") && s.find('}') == Some(s.len() - 1);
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = t;
+            continue;
+        }
+        let Some(end) = tail.strip_prefix("${").and_then(|t| t.find('}')) else {
+            out.push('$');
+            rest = &tail[1..];
+            continue;
+        };
+        let token = &tail[..end + 3];
+        let inner = &tail[2..end + 2];
+        let (scheme, spec) = match inner.split_once(':') {
+            Some((sc, r))
+                if !sc.is_empty()
+                    && !sc.starts_with('-')
+                    && sc.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                (Some(sc), r)
+            }
+            _ => (None, inner),
+        };
+        if let Some(sc) = scheme.filter(|sc| *sc != "env") {
+            return Err((
+                format!("{token}: the {sc:?} config provider is not read by lockstep import; resolve it first"),
+                token.to_string(),
+            ));
+        }
+        let (name, default) = match spec.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (spec, None),
+        };
+        let valid = !name.is_empty()
+            && !name.as_bytes()[0].is_ascii_digit()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err((
+                format!("{token}: not an environment variable reference"),
+                token.to_string(),
+            ));
+        }
+        match lookup(name).or_else(|| default.map(str::to_string)) {
+            Some(val) => out.push_str(&val),
+            None => {
+                return Err((
+                    format!(
+                        "{token}: environment variable {name} is not set (the sampler would not \
+                         start): set it in the environment the sampler starts with"
+                    ),
+                    token.to_string(),
+                ))
+            }
+        }
+        rest = &tail[end + 3..];
+    }
+    out.push_str(rest);
+    if whole {
+        let t = out.trim();
+        if let Ok(n) = t.parse::<i64>() {
+            return Ok(Some(Value::from(n)));
+        }
+        if let Ok(n) = t.parse::<u64>() {
+            return Ok(Some(Value::from(n)));
+        }
+        if t.bytes().any(|b| b.is_ascii_digit()) && !t.contains(|c: char| c.is_ascii_alphabetic()) {
+            if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                return Ok(Some(Value::Number(n)));
+            }
+        }
+        match t {
+            "true" => return Ok(Some(Value::Bool(true))),
+            "false" => return Ok(Some(Value::Bool(false))),
+            _ => {}
+        }
+    }
+    Ok(Some(Value::String(out)))
+}
+
+/// The environment the sampler would start with.
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// 1-based line and column of the first of `needles` on or after line `from` (0-based).
+fn locate(text: &str, needles: &[String], from: usize) -> Option<(usize, usize)> {
+    for (i, line) in text.lines().enumerate().skip(from) {
+        let code = line.split(" #").next().unwrap_or(line);
+        for n in needles {
+            if let Some(c) = code.find(n.as_str()) {
+                return Some((i + 1, line[..c].chars().count() + 1));
+            }
+        }
+    }
+    None
+}
+
+/// The spellings of `key:` in YAML or JSON.
+fn key_needles(key: &str) -> Vec<String> {
+    vec![
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+        format!("{key} :"),
+    ]
+}
+
+/// The first `` `word` `` or `'word'` in a message (serde names the field that way).
+fn quoted_word(msg: &str) -> Option<&str> {
+    for q in ['`', '\''] {
+        if let Some(a) = msg.find(q) {
+            if let Some(b) = msg[a + 1..].find(q) {
+                let w = &msg[a + 1..a + 1 + b];
+                if !w.is_empty() && !w.contains(' ') {
+                    return Some(w);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// [`convert`] after expanding environment references in `cfg`; an unset variable is a
+/// refusal (the sampler would not start) located at the reference.
+fn convert_expanded(id: &str, cfg: &Value, pipelines: Vec<String>, text: &str) -> Processor {
+    let mut cfg = cfg.clone();
+    let mut errs = Vec::new();
+    expand_env(&mut cfg, "", &env_lookup, &mut errs);
+    let mut p = convert(id, &cfg, pipelines, text);
+    if !errs.is_empty() {
+        // What failed only because a reference stayed unexpanded says nothing more.
+        p.refused.retain(|r| !r.msg.contains("${"));
+    }
+    for (path, msg, token) in errs.into_iter().rev() {
+        p.refused.insert(
+            0,
+            Refusal {
+                path,
+                msg,
+                location: locate(text, &[token], 0),
+            },
+        );
+    }
+    p
 }
 
 fn pipelines_using(root: &Value, id: &str) -> Vec<String> {
@@ -237,10 +492,21 @@ fn pairing_note(path: &str, ms: Option<f64>) -> String {
     }
 }
 
-fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
+fn convert(id: &str, cfg: &Value, pipelines: Vec<String>, text: &str) -> Processor {
     let mut p = Processor::new(id, pipelines);
     let empty = serde_json::Map::new();
     let obj = cfg.as_object().unwrap_or(&empty);
+    // Where this processor starts in the text (its id's line), and where policy `name`
+    // starts after it: locations are searched from there.
+    let proc_line = locate(text, &key_needles(id), 0).map_or(0, |(l, _)| l - 1);
+    let refuse = |p: &mut Processor, path: String, msg: String, key: Option<&str>, from: usize| {
+        let location = key.and_then(|k| locate(text, &key_needles(k), from));
+        p.refused.push(Refusal {
+            path,
+            msg,
+            location,
+        });
+    };
     if !obj.contains_key("decision_wait") {
         p.notes
             .push(pairing_note("decision_wait (default 30s)", Some(30_000.0)));
@@ -252,20 +518,75 @@ fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
                 p.policy.sample_on_first_match = v.as_bool().unwrap_or(false)
             }
             "decision_wait" => {
-                let ms = match v {
-                    Value::String(s) => lockstep_record::duration::go_duration_ms(s.trim()),
-                    // A bare number in a Collector config is nanoseconds (time.Duration).
-                    Value::Number(n) => n.as_f64().map(|ns| ns / 1e6),
-                    _ => None,
-                };
+                let ms = go_duration(v);
+                if ms.is_none() {
+                    refuse(
+                        &mut p,
+                        k.clone(),
+                        format!("{v} is not a duration (e.g. 10s)"),
+                        Some(k),
+                        proc_line,
+                    );
+                }
                 p.notes.push(pairing_note("decision_wait", ms));
+                // lockstep_loki reads it from the policy file (policy_file).
+                p.policy.other.insert(k.clone(), v.clone());
+            }
+            "decision_wait_after_root_received" => match go_duration(v) {
+                Some(ms) => p.notes.push(format!(
+                    "{k}: the sampler decides a trace {} s after its root span arrives when that \
+                     comes before decision_wait; lockstep_loki decides by decision_wait alone \
+                     (policy_file: the same decisions, later), and with decision_feed the \
+                     reports simply come earlier",
+                    ms / 1000.0
+                )),
+                None => refuse(
+                    &mut p,
+                    k.clone(),
+                    format!("{v} is not a duration (e.g. 2s)"),
+                    Some(k),
+                    proc_line,
+                ),
+            },
+            "sampling_strategy" => match v.as_str() {
+                Some("trace-complete") => p.notes.push(format!(
+                    "{k}: trace-complete (the default): the sampler decides each trace once, \
+                     decision_wait after its first span, as this policy is decided"
+                )),
+                Some("span-ingest") => p.notes.push(format!(
+                    "{k}: span-ingest: the sampler decides spans as they arrive, not the whole \
+                     trace at once; a policy over one log line (or one trace, policy_file) can \
+                     keep other traces than it does: use decision_feed for logs to follow its \
+                     decisions exactly"
+                )),
+                _ => refuse(
+                    &mut p,
+                    k.clone(),
+                    format!("unknown sampling_strategy {v} (trace-complete or span-ingest)"),
+                    Some(k),
+                    proc_line,
+                ),
+            },
+            "num_traces" | "decision_cache" => {
+                // lockstep_loki reads both from the policy file (policy_file): how many
+                // traces wait, how many decisions are remembered for late lines.
+                p.notes.push(format!(
+                    "{k}: {v} carried into the policy (lockstep_loki with policy_file reads it)"
+                ));
+                p.policy.other.insert(k.clone(), v.clone());
             }
             other if IGNORED_COLLECTOR_KEYS.contains(&other) => p.notes.push(format!(
                 "{other}: {v} has no meaning for a per-record log filter (ignored)"
             )),
-            other => p
-                .notes
-                .push(format!("{other}: unknown tail_sampling setting (ignored)")),
+            other => refuse(
+                &mut p,
+                other.to_string(),
+                "unknown tail_sampling setting: the Collector refuses to start with it \
+                 (a typo?)"
+                    .into(),
+                Some(other),
+                proc_line,
+            ),
         }
     }
     let policies = obj
@@ -288,6 +609,26 @@ fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        // The policy's own line: its name after the processor's id.
+        let pol_line = if name.is_empty() {
+            proc_line
+        } else {
+            text.lines()
+                .enumerate()
+                .skip(proc_line)
+                .find(|(_, l)| l.contains("name") && l.contains(name.as_str()))
+                .map_or(proc_line, |(i, _)| i)
+        };
+        if let Some((sub_path, why)) = unknown_type_in(pol, &path) {
+            refuse(
+                &mut p,
+                sub_path,
+                format!("{why}: the Collector refuses to start with it"),
+                Some("type"),
+                pol_line,
+            );
+            continue;
+        }
         if let Some((sub_path, why)) = unmirrorable_in(pol, &path) {
             p.skipped.push(Skipped {
                 path: sub_path,
@@ -300,12 +641,18 @@ fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
         let spec: PolicySpec = match serde_json::from_value(pol.clone()) {
             Ok(s) => s,
             Err(e) => {
-                p.skipped.push(Skipped {
-                    path,
-                    name,
-                    kind,
-                    reason: format!("malformed: {e}"),
-                });
+                let msg = e.to_string();
+                let key = quoted_word(&msg)
+                    .filter(|_| msg.starts_with("unknown field"))
+                    .or(Some(kind.as_str()))
+                    .map(str::to_string);
+                refuse(
+                    &mut p,
+                    format!("{path} ({name:?})"),
+                    format!("{msg}: the Collector refuses to start with it"),
+                    key.as_deref(),
+                    pol_line,
+                );
                 continue;
             }
         };
@@ -315,15 +662,22 @@ fn convert(id: &str, cfg: &Value, pipelines: Vec<String>) -> Processor {
             ..PolicyFile::default()
         };
         if let Err(e) = Policy::compile(&probe) {
-            p.skipped.push(Skipped {
-                path,
-                name,
-                kind,
-                reason: match e {
-                    PolicyError::Invalid { msg, .. } => msg,
-                    other => other.to_string(),
-                },
-            });
+            let msg = match e {
+                PolicyError::Invalid { path: ip, msg } => {
+                    // The compiler names the first policy `policies[0]`: this one.
+                    let ip = ip.replacen("policies[0]", &path, 1);
+                    format!("{ip}: {msg}")
+                }
+                other => other.to_string(),
+            };
+            let key = quoted_word(&msg).map(str::to_string);
+            refuse(
+                &mut p,
+                format!("{path} ({name:?})"),
+                format!("{msg}; `policy validate` refuses it too"),
+                key.as_deref().or(Some(kind.as_str())),
+                pol_line,
+            );
             continue;
         }
         match kind.as_str() {
@@ -344,9 +698,6 @@ fn unmirrorable_in(pol: &Value, path: &str) -> Option<(String, String)> {
     let kind = pol.get("type").and_then(Value::as_str).unwrap_or("");
     if let Some(why) = unmirrorable_reason(kind) {
         return Some((path.to_string(), format!("{kind}: {why}")));
-    }
-    if !kind.is_empty() && !MIRRORED_TYPES.contains(&kind) {
-        return Some((path.to_string(), format!("unknown policy type {kind:?}")));
     }
     let subs: Vec<(String, &Value)> = match kind {
         "and" => list(
@@ -370,6 +721,46 @@ fn unmirrorable_in(pol: &Value, path: &str) -> Option<(String, String)> {
         }
     }
     None
+}
+
+/// The first policy (or sub-policy) with no `type` or a type the Collector does not
+/// know, with what is wrong.
+fn unknown_type_in(pol: &Value, path: &str) -> Option<(String, String)> {
+    let kind = match pol.get("type") {
+        None => return Some((path.to_string(), "no `type`".into())),
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => return Some((path.to_string(), format!("type {other} is not a string"))),
+    };
+    if unmirrorable_reason(kind).is_none() && !MIRRORED_TYPES.contains(&kind) {
+        return Some((path.to_string(), format!("unknown policy type {kind:?}")));
+    }
+    let subs: Vec<(String, &Value)> = match kind {
+        "and" => list(
+            pol.pointer("/and/and_sub_policy"),
+            &format!("{path}.and.and_sub_policy"),
+        ),
+        "drop" => list(
+            pol.pointer("/drop/drop_sub_policy"),
+            &format!("{path}.drop.drop_sub_policy"),
+        ),
+        "not" => pol
+            .pointer("/not/not_sub_policy")
+            .map(|v| vec![(format!("{path}.not.not_sub_policy"), v)])
+            .unwrap_or_default(),
+        _ => vec![],
+    };
+    subs.into_iter()
+        .find_map(|(p, sub)| unknown_type_in(sub, &p))
+}
+
+/// A Collector duration: a Go duration string, or a bare number of nanoseconds.
+fn go_duration(v: &Value) -> Option<f64> {
+    match v {
+        Value::String(s) => lockstep_record::duration::go_duration_ms(s.trim()),
+        Value::Number(n) => n.as_f64().map(|ns| ns / 1e6),
+        _ => None,
+    }
+    .filter(|ms| ms.is_finite() && *ms >= 0.0)
 }
 
 fn list<'v>(v: Option<&'v Value>, path: &str) -> Vec<(String, &'v Value)> {
@@ -470,12 +861,41 @@ pub fn import_fluent_bit(
                     pipelines.push(v.to_string());
                 }
             }
-            out.push(convert_fluent_bit(
-                &id,
-                section == "outputs",
-                traces,
-                pipelines,
-            ));
+            // `${VAR}` as Fluent Bit expands it when it reads the file.
+            let mut traces = traces.clone();
+            let mut errs = Vec::new();
+            for (j, t) in traces.iter_mut().enumerate() {
+                expand_env(
+                    t,
+                    &format!("{id}.processors.traces[{j}]"),
+                    &env_lookup,
+                    &mut errs,
+                );
+            }
+            let anchor = get_ci(plugin, "name")
+                .and_then(Value::as_str)
+                .and_then(|n| locate(text, &[n.to_string()], 0))
+                .map_or(0, |(l, _)| l - 1);
+            let mut p = convert_fluent_bit(&id, section == "outputs", &traces, pipelines);
+            for r in &mut p.refused {
+                r.location =
+                    quoted_word(&r.msg).and_then(|w| locate(text, &key_needles(w), anchor));
+            }
+            if !errs.is_empty() {
+                // What failed only because a reference stayed unexpanded says nothing more.
+                p.refused.clear();
+            }
+            for (path, msg, token) in errs.into_iter().rev() {
+                p.refused.insert(
+                    0,
+                    Refusal {
+                        path,
+                        msg,
+                        location: locate(text, &[token], 0),
+                    },
+                );
+            }
+            out.push(p);
         }
     }
     if get_ci(&root, "includes").is_some() {
@@ -508,14 +928,20 @@ fn convert_fluent_bit(
         let stage = match fluentbit::read_processor(entry, &path, &mut warnings) {
             Ok(s) => s,
             Err(e) => {
+                let reason = format!(
+                    "Fluent Bit refuses to start with this processor: {}",
+                    msg_of(e)
+                );
+                p.refused.push(Refusal {
+                    path: path.clone(),
+                    msg: reason.clone(),
+                    location: None,
+                });
                 p.skipped.push(Skipped {
                     path: path.clone(),
                     name: "sampling".into(),
                     kind: kind.clone(),
-                    reason: format!(
-                        "Fluent Bit refuses to start with this processor: {}",
-                        msg_of(e)
-                    ),
+                    reason,
                 });
                 chain_broken = true;
                 continue;
@@ -577,6 +1003,13 @@ fn convert_fluent_bit(
                                 )
                             })
                     };
+                    if let Some(r) = reason.as_ref().filter(|r| r.contains("refuses to start")) {
+                        p.refused.push(Refusal {
+                            path: cpath.clone(),
+                            msg: r.clone(),
+                            location: None,
+                        });
+                    }
                     match reason {
                         Some(reason) => p.skipped.push(Skipped {
                             path: cpath,

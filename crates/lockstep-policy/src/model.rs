@@ -18,6 +18,7 @@ pub const IGNORED_COLLECTOR_KEYS: &[&str] = &[
     "maximum_trace_size_bytes",
     "block_on_overflow",
     "options",
+    "sampling_strategy",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,8 +35,10 @@ pub struct PolicyFile {
     pub processors: Option<FluentBitProcessors>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lockstep: Option<Settings>,
-    /// Other top-level keys: only [`IGNORED_COLLECTOR_KEYS`] are allowed.
-    #[serde(flatten, skip_serializing)]
+    /// Other top-level keys: only [`IGNORED_COLLECTOR_KEYS`] are allowed. Written back
+    /// out (an import carries `decision_wait`, `num_traces` and `decision_cache`, which
+    /// lockstep_loki reads from the policy file).
+    #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
 

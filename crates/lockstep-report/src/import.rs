@@ -12,6 +12,13 @@ pub enum ImportError {
     /// No sampler, several and none chosen, or a choice that names none.
     #[error("{0}")]
     Select(String),
+    /// The chosen sampler holds what it would refuse to start with (a typo, a wrong
+    /// type, an unset environment variable): nothing is written.
+    #[error("{msg}")]
+    Refused {
+        msg: String,
+        location: Option<(usize, usize)>,
+    },
 }
 
 impl ImportError {
@@ -20,6 +27,7 @@ impl ImportError {
         match self {
             ImportError::Policy(e) => e.location(),
             ImportError::Select(_) => None,
+            ImportError::Refused { location, .. } => *location,
         }
     }
 }
@@ -101,6 +109,7 @@ pub fn import(
         }));
     }
     let all: Vec<&Processor> = procs.iter().collect();
+    let mut why_chosen = None;
     let chosen = match which {
         Some(w) => {
             let hits: Vec<usize> = (0..procs.len()).filter(|&i| procs[i].matches(w)).collect();
@@ -127,7 +136,21 @@ pub fn import(
                 .filter(|&i| !procs[i].pipelines.is_empty())
                 .collect();
             match used.as_slice() {
-                [one] => *one,
+                [one] => {
+                    let others: Vec<&Processor> = (0..procs.len())
+                        .filter(|i| i != one)
+                        .map(|i| &procs[i])
+                        .collect();
+                    why_chosen = Some(format!(
+                        "chose {}: of {} tail_sampling processors it is the only one a pipeline uses ({}); {} {} in no pipeline (--processor chooses another)",
+                        procs[*one].id,
+                        procs.len(),
+                        procs[*one].pipelines.join(", "),
+                        ids(&others),
+                        if others.len() == 1 { "is" } else { "are" },
+                    ));
+                    *one
+                }
                 _ => {
                     return Err(ImportError::Select(format!(
                         "{origin}: several {} ({}); choose one with --processor",
@@ -141,7 +164,33 @@ pub fn import(
             }
         }
     };
+    let c = &procs[chosen];
+    if !c.refused.is_empty() {
+        let what = match source {
+            Source::Collector => "the Collector",
+            Source::FluentBit => "Fluent Bit",
+        };
+        let first = &c.refused[0];
+        let mut msg = match first.location {
+            Some((l, col)) => format!("{origin}:{l}:{col}: {}: {}", first.path, first.msg),
+            None => format!("{origin}: {}: {}", first.path, first.msg),
+        };
+        for r in &c.refused[1..] {
+            msg.push_str(&format!("\n{origin}: {r}"));
+        }
+        msg.push_str(&format!(
+            "\n{origin}: {} would not start with this config; nothing imported (a policy left out would drop the logs of traces it keeps)",
+            what
+        ));
+        return Err(ImportError::Refused {
+            msg,
+            location: first.location,
+        });
+    }
     let mut messages = Vec::new();
+    if let Some(w) = why_chosen {
+        messages.push(w);
+    }
     for p in &procs {
         messages.push(match source {
             Source::Collector => format!(
@@ -164,7 +213,6 @@ pub fn import(
             ),
         });
     }
-    let c = &procs[chosen];
     if source == Source::FluentBit {
         for m in &c.converted {
             messages.push(format!("  mirrored {m}"));

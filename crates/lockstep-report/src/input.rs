@@ -94,6 +94,9 @@ fn kind_in(text: &str, format: Format, origin: &str) -> Option<Kind> {
         return Some(Kind::FluentBit);
     }
     let root: Value = lockstep_policy::parse_value(text, format, origin).ok()?;
+    if root.get("kind").and_then(Value::as_str) == Some("OpenTelemetryCollector") {
+        return Some(Kind::Collector);
+    }
     let obj = root.as_object()?;
     let sampler_key = |k: &String| k == "tail_sampling" || k.starts_with("tail_sampling/");
     if obj.keys().any(|k| k.eq_ignore_ascii_case("pipeline")) {
@@ -112,6 +115,17 @@ fn kind_in(text: &str, format: Format, origin: &str) -> Option<Kind> {
         return Some(Kind::Collector);
     }
     Some(Kind::Lockstep)
+}
+
+/// A `policies:` list at the top level with no `lockstep:` section: what a
+/// `tail_sampling:` block's body looks like (or a plain lockstep policy).
+fn is_block_body(text: &str, format: Format, origin: &str) -> bool {
+    lockstep_policy::parse_value(text, format, origin)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .is_some_and(|m| {
+            m.get("policies").is_some_and(Value::is_array) && !m.contains_key("lockstep")
+        })
 }
 
 /// Resolves policy text; `processor` chooses among several samplers of an imported
@@ -142,7 +156,28 @@ pub fn resolve_as(
 ) -> Result<Resolved, ResolveError> {
     let kind = kind_in(text, format, origin).unwrap_or(Kind::Lockstep);
     let (policy, imported) = match kind {
-        Kind::Lockstep | Kind::Default => (compile_policy(text, format, origin)?, None),
+        Kind::Lockstep | Kind::Default => match compile_policy(text, format, origin) {
+            Ok(p) => (p, None),
+            // The body of a `tail_sampling:` block alone (`policies:` with no
+            // `lockstep:`), holding what a lockstep policy cannot: imported as the
+            // block would be, what cannot be mirrored listed.
+            Err(e) if is_block_body(text, format, origin) => {
+                match import(text, format, origin, Some(Source::Collector), processor) {
+                    Ok(imp) if !imp.is_empty() => {
+                        let policy = Policy::compile(&imp.chosen().policy)?;
+                        return Ok(Resolved {
+                            kind: Kind::Collector,
+                            warnings: policy.warnings().to_vec(),
+                            policy,
+                            imported: Some(imp),
+                        });
+                    }
+                    Err(ie @ ImportError::Refused { .. }) => return Err(ie.into()),
+                    _ => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        },
         Kind::Collector | Kind::FluentBit => {
             let from = if kind == Kind::Collector {
                 Source::Collector
