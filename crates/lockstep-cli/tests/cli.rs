@@ -901,3 +901,102 @@ fn issue23_newest_collector_keys() {
         "{err}"
     );
 }
+
+fn check_json(path: &str) -> Value {
+    let (code, out, err) = lockstep(&["check", "--json", path]);
+    assert_eq!(code, 0, "{path}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Items 2 and 5 and the done-when: `check` on sample lines as each library writes them
+/// (golden/libraries) reports the right ids, levels, durations and hints.
+#[test]
+fn issue23_check_reads_each_library_and_hints() {
+    let lib = |f: &str| check_json(&format!("golden/libraries/{f}"));
+    // ids by the new aliases, levels, durations
+    let r = lib("clickhouse-otel_logs.jsonl");
+    assert_eq!(r["trace_id_from"]["TraceId"], 2, "{r}");
+    assert_eq!(r["span_id"]["valid"], 2, "{r}");
+    assert_eq!(r["level"]["known"], 2, "{r}");
+    let r = lib("dotnet.jsonl");
+    assert_eq!(r["trace_id_from"]["TraceId"], 2, "{r}");
+    assert_eq!(r["level_from"]["LogLevel"], 2, "{r}");
+    assert_eq!(
+        r["uncovered_duration_fields"]["State.ElapsedMilliseconds"], 1,
+        "{r}"
+    );
+    let r = lib("serilog.jsonl");
+    assert_eq!(r["trace_id_from"]["@tr"], 2, "{r}");
+    assert_eq!(r["span_id"]["valid"], 2, "{r}");
+    assert_eq!(r["level_from"]["@l"], 2, "{r}");
+    let r = lib("ecs.jsonl");
+    assert_eq!(r["trace_id_from"]["trace.id"], 2, "{r}");
+    assert_eq!(r["duration_from"]["event.duration"], 2, "{r}");
+    assert_eq!(r["implausible_durations"], serde_json::json!([]), "{r}");
+    let r = lib("zap.jsonl");
+    assert_eq!(r["duration_from"]["latency"], 2, "{r}");
+    assert_eq!(r["implausible_durations"], serde_json::json!([]), "{r}");
+    // slog: levels with offsets; durations in ns flagged, ns suggested
+    let r = lib("slog.jsonl");
+    assert_eq!(r["level"]["known"], 3, "{r}");
+    let d = &r["implausible_durations"][0];
+    assert_eq!(
+        (d["alias"].as_str(), d["unit"].as_str()),
+        (Some("duration"), Some("s")),
+        "{r}"
+    );
+    assert_eq!(d["suggested_unit"], "ns", "{r}");
+    let r = lib("logrus.jsonl");
+    assert_eq!(r["implausible_durations"][0]["suggested_unit"], "ns", "{r}");
+    // pino/Express: duration in ms
+    let r = lib("pino.jsonl");
+    assert_eq!(r["implausible_durations"][0]["suggested_unit"], "ms", "{r}");
+    assert_eq!(r["level"]["known"], 4, "{r}");
+    // Docker: the app's JSON line inside `log`
+    let r = lib("docker.jsonl");
+    assert_eq!(r["nested_json_candidates"]["log"], 2, "{r}");
+    let (_, out, _) = lockstep(&["check", "golden/libraries/docker.jsonl"]);
+    assert!(out.contains("nested_json: [log]"), "{out}");
+    // explain agrees on the slog levels
+    let (_, out, _) = lockstep(&["explain", "golden/libraries/slog.jsonl"]);
+    let levels: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["level"].to_string())
+        .collect();
+    assert_eq!(levels, ["\"info\"", "\"error\"", "\"info\""], "{out}");
+    // the text names the unit to set
+    let (_, out, _) = lockstep(&["check", "golden/libraries/slog.jsonl"]);
+    assert!(out.contains("DRIFT implausible durations"), "{out}");
+    assert!(out.contains("{key: duration, unit: ns}"), "{out}");
+    // the existing golden samples raise no false unit alarm
+    for set in [
+        "four-schemas/logs.jsonl",
+        "fluent-bit/logs.jsonl",
+        "unmirrorable/logs.jsonl",
+    ] {
+        let r = check_json(&format!("golden/{set}"));
+        assert_eq!(
+            r["implausible_durations"],
+            serde_json::json!([]),
+            "{set}: {r}"
+        );
+    }
+}
+
+/// Item 5: a trace-id-like field no alias covers is hinted at.
+#[test]
+fn issue23_check_hints_at_uncovered_trace_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(
+        dir.path(),
+        "l.jsonl",
+        b"{\"level\":\"info\",\"otelTraceID\":\"4bf92f3577b34da6a3ce929d0e0e4736\"}\n",
+    );
+    let r = check_json(&logs);
+    assert_eq!(r["uncovered_trace_id_fields"]["otelTraceID"], 1, "{r}");
+    let (_, out, _) = lockstep(&["check", &logs]);
+    assert!(
+        out.contains("DRIFT trace-id-like fields no alias covers"),
+        "{out}"
+    );
+}

@@ -90,23 +90,29 @@ impl Default for FieldTable {
                 ida("trace_id", Hex),
                 ida("traceId", Hex),
                 ida("traceID", Hex),
+                // .NET's JSON console, ClickHouse `otel_logs`, OTLP-as-JSON exporters
+                ida("TraceId", Hex),
                 ida("trace.id", Hex),
                 ida("traceparent", W3c),
                 ida("dd.trace_id", Decimal),
                 ida("logging.googleapis.com/trace", Gcp),
                 ida("X-B3-TraceId", Hex),
                 ida("x-b3-traceid", Hex),
+                // Serilog's compact JSON (CLEF)
+                ida("@tr", Hex),
             ],
             span_id: vec![
                 ida("span_id", Hex),
                 ida("spanId", Hex),
                 ida("spanID", Hex),
+                ida("SpanId", Hex),
                 ida("span.id", Hex),
                 ida("traceparent", W3c),
                 ida("dd.span_id", Decimal),
                 ida("logging.googleapis.com/spanId", Hex),
                 ida("X-B3-SpanId", Hex),
                 ida("x-b3-spanid", Hex),
+                ida("@sp", Hex),
             ],
             level: vec![
                 lva("level", N::Pino),
@@ -123,6 +129,8 @@ impl Default for FieldTable {
                 lva("levelno", N::Python),
                 lva("loglevel", N::Syslog),
                 lva("log_level", N::Syslog),
+                // .NET's JSON console (`"LogLevel":"Information"`)
+                lva("LogLevel", N::None),
                 lva("@l", N::None),
             ],
             duration: vec![

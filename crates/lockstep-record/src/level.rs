@@ -173,8 +173,39 @@ pub fn from_str(scheme: NumberScheme, s: &str) -> Option<Level> {
     if let Some(l) = from_word(t.as_bytes()) {
         return Some(l);
     }
+    if let Some(l) = slog_offset(t) {
+        return Some(l);
+    }
     let n: i64 = t.parse().ok()?;
     from_number(scheme, n)
+}
+
+/// Go `log/slog`'s levels between the named ones, written `NAME+N` / `NAME-N`
+/// (`ERROR+4`, `WARN-2`): slog's numbers are DEBUG -4, INFO 0, WARN 4, ERROR 8, so the
+/// level is the named one's number plus the offset, read back onto the nearest named
+/// level at or below it (ERROR+4 is error, WARN-2 is info, DEBUG-4 is trace).
+pub fn slog_offset(t: &str) -> Option<Level> {
+    let i = t.find(['+', '-'])?;
+    let (name, off) = t.split_at(i);
+    let base: i64 = match name.to_ascii_uppercase().as_str() {
+        "DEBUG" => -4,
+        "INFO" => 0,
+        "WARN" => 4,
+        "ERROR" => 8,
+        _ => return None,
+    };
+    let digits = &off[1..];
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = off.parse().ok()?;
+    Some(match base + n {
+        v if v >= 8 => Level::Error,
+        v if v >= 4 => Level::Warn,
+        v if v >= 0 => Level::Info,
+        v if v >= -4 => Level::Debug,
+        _ => Level::Trace,
+    })
 }
 
 /// A level word (any case), trimmed already: the word table only, no numbers.
@@ -321,6 +352,26 @@ mod tests {
         }
         for s in ["DEFAULT", "", "errorish", "nope"] {
             assert_eq!(from_str(NumberScheme::None, s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn slog_levels_with_offsets() {
+        use super::*;
+        for (w, l) in [
+            ("ERROR+4", Level::Error),
+            ("ERROR-2", Level::Warn),
+            ("WARN-2", Level::Info),
+            ("WARN+2", Level::Warn),
+            ("INFO+4", Level::Warn),
+            ("INFO-1", Level::Debug),
+            ("DEBUG-4", Level::Trace),
+            ("debug+4", Level::Info),
+        ] {
+            assert_eq!(from_str(NumberScheme::None, w), Some(l), "{w}");
+        }
+        for w in ["ERROR+", "ERROR+x", "LOUD+4", "+4", "ERROR+1234567"] {
+            assert_eq!(from_str(NumberScheme::None, w), None, "{w}");
         }
     }
 
