@@ -304,6 +304,9 @@
     if (Object.keys(c.unknown_levels).length) rows.push(["DRIFT unknown level values", counts(c.unknown_levels)]);
     if (Object.keys(c.uncovered_duration_fields).length) rows.push(["DRIFT duration-like fields no alias covers", counts(c.uncovered_duration_fields)]);
     if (Object.keys(c.uncovered_level_fields).length) rows.push(["DRIFT level-like fields no alias covers", counts(c.uncovered_level_fields)]);
+    for (const d of c.implausible_durations || []) rows.push(["DRIFT implausible durations", d.hint]);
+    if (Object.keys(c.uncovered_trace_id_fields || {}).length) rows.push(["DRIFT trace-id-like fields no alias covers", counts(c.uncovered_trace_id_fields)]);
+    if (Object.keys(c.nested_json_candidates || {}).length) rows.push(["DRIFT JSON inside a string field (lockstep.fields.nested_json)", counts(c.nested_json_candidates)]);
     if (c.first_unreadable) rows.push(["unreadable", c.unreadable + " (first: " + c.first_unreadable + ")"]);
     for (const [k, v] of rows) {
       dl.appendChild(el("dt", k, k.startsWith("DRIFT") ? "warn" : ""));
