@@ -12,7 +12,7 @@
 #                    runs in_stdin, filter_wasm, filter_lua, out_counter and the HTTP server
 #   $PLUGIN_SO       default dist/lockstep_out_loki.so (scripts/build-plugins.sh)
 #   $RECEIVER_BIN    default target/release/examples/loki_receiver
-#                    (cargo build --release -p lockstep-harness --example loki_receiver)
+#                    (cargo build --release -p lockstep-hosts --example loki_receiver)
 # Optional:
 #   LOKI_URL         a real Loki (e.g. http://127.0.0.1:3100): runs a, b and c push to it
 #                    instead of the receiver, each run into its own stream (label
@@ -67,7 +67,7 @@ filter_runs=$(tr -cd 'hijkl' <<< "$BENCH_RUNS")
 if [ -n "$output_runs" ]; then
   [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
   [ -n "${LOKI_URL:-}" ] || [ -x "$RECEIVER_BIN" ] || {
-    echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-harness --example loki_receiver" >&2
+    echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-hosts --example loki_receiver" >&2
     exit 2
   }
 fi

@@ -13,7 +13,7 @@
 #   $PLUGIN_SO       default dist/lockstep_out_loki.so (scripts/build-plugins.sh). Point it
 #                    at a copy when dist/ may be rebuilt during the runs
 #   $RECEIVER_BIN    default target/release/examples/loki_receiver, used without LOKI_URL
-#                    (cargo build --release -p lockstep-harness --example loki_receiver)
+#                    (cargo build --release -p lockstep-hosts --example loki_receiver)
 # Optional:
 #   LOKI_URL         a real Loki (e.g. http://127.0.0.1:3100; the built-in output of run
 #                    `lua` pushes to 127.0.0.1 and the port of this URL). Each run writes its
@@ -92,7 +92,7 @@ mkdir -p "$WORK"
 [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
 [ -f "$BENCH_POLICY" ] || { echo "missing $BENCH_POLICY" >&2; exit 2; }
 [ -n "${LOKI_URL:-}" ] || [ -x "$RECEIVER_BIN" ] || {
-  echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-harness --example loki_receiver" >&2
+  echo "missing $RECEIVER_BIN: cargo build --release -p lockstep-hosts --example loki_receiver" >&2
   exit 2
 }
 for c in python3 curl bc; do command -v $c >/dev/null || { echo "$c is needed" >&2; exit 2; }; done

@@ -41,7 +41,7 @@ opentelemetry input on a free port:
 
 fluent-bit-sampling/ (traces too) is checked by scripts/fluent-bit-sampling-conf-check.py,
 which this script runs last. Needs: scripts/build-plugins.sh, `cargo build --release -p
-lockstep-harness --example loki_receiver`, a lockstep binary (target/release or
+lockstep-hosts --example loki_receiver`, a lockstep binary (target/release or
 target/debug), PyYAML for the sampling checks. Builds and fetches nothing.
 """
 import json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request

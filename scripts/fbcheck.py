@@ -18,7 +18,7 @@ def artifacts():
     so = os.environ.get("LOCKSTEP_LOKI_SO") or os.path.join(ROOT, "dist", "lockstep_out_loki.so")
     receiver = os.environ.get("LOKI_RECEIVER") or os.path.join(ROOT, "target", "release", "examples", "loki_receiver")
     for path, hint in [(wasm, "scripts/build-plugins.sh"), (so, "scripts/build-plugins.sh"),
-                       (receiver, "cargo build --release -p lockstep-harness --example loki_receiver")]:
+                       (receiver, "cargo build --release -p lockstep-hosts --example loki_receiver")]:
         if not os.path.exists(path):
             sys.exit(f"{path} is missing: {hint}")
     lockstep = next((p for p in [os.environ.get("LOCKSTEP", ""), os.path.join(ROOT, "target", "release", "lockstep"),

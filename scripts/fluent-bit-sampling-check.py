@@ -9,7 +9,7 @@ Fluent Bit on 127.0.0.1 with those processors under an `opentelemetry` input
 `stdout` output, POSTs every span of spans.jsonl as OTLP/JSON, waits for the decisions,
 and compares the trace ids Fluent Bit emitted with the set's truth: each trace decided
 from its spans with Fluent Bit's rules (computed here independently, as
-test-harness/src/golden.rs does for the replay). Prints both counts and every
+crates/lockstep-hosts/src/golden.rs does for the replay). Prints both counts and every
 difference; exit 0 when they are equal. Needs PyYAML (`pip install pyyaml`).
 Builds and fetches nothing: bring your own Fluent Bit build.
 """

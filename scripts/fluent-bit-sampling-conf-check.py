@@ -14,7 +14,7 @@ a scratch directory and loopback (and `decision_wait` shortened to 2 s):
 It then checks that Fluent Bit forwarded exactly the traces `lockstep replay` computes
 from the spans with Fluent Bit's rules, and that the receiver holds exactly the records
 the replay keeps, each belonging to a forwarded trace: the logs follow the traces in the
-real host. Needs: scripts/build-plugins.sh, `cargo build --release -p lockstep-harness
+real host. Needs: scripts/build-plugins.sh, `cargo build --release -p lockstep-hosts
 --example loki_receiver`, a lockstep binary (target/release or target/debug), PyYAML.
 Builds and fetches nothing.
 """

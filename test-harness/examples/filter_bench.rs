@@ -5,7 +5,7 @@
 //! cargo run --release -p lockstep-harness --example filter_bench -- [WASM] [RECORDS]
 //! (`LINES=file.jsonl` to measure other records than the four-schema sample)
 
-use lockstep_harness::wasm::{FilterConfig, FilterResult, WasmFilterHost};
+use lockstep_hosts::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 use std::time::Instant;
 
 /// A module exporting memory and `f` whose body is `body`.

@@ -15,10 +15,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lockstep_harness::loki_receiver::{LokiReceiver, ReceiverConfig};
-use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 use lockstep_harness::{free_port, KillOnDrop};
+use lockstep_hosts::loki_receiver::{LokiReceiver, ReceiverConfig};
+use lockstep_hosts::proxy::rmpv::Value;
+use lockstep_hosts::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 
 fn cpu_s() -> f64 {
     // utime + stime of this process, from /proc/self/stat (fields 14, 15; clock ticks).

@@ -1,5 +1,5 @@
-//! Builds workspace packages' `cdylib` artifacts for tests, with the same
-//! cargo that runs the tests, into a separate target directory (so the
+//! Builds the plugin artifacts tests load (workspace packages' `cdylib`s, the filter `.wasm`)
+//! with the same cargo that runs the tests, into a separate target directory (so the
 //! nested build never waits on the outer build's lock).
 
 use std::collections::HashMap;
@@ -127,4 +127,48 @@ pub fn build_cdylib(package: &str) -> Result<PathBuf, ArtifactError> {
         .get_or_insert_with(HashMap::new)
         .insert(package.to_string(), path.clone());
     Ok(path)
+}
+
+/// Builds `plugins/filter-lockstep` for `wasm32-unknown-unknown` with the `wasm` profile
+/// (what `scripts/build-plugins.sh` ships) and returns the `.wasm` path.
+pub fn build_filter_wasm(features: &[&str]) -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let target_dir = root.join("target").join("harness-wasm");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "filter-lockstep",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm",
+        ]);
+    // `["json-only"]`: no default features (the JSON-only build shipped as
+    // dist/lockstep_filter-json.wasm).
+    if features == ["json-only"] {
+        cmd.arg("--no-default-features");
+    } else if !features.is_empty() {
+        cmd.args(["--no-default-features", "--features", &features.join(",")]);
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the filter failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let built = target_dir.join("wasm32-unknown-unknown/wasm/lockstep_filter.wasm");
+    let name = if features.is_empty() {
+        "lockstep_filter.wasm".to_string()
+    } else {
+        format!("lockstep_filter-{}.wasm", features.join("-"))
+    };
+    let dest = target_dir.join(name);
+    std::fs::copy(&built, &dest).map_err(|e| format!("{}: {e}", built.display()))?;
+    Ok(dest)
 }

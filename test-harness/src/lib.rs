@@ -1,42 +1,22 @@
-//! lockstep-harness: hosts that run the real plugin artifacts exactly as Fluent Bit does.
+//! lockstep-harness: test-only helpers around the hosts of `lockstep-hosts`, and the
+//! integration tests (`tests/`) that run the real plugin artifacts in them.
 //!
 //! Modules:
-//! - [`loki_receiver`]: a Loki-compatible push receiver on loopback with switchable
-//!   faults (5xx, 429, partial 400, 260, black hole, slow, refuse) that decodes
-//!   protobuf+snappy and JSON, enforces label rules and counts what it stored.
-//! - [`wasm`]: a `filter_wasm` host (wasmtime) that runs a filter `.wasm` exactly as
-//!   Fluent Bit 5.1 does; [`golden`]: the golden replay and its trace-side truth.
-//! - [`proxy`]: a `dlopen` host for output plugins built on Fluent Bit's proxy
-//!   ABI (the one Go plugins use), behaving like Fluent Bit 5.1.
-//! - [`output_replay`]: a golden set through the real output with `policy_file`
-//!   (sampling by whole trace), checked for completeness against the traces.
-//! - [`artifacts`]: builds plugin artifacts (`cdylib`s) from the workspace so
-//!   tests load exactly what ships.
+//! - [`artifacts`]: builds plugin artifacts (the output `cdylib`s, the filter `.wasm`)
+//!   from the workspace so tests load exactly what ships.
+//! - this file: child processes (spawn, read, kill on drop), polling, a free port,
+//!   metrics scrapes, chunks and stored fields for assertions.
 //!
-//! Invariants: the hosts own every resource they hand to a plugin and free it
-//! the way Fluent Bit does (and no later), so a plugin that keeps a pointer it
-//! was told not to keep fails loudly here; only one proxy host exists per
-//! process at a time (loading waits for the previous one to be dropped),
-//! because the host's `log_print` is process-global, as in Fluent Bit.
+//! Nothing of the product depends on this crate: it is a dev-dependency only.
 
 pub mod artifacts;
-pub mod golden;
-pub mod loki_receiver;
-pub mod output_replay;
-pub mod proxy;
-pub mod wasm;
+
+pub use lockstep_hosts::free_port;
+use lockstep_hosts::{loki_receiver, proxy};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A loopback TCP port that was free a moment ago (for a listener a test configures).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
 
 /// A child process that is killed (SIGKILL) and reaped when dropped, so a failed
 /// assertion or a panicking benchmark never leaves one running.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lockstep_harness::proxy::{
+use lockstep_hosts::proxy::{
     ChunkBuilder, FlushCode, HostError, HostOptions, LogSource, ProxyHost, Registration,
 };
 

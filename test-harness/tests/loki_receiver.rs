@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lockstep_harness::loki_receiver::{LokiReceiver, Mode, ReceiverConfig, StoredEntry};
+use lockstep_hosts::loki_receiver::{LokiReceiver, Mode, ReceiverConfig, StoredEntry};
 use lockstep_loki::{
     encode_protobuf_snappy, ClientConfig, Encoding, Entry, LokiClient, Outcome, RetryCause, Stream,
     TransportKind,

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lockstep_harness::artifacts::build_cdylib;
-use lockstep_harness::loki_receiver::{LokiReceiver, Mode};
-use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 use lockstep_harness::{free_port, wait_until, KillOnDrop};
+use lockstep_hosts::loki_receiver::{LokiReceiver, Mode};
+use lockstep_hosts::proxy::rmpv::Value;
+use lockstep_hosts::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 
 fn plugin() -> PathBuf {
     build_cdylib("out-loki").unwrap_or_else(|e| panic!("building out-loki: {e}"))

@@ -13,10 +13,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use lockstep_harness::artifacts::build_cdylib;
-use lockstep_harness::loki_receiver::LokiReceiver;
-use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{FlushCode, HostOptions, ProxyHost};
 use lockstep_harness::{chunk_of as chunk, free_port, scrape_metrics as scrape, wait_until};
+use lockstep_hosts::loki_receiver::LokiReceiver;
+use lockstep_hosts::proxy::rmpv::Value;
+use lockstep_hosts::proxy::{FlushCode, HostOptions, ProxyHost};
 
 fn stored(rx: &LokiReceiver) -> Vec<String> {
     lockstep_harness::stored_field(rx, "msg")

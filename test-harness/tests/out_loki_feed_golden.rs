@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lockstep_harness::artifacts::build_cdylib;
-use lockstep_harness::golden::GoldenSet;
-use lockstep_harness::loki_receiver::LokiReceiver;
-use lockstep_harness::output_replay::{
+use lockstep_hosts::golden::GoldenSet;
+use lockstep_hosts::loki_receiver::LokiReceiver;
+use lockstep_hosts::output_replay::{
     receiver_lines, replay_output_with, Decisions, OutputReplay, OutputReport,
 };
 

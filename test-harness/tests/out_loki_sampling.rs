@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockstep_harness::artifacts::build_cdylib;
-use lockstep_harness::golden::GoldenSet;
-use lockstep_harness::loki_receiver::{LokiReceiver, Mode};
-use lockstep_harness::output_replay::{receiver_lines, replay_output, OutputReplay};
-use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 use lockstep_harness::{free_port, wait_until, KillOnDrop};
+use lockstep_hosts::golden::GoldenSet;
+use lockstep_hosts::loki_receiver::{LokiReceiver, Mode};
+use lockstep_hosts::output_replay::{receiver_lines, replay_output, OutputReplay};
+use lockstep_hosts::proxy::rmpv::Value;
+use lockstep_hosts::proxy::{ChunkBuilder, FlushCode, HostOptions, ProxyHost};
 
 fn chunk(records: &[Value]) -> Vec<u8> {
     lockstep_harness::chunk_of(records)
@@ -703,10 +703,8 @@ fn lines_of_dropped_traces_are_never_mapped() {
             // a string that is not UTF-8: the line rendering fixes and counts it
             (
                 "note".into(),
-                lockstep_harness::proxy::rmpv::decode::read_value(
-                    &mut &[0xa3, 0x61, 0xff, 0x62][..],
-                )
-                .unwrap(),
+                lockstep_hosts::proxy::rmpv::decode::read_value(&mut &[0xa3, 0x61, 0xff, 0x62][..])
+                    .unwrap(),
             ),
         ])
     };

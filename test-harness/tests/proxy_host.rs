@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use lockstep_harness::artifacts::build_cdylib;
-use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{
+use lockstep_hosts::proxy::rmpv::Value;
+use lockstep_hosts::proxy::{
     Call, ChunkBuilder, FlushCode, HostError, HostOptions, InstanceState, LogLine, LogSource,
     ProxyHost, Registration,
 };
@@ -732,14 +732,14 @@ fn the_flush_stack_has_a_guard_page() {
                 deep(n - 1) + u64::from(buf[7])
             }
         }
-        lockstep_harness::proxy::run_on_flush_stack(64 * 1024, || {
+        lockstep_hosts::proxy::run_on_flush_stack(64 * 1024, || {
             std::hint::black_box(deep(100_000));
         });
         eprintln!("overflow child: survived, the guard page is missing");
         std::process::exit(0);
     }
     // A shallow function fits and its use is measured.
-    let peak = lockstep_harness::proxy::run_on_flush_stack(64 * 1024, || {
+    let peak = lockstep_hosts::proxy::run_on_flush_stack(64 * 1024, || {
         let buf = [7u8; 4096];
         std::hint::black_box(&buf);
     })

@@ -2,9 +2,10 @@
 //! `lockstep_filter.wasm` run through them: the golden replay, policy loading from
 //! Accessible_Paths, record sizes, invalid input.
 
-use lockstep_harness::golden::{replay, GoldenSet};
-use lockstep_harness::wasm::{
-    build_filter_wasm, EventFormat, FilterConfig, FilterResult, HostAbort, LogLevel, WasmFilterHost,
+use lockstep_harness::artifacts::build_filter_wasm;
+use lockstep_hosts::golden::{replay, GoldenSet};
+use lockstep_hosts::wasm::{
+    EventFormat, FilterConfig, FilterResult, HostAbort, LogLevel, WasmFilterHost,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

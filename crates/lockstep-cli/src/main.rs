@@ -290,7 +290,7 @@ fn import(
 }
 
 fn replay(dir: &Path, wasm: &Path, chunk: usize) -> Result<u8> {
-    use lockstep_harness::{golden, wasm as host};
+    use lockstep_hosts::{golden, wasm as host};
     // The set first: run outside the repository root, both are missing, and the set is
     // what the operator named.
     if !dir.is_dir() {

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use lockstep_harness::golden::GoldenSet;
-use lockstep_harness::loki_receiver::LokiReceiver;
-use lockstep_harness::proxy::rmpv::Value;
-use lockstep_harness::proxy::{ChunkBuilder, FlushCode, HostOptions, LogSource, ProxyHost};
-use lockstep_harness::wasm::{FilterConfig, FilterResult, WasmFilterHost};
+use lockstep_hosts::golden::GoldenSet;
+use lockstep_hosts::loki_receiver::LokiReceiver;
+use lockstep_hosts::proxy::rmpv::Value;
+use lockstep_hosts::proxy::{ChunkBuilder, FlushCode, HostOptions, LogSource, ProxyHost};
+use lockstep_hosts::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 
-use lockstep_harness::output_replay::to_rmpv;
+use lockstep_hosts::output_replay::to_rmpv;
 
 /// Runs the job; returns the exit code (0: Loki holds exactly what the filter kept).
 pub fn run(dir: &Path, wasm: &Path, plugin: &Path, loki: Option<&str>) -> Result<u8> {
@@ -249,7 +249,7 @@ pub fn replay_through_output(
     decision_wait: Duration,
     feed: bool,
 ) -> Result<u8> {
-    use lockstep_harness::output_replay::{
+    use lockstep_hosts::output_replay::{
         receiver_lines, replay_output_with, Decisions, OutputReplay,
     };
     if !plugin.exists() {
@@ -277,7 +277,7 @@ pub fn replay_through_output(
         labels: format!("job=lockstep-replay, run={run_id}"),
     };
     let how = if feed {
-        let kept = dir.join(lockstep_harness::golden::KEPT_TRACES_FILE);
+        let kept = dir.join(lockstep_hosts::golden::KEPT_TRACES_FILE);
         println!(
             "through {} with decision_feed (decision_wait {:?}) to {url}; kept traces from {}",
             plugin.display(),
@@ -288,7 +288,7 @@ pub fn replay_through_output(
                 format!(
                     "{} over spans.jsonl (no {})",
                     dir.join("lockstep-policy.yaml").display(),
-                    lockstep_harness::golden::KEPT_TRACES_FILE
+                    lockstep_hosts::golden::KEPT_TRACES_FILE
                 )
             }
         );

@@ -471,7 +471,7 @@ fn policy_import_reads_fluent_bit_configs() {
 /// metadata; and a plugin that cannot start says why.
 #[test]
 fn ship_delivers_every_kept_record_once() {
-    let wasm = lockstep_harness::wasm::build_filter_wasm(&[]).unwrap();
+    let wasm = lockstep_harness::artifacts::build_filter_wasm(&[]).unwrap();
     let so = lockstep_harness::artifacts::build_cdylib("out-loki").unwrap();
     let (wasm, so) = (wasm.to_str().unwrap(), so.to_str().unwrap());
     let (code, out, err) = lockstep(&[

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep_harness::loki_receiver::{LokiReceiver, Mode, ReceiverConfig};
 use lockstep_harness::wait_until;
+use lockstep_hosts::loki_receiver::{LokiReceiver, Mode, ReceiverConfig};
 use lockstep_loki::{BackoffConfig, BreakerConfig, ClientConfig, LokiClient};
 use lockstep_ship::{Drain, DrainConfig, Metrics, SpooledEntry, TooOld, ORIGINAL_TS_KEY};
 use lockstep_spool::{Spool, SpoolConfig};

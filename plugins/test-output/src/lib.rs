@@ -1,5 +1,5 @@
 //! test-output: a small output plugin built only on `fluent-bit-plugin`,
-//! loaded through the proxy host in `test-harness` to prove the safe layer
+//! loaded through the proxy host in `lockstep-hosts` to prove the safe layer
 //! end to end. It records what it sees as JSON lines in the file named by
 //! `record_file`, and logs through the host.
 //!

@@ -17,7 +17,7 @@
 //! shutdown drills (`scripts/drill-sigterm.sh`).
 //!
 //! ```text
-//! cargo build --release -p lockstep-harness --example loki_receiver
+//! cargo build --release -p lockstep-hosts --example loki_receiver
 //! ```
 
 use std::io::{Read, Write};
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockstep_harness::loki_receiver::{LokiReceiver, ReceiverConfig, Stats};
+use lockstep_hosts::loki_receiver::{LokiReceiver, ReceiverConfig, Stats};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -68,7 +68,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        receiver.set_mode(lockstep_harness::loki_receiver::Mode::Slow(
+        receiver.set_mode(lockstep_hosts::loki_receiver::Mode::Slow(
             Duration::from_millis(ms),
         ));
     }

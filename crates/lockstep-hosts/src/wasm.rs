@@ -24,7 +24,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use wasmtime::{
     Caller, Engine, Extern, Func, Instance, Linker, Memory, Module, Store, TypedFunc, Val,
 };
@@ -631,48 +631,4 @@ impl WasmFilterHost {
         let text = record.to_string();
         self.filter_text(tag, time, &text)
     }
-}
-
-/// Builds `plugins/filter-lockstep` for `wasm32-unknown-unknown` with the `wasm` profile
-/// (what `scripts/build-plugins.sh` ships) and returns the `.wasm` path.
-pub fn build_filter_wasm(features: &[&str]) -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = root.join("target").join("harness-wasm");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "filter-lockstep",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "wasm",
-        ]);
-    // `["json-only"]`: no default features (the JSON-only build shipped as
-    // dist/lockstep_filter-json.wasm).
-    if features == ["json-only"] {
-        cmd.arg("--no-default-features");
-    } else if !features.is_empty() {
-        cmd.args(["--no-default-features", "--features", &features.join(",")]);
-    }
-    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "building the filter failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let built = target_dir.join("wasm32-unknown-unknown/wasm/lockstep_filter.wasm");
-    let name = if features.is_empty() {
-        "lockstep_filter.wasm".to_string()
-    } else {
-        format!("lockstep_filter-{}.wasm", features.join("-"))
-    };
-    let dest = target_dir.join(name);
-    std::fs::copy(&built, &dest).map_err(|e| format!("{}: {e}", built.display()))?;
-    Ok(dest)
 }
