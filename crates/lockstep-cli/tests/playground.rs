@@ -358,3 +358,23 @@ fn the_page_works_opened_from_disk_with_no_server() {
         "the drift sample's unreadable line is not shown"
     );
 }
+
+/// The page's drift report says what `lockstep check` says of implausible duration
+/// units (Go slog writes a time.Duration as integer nanoseconds; read as seconds, every
+/// request looks slow) and names the unit to set.
+#[test]
+fn the_drift_report_flags_a_duration_unit_and_names_the_fix() {
+    let Some((chromium, page)) = prerequisites() else {
+        return;
+    };
+    let base = serve(page);
+    let logs = std::fs::read_to_string(root().join("golden/libraries/slog.jsonl")).unwrap();
+    let url = format!("{base}#policy=&logs={}", uri_component(&logs));
+    let dom = unescape(&render(&chromium, &url));
+    assert!(
+        dom.contains("DRIFT implausible durations"),
+        "{}",
+        body_state(&dom)
+    );
+    assert!(dom.contains("unit: ns"), "the fix is named");
+}
