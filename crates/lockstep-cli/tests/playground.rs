@@ -378,3 +378,29 @@ fn the_drift_report_flags_a_duration_unit_and_names_the_fix() {
     );
     assert!(dom.contains("unit: ns"), "the fix is named");
 }
+
+/// A link cut short or edited says so in words where the policy's status goes (never a
+/// raw JavaScript error).
+#[test]
+fn a_broken_link_fragment_is_explained_in_words() {
+    let Some((chromium, page)) = prerequisites() else {
+        return;
+    };
+    let base = serve(page);
+    for (fragment, want) in [
+        ("z=AAAA", "is not compressed playground state"),
+        (
+            "policy=%E0%A4%A&logs=x",
+            "the link's fragment could not be read",
+        ),
+    ] {
+        let dom = unescape(&render(&chromium, &format!("{base}#{fragment}")));
+        assert_eq!(body_state(&dom), "fragment-error", "{fragment}");
+        let status = text_of(&dom, "policy-status");
+        assert!(status.contains(want), "{fragment}: {status}");
+        assert!(
+            !status.contains("DOMException") && !status.contains("SyntaxError"),
+            "{status}"
+        );
+    }
+}
