@@ -1,13 +1,11 @@
 //! Record accessors (`$key['sub'][0]`, `$TAG`, `$TAG[n]`) and the value templates built on
-//! them: parsing them from the configuration, reading them from a record's top level
-//! ([`Top`], read once per record), and rendering what they find as label or metadata text.
+//! them: parsing them from the configuration, and reading them from a record's top level
+//! ([`Top`], read once per record). Below the other modules: imports none of them.
 
 use std::fmt::Write as _;
 
-use fluent_bit_chunk::json::write_json;
 use fluent_bit_chunk::{MapView, ValueRef};
 
-use crate::line::*;
 use crate::*;
 
 /// One step of a record accessor path.
@@ -329,70 +327,4 @@ pub(crate) fn walk<'a>(
         }
     }
     Some(cur)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flavour {
-    /// Fluent Bit's `flb_ra_translate`: floats `%f`, arrays give nothing.
-    Label,
-    /// This project's decision: numbers, booleans, maps and arrays as JSON.
-    Metadata,
-}
-
-/// Appends the template's text; true when some accessor found its key.
-pub(crate) fn translate(
-    parts: &[Part],
-    tag: &str,
-    top: &Top<'_>,
-    out: &mut String,
-    flavour: Flavour,
-    stats: &mut MapStats,
-) -> bool {
-    let mut found = false;
-    for p in parts {
-        match p {
-            Part::Lit(s) => out.push_str(s),
-            Part::Tag => out.push_str(tag),
-            Part::TagIndex(n) => out.push_str(tag.split('.').nth(*n).unwrap_or("")),
-            Part::Key(path) => {
-                if let Some(v) = lookup(top, path) {
-                    found = true;
-                    value_text(out, v, flavour, stats);
-                }
-            }
-        }
-    }
-    found
-}
-
-pub(crate) fn value_text(
-    out: &mut String,
-    v: ValueRef<'_>,
-    flavour: Flavour,
-    stats: &mut MapStats,
-) {
-    match v {
-        ValueRef::Str(s) => push_lossy(out, s.0, stats),
-        ValueRef::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
-        ValueRef::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        ValueRef::F32(f) if flavour == Flavour::Label => out.push_str(&c_fixed6(f64::from(f))),
-        ValueRef::F64(f) if flavour == Flavour::Label => out.push_str(&c_fixed6(f)),
-        ValueRef::F32(_) | ValueRef::F64(_) | ValueRef::Bool(_) | ValueRef::Nil => {
-            write_json(out, v)
-        }
-        ValueRef::Bin(b) => {
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
-        }
-        ValueRef::Map(m) => render_container(out, m.raw(), &[], Fmt::Json, stats),
-        ValueRef::Array(a) if flavour == Flavour::Metadata => {
-            render_container(out, a.raw(), &[], Fmt::Json, stats)
-        }
-        ValueRef::Array(_) | ValueRef::Ext(..) => {}
-    }
 }

@@ -50,10 +50,11 @@
 //!
 //! Modules, one concern each: this file holds the configuration and its compilation
 //! ([`MappingConfig`] → [`Mapping`]); `accessor` the record accessors and value templates
-//! (parsed, then read from a record's top level); `labels` the labels and the tenant;
-//! `metadata` the structured metadata (and the OTLP ids from the event metadata);
-//! `line` the line rendering (`json`, `key_value`, `drop_single_key`); `payload` the
-//! spool payload ([`Scratch`], `encode_tagged`, `map_tagged`).
+//! (parsed, then read from a record's top level; it imports none of the others); `line`
+//! the rendering (the line as `json` or `key_value`, `drop_single_key`; a template's
+//! text for a label or metadata); `labels` the labels and the tenant; `metadata` the
+//! structured metadata (and the OTLP ids from the event metadata); `payload` the spool
+//! payload ([`Scratch`], `encode_tagged`, `map_tagged`).
 //!
 //! Invariants: [`Mapping`] is immutable after [`Mapping::new`]; [`Mapping::map`]
 //! never fails on record content and never recurses on the record's depth

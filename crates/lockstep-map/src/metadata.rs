@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use fluent_bit_chunk::{MapView, ValueRef};
 
 use crate::accessor::*;
+use crate::line::*;
 use crate::payload::*;
 use crate::*;
 
