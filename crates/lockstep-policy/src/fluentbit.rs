@@ -38,8 +38,10 @@
 //!
 //! [`Policy::warnings`]: crate::Policy::warnings
 
-use crate::engine::{Compiler, FbMatch, Rule};
+pub use crate::conf::atoi;
+use crate::conf::key_ci;
 use crate::model::FluentBitProcessors;
+use crate::rule::{status_set, Compiler, FbMatch, Rule};
 use crate::PolicyError;
 use serde_json::Value;
 
@@ -61,33 +63,6 @@ pub const MIRRORED_CONDITIONS: &[&str] = &[
     "boolean_attribute",
 ];
 
-/// C `atoi` on the value's text form, as Fluent Bit's INT config maps read
-/// `sampling_percentage` (`10.9` is 10, `"50"` is 50, `abc` is 0): glibc's
-/// `(int) strtol(s, NULL, 10)`, so a value beyond 64 bits saturates and one beyond 32
-/// bits wraps (`4294967296` is 0).
-pub fn atoi(s: &str) -> i64 {
-    i64::from(strtol(s) as i32)
-}
-
-/// `strtol(s, NULL, 10)`: leading white space, a sign, digits; saturating.
-fn strtol(s: &str) -> i64 {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let mut n: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    if neg {
-        n.saturating_neg()
-    } else {
-        n
-    }
-}
-
 /// `a.`, `a, and b.`, `a, b, and c.`: how Fluent Bit lists the allowed properties.
 fn fb_list(items: &[&str]) -> String {
     match items {
@@ -105,12 +80,6 @@ fn scalar_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-pub(crate) fn key_ci<'v>(m: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
-    m.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
 }
 
 /// One processor entry, read.
@@ -372,7 +341,7 @@ pub(crate) fn condition(
         "status_code" => {
             let codes = strings(m.get("status_codes"), path, "status_codes")?;
             let upper: Vec<String> = codes.iter().map(|c| c.to_ascii_uppercase()).collect();
-            crate::engine::status_set(&upper, path)?
+            status_set(&upper, path)?
         }
         "latency" => {
             let low = uint(m, "threshold_ms_low", path)?;

@@ -10,6 +10,7 @@
 //! pipelines), and refuses Fluent Bit's classic `.conf` format, which cannot hold
 //! processors.
 
+use crate::conf;
 use crate::fluentbit::{self, Stage};
 use crate::model::*;
 use crate::{parse_any, Format, Policy, PolicyError};
@@ -817,7 +818,7 @@ pub fn render(p: &Processor) -> Result<String, PolicyError> {
 }
 
 fn get_ci<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
-    fluentbit::key_ci(v.as_object()?, key)
+    conf::key_ci(v.as_object()?, key)
 }
 
 /// Reads a Fluent Bit YAML config and converts the trace processor list of every input
@@ -969,12 +970,12 @@ fn convert_fluent_bit(
                 // 5.1.1 reads decision_wait in whole seconds (atoi), 30 by default.
                 let wait = entry
                     .as_object()
-                    .and_then(|m| fluentbit::key_ci(m, "sampling_settings"))
+                    .and_then(|m| conf::key_ci(m, "sampling_settings"))
                     .and_then(Value::as_object)
-                    .and_then(|s| fluentbit::key_ci(s, "decision_wait"))
+                    .and_then(|s| conf::key_ci(s, "decision_wait"))
                     .map(|w| match w {
-                        Value::String(x) => fluentbit::atoi(x),
-                        other => fluentbit::atoi(&other.to_string()),
+                        Value::String(x) => conf::atoi(x),
+                        other => conf::atoi(&other.to_string()),
                     })
                     .unwrap_or(30)
                     .max(0);
@@ -991,7 +992,7 @@ fn convert_fluent_bit(
                     } else {
                         // Checked alone: the exact complaint, as Fluent Bit would make it.
                         let mut attrs = Vec::new();
-                        let mut comp = crate::engine::Compiler::for_import(&mut attrs);
+                        let mut comp = crate::rule::Compiler::for_import(&mut attrs);
                         fluentbit::condition(c, &cpath, &mut comp, &mut p.notes)
                             .err()
                             .map(|e| {

@@ -30,13 +30,21 @@
 //! truncated to whole ms, with `>` (collector ≥ 0.157) or `>=` (≤ 0.156); attribute rules
 //! read record keys (dotted paths). Every decision carries its reason.
 //!
+//! Module direction, one way: `engine` (compiling the collector's `policies:`, deciding)
+//! dispatches a `processors:` file to the [`fluentbit`] dialect and decides traces with
+//! [`trace`]'s facts; `fluentbit`, `trace` and `import` compile into and read the shared
+//! rule tree and compiler (`rule`) and Fluent Bit's value reading (`conf`: `atoi`,
+//! case-blind keys), which import none of them.
+//!
 //! Invariants: evaluation never panics and never allocates; regexes are compiled only
 //! when a rule enables them (and only with the `regex` feature).
 
+mod conf;
 pub mod engine;
 pub mod fluentbit;
 pub mod import;
 pub mod model;
+mod rule;
 pub mod sampling;
 pub mod trace;
 

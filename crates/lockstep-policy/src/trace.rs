@@ -8,7 +8,8 @@
 //! merging a line twice, or in any order, gives the same facts; decoding never panics
 //! on any input and rejects what it cannot read whole.
 
-use crate::engine::{Facts, Rule};
+use crate::conf::{atoi, key_ci};
+use crate::rule::{Facts, Rule};
 
 /// What the lines of one trace said, accumulated.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -221,21 +222,19 @@ impl crate::PolicyFile {
         }
         if let Some(p) = &self.processors {
             let tail = p.traces.iter().filter_map(Value::as_object).find(|m| {
-                crate::fluentbit::key_ci(m, "type")
+                key_ci(m, "type")
                     .and_then(Value::as_str)
                     .is_some_and(|s| s.eq_ignore_ascii_case("tail"))
             });
-            if let Some(Value::Object(s)) =
-                tail.and_then(|m| crate::fluentbit::key_ci(m, "sampling_settings"))
-            {
-                if let Some(w) = crate::fluentbit::key_ci(s, "decision_wait") {
+            if let Some(Value::Object(s)) = tail.and_then(|m| key_ci(m, "sampling_settings")) {
+                if let Some(w) = key_ci(s, "decision_wait") {
                     let text = match w {
                         Value::String(x) => x.clone(),
                         other => other.to_string(),
                     };
-                    t.decision_wait_ms = Some(crate::fluentbit::atoi(&text).max(0) as f64 * 1000.0);
+                    t.decision_wait_ms = Some(atoi(&text).max(0) as f64 * 1000.0);
                 }
-                t.num_traces = crate::fluentbit::key_ci(s, "max_traces").and_then(num);
+                t.num_traces = key_ci(s, "max_traces").and_then(num);
             }
         }
         t
