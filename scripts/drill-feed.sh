@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drills of lockstep_loki's `decision_feed` with Fluent Bit sampling its own traces, in a
 # real Fluent Bit against a real Loki (issue 22). Manual only: it needs both binaries and
-# takes about ten minutes.
+# takes about twelve minutes (drill 4 alone about seven).
 #
 #   FLUENT_BIT=/path/to/release/fluent-bit LOKI_BIN=/path/to/loki \
 #   LOKI_CONFIG=/path/to/loki.yaml [LOKI_PORT=3100] scripts/drill-feed.sh

@@ -11,7 +11,8 @@
          the rest fast and OK. Span times are set explicitly (start = now - duration), so
          nothing sleeps for the durations. The truth file gets one JSON line per request:
          trace id, whether Fluent Bit's rules keep it (any span with status ERROR or
-         int((end - start) / 1e6) >= 200: /work/shared/facts, §5), its seqs, the phase.
+         int((end - start) / 1e6) >= 200: Fluent Bit 5.1.1's
+         plugins/processor_sampling conditions), its seqs, the phase.
          --no-spans writes the log lines only (a silent trace pipeline); --ids-only sends
          one root span per request and no log line (ids reported ahead of any line);
          --all-error gives every root span an ERROR status.
