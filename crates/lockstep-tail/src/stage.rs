@@ -160,6 +160,8 @@ struct Shared {
     feed_silence_ns: u64,
     /// When the feed last reported (stage clock; the open counts as a report).
     last_report: AtomicU64,
+    /// When the report that ended the latest silence came (stage clock; 0: none).
+    silence_ended_at: AtomicU64,
     /// In a silence episode (logged once per episode).
     silent: std::sync::atomic::AtomicBool,
     /// Decisions made but not yet on disk (their lines wait until they are).
@@ -272,6 +274,7 @@ impl Stage {
             has_policy: cfg.has_policy,
             feed_silence_ns: cfg.feed_silence_ns,
             last_report: AtomicU64::new(0),
+            silence_ended_at: AtomicU64::new(0),
             silent: std::sync::atomic::AtomicBool::new(false),
             unwritten: Mutex::new(Vec::new()),
             appended_through: Mutex::new(None),
@@ -671,7 +674,12 @@ impl Shared {
                     .or_insert(0) += released as u64;
             }
         }
-        self.last_report.store(now, Relaxed);
+        let before = self.last_report.swap(now, Relaxed);
+        if now.saturating_sub(before) > self.feed_silence_ns {
+            // Traces that waited through the silence may never be reported: the fallback
+            // decides them too, when they come due after this report.
+            self.silence_ended_at.store(now, Relaxed);
+        }
         if self.silent.swap(false, Relaxed) {
             log::info!("the decision feed reports again: traces follow it");
         }
@@ -768,6 +776,7 @@ impl Shared {
         self.write_decisions(now)?;
         let silent = self.source != DecisionSource::Policy
             && now.saturating_sub(self.last_report.load(Relaxed)) > self.feed_silence_ns;
+        let silence_ended = self.silence_ended_at.load(Relaxed);
         let by_policy = |f: &TraceFacts, source| {
             let d = self.policy.decide_trace(f);
             Verdict {
@@ -776,14 +785,17 @@ impl Shared {
                 source,
             }
         };
-        // Decided early (num_traces), a trace may still be reported: like a silent feed,
-        // the fallback decides rather than dropping what the sampler may keep.
-        let decide = |f: &TraceFacts, early: bool| match self.source {
+        // A trace that waited while the feed was silent (now, or in a silence that ended
+        // after its first line) may never be reported; one decided early (num_traces)
+        // may still be: either way the fallback decides rather than dropping what the
+        // sampler may keep.
+        let fallback = |early: bool, first_seen: u64| silent || early || silence_ended > first_seen;
+        let decide = |f: &TraceFacts, early: bool, first_seen: u64| match self.source {
             DecisionSource::Policy | DecisionSource::FeedOrPolicy => by_policy(f, Source::Policy),
-            DecisionSource::Feed if (silent || early) && self.has_policy => {
+            DecisionSource::Feed if fallback(early, first_seen) && self.has_policy => {
                 by_policy(f, Source::Fallback)
             }
-            DecisionSource::Feed if silent || early => Verdict {
+            DecisionSource::Feed if fallback(early, first_seen) => Verdict {
                 keep: true,
                 reason: Reason::NotSampled,
                 source: Source::Fallback,
@@ -801,7 +813,7 @@ impl Shared {
                 break;
             }
             tick.decided += decided.len();
-            self.count_decisions(&decided);
+            self.count_decisions(&decided, silent);
             lock(&self.unwritten).extend(decided.iter().map(|d| (d.trace, d.keep)));
             if !self.write_decisions(now)? || decided.len() < DECISIONS_PER_RECORD {
                 break;
@@ -868,7 +880,7 @@ impl Shared {
         }
     }
 
-    fn count_decisions(&self, decided: &[Decided]) {
+    fn count_decisions(&self, decided: &[Decided], silent_now: bool) {
         let mut d = lock(&self.decided);
         for x in decided {
             *d.entry((x.keep, x.source, x.reason)).or_insert(0) += 1;
@@ -880,7 +892,7 @@ impl Shared {
                 }
                 .fetch_add(1, Relaxed);
             }
-            if x.source == Source::Fallback && !x.early && !self.silent.swap(true, Relaxed) {
+            if x.source == Source::Fallback && silent_now && !self.silent.swap(true, Relaxed) {
                 self.metrics.feed_silence_episodes.fetch_add(1, Relaxed);
                 log::warn!(
                     "the decision feed has been silent for over {:?} while lines wait: \

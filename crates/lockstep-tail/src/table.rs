@@ -370,7 +370,7 @@ impl Table {
     /// Decided traces are pinned with a decision that is not yet durable: their lines
     /// leave the waiting queue only after [`Table::mark_durable`].
     pub fn decide_due(&mut self, now: u64, policy: &Policy, max: usize, out: &mut Vec<Decided>) {
-        let by_policy = |f: &TraceFacts, _early: bool| {
+        let by_policy = |f: &TraceFacts, _early: bool, _first_seen: u64| {
             let d = policy.decide_trace(f);
             Verdict {
                 keep: d.keep,
@@ -382,11 +382,12 @@ impl Table {
     }
 
     /// [`Table::decide_due`] with the decision made by `decide` (a policy, the feed's
-    /// "not reported", a fallback), told whether the trace is decided early.
+    /// "not reported", a fallback), told whether the trace is decided early and when its
+    /// first line arrived.
     pub fn decide_due_with(
         &mut self,
         now: u64,
-        decide: &dyn Fn(&TraceFacts, bool) -> Verdict,
+        decide: &dyn Fn(&TraceFacts, bool, u64) -> Verdict,
         max: usize,
         out: &mut Vec<Decided>,
     ) {
@@ -431,7 +432,7 @@ impl Table {
                         source: Source::Feed,
                     };
                 }
-                decide(facts, early)
+                decide(facts, early, first)
             }));
             let (keep, reason, poisoned, source) = match decided {
                 Ok(d) => (d.keep, d.reason, false, d.source),

@@ -1086,3 +1086,36 @@ fn feed_a_trace_decided_early_is_decided_by_the_fallback() {
     assert_eq!(m.kept_by_fallback.load(Relaxed), 1);
     assert_eq!(m.feed_silence_episodes.load(Relaxed), 0, "not a silence");
 }
+
+/// A trace whose wait overlapped a silence is decided by the fallback even when it comes
+/// due after the feed reports again (found in the real-host drill: the last
+/// decision_wait of every silent period was dropped as "not reported").
+#[test]
+fn feed_a_trace_that_waited_through_a_silence_is_decided_by_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = feed_cfg(DecisionSource::Feed);
+    c.feed_silence_ns = 2 * WAIT;
+    c.has_policy = false;
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    clock.advance(2 * WAIT + WAIT / 2); // silent since t0 + 2 WAIT
+    flush(&rig.stage, &request(1, false)); // arrives during the silence
+    clock.advance(WAIT / 4);
+    rig.stage.report_kept(&[id(9)]).unwrap(); // the feed is back (another trace)
+    clock.advance(WAIT / 4);
+    flush(&rig.stage, &request(2, false)); // arrives after the silence
+    let t = rig.stage.tick(t0 + 3 * WAIT + WAIT / 2).unwrap();
+    assert_eq!(t.decided, 1, "{t:?}");
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["1 started", "1 db", "1 finished"],
+        "kept by the fallback (no policy: keep)"
+    );
+    let t = rig.stage.tick(t0 + 4 * WAIT).unwrap();
+    assert_eq!(
+        (t.decided, t.dropped),
+        (1, 3),
+        "2 waited with the feed alive: not reported"
+    );
+    assert_eq!(rig.stage.metrics().kept_by_fallback.load(Relaxed), 1);
+}
