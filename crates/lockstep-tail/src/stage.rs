@@ -32,6 +32,8 @@ const SCAN_BYTES: usize = 4 << 20;
 const DECISIONS_PER_RECORD: usize = 4096;
 /// Bytes of one full `D` record in the spool (kind, count, entries, frame header).
 const DECISION_RECORD_BYTES: u64 = 5 + 17 * DECISIONS_PER_RECORD as u64 + 64;
+/// What a record costs in a spool beyond its payload (its frame header).
+const FRAME_OVERHEAD: u64 = lockstep_spool::frame::FRAME_HEADER_LEN;
 /// The quarantine file stops growing past this size (its records are still counted).
 const QUARANTINE_MAX_BYTES: u64 = 64 << 20;
 pub const QUARANTINE_FILE: &str = "quarantine.jsonl";
@@ -566,8 +568,22 @@ impl Intake<'_, '_> {
                     r
                 })
                 .collect();
+            // A chunk that could never fit beside the reserve (a small spool_max_bytes and
+            // a large Fluent Bit chunk) may use it: answering retry forever would wedge
+            // the chunk in Fluent Bit's buffer with the waiting queue empty.
+            let needed: u64 = recs
+                .iter()
+                .map(|r| r.len() as u64 + FRAME_OVERHEAD)
+                .sum::<u64>()
+                + FRAME_OVERHEAD;
+            let max = sh.wait.config().max_bytes;
+            let reserve = if needed.saturating_add(sh.reserve) > max {
+                0
+            } else {
+                sh.reserve
+            };
             sh.wait
-                .append_reserving(self.now, &recs, sh.reserve)
+                .append_reserving(self.now, &recs, reserve)
                 .map(|a| a.count)
         };
         let ok = res.is_ok();

@@ -1119,3 +1119,28 @@ fn feed_a_trace_that_waited_through_a_silence_is_decided_by_the_fallback() {
     );
     assert_eq!(rig.stage.metrics().kept_by_fallback.load(Relaxed), 1);
 }
+
+/// A chunk that could never fit beside the decision reserve (a small spool_max_bytes,
+/// a large Fluent Bit chunk) is taken into the reserve instead of being answered retry
+/// forever (found by the real-host drill: stuck in Fluent Bit's buffer, the waiting
+/// queue empty).
+#[test]
+fn a_chunk_larger_than_the_room_beside_the_reserve_is_still_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(64 << 10);
+    let t0 = clock.wall();
+    let rig = open(dir.path(), c, Policy::default_policy());
+    assert_eq!(rig.stage.reserve_bytes(), 32 << 10);
+    let pad = "p".repeat(400);
+    let lines: Vec<Value> = (0..100)
+        .map(|i| json!({"trace_id": tid(3), "level": "error", "msg": format!("3.{i}"), "pad": pad}))
+        .collect();
+    assert_eq!(
+        try_flush(&rig.stage, &lines).unwrap(),
+        100,
+        "about 45 KB: over 64 K - 32 K"
+    );
+    rig.stage.tick(t0 + WAIT).unwrap();
+    assert_eq!(main_entries(&rig.main).len(), 100);
+}
