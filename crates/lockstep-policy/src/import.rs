@@ -694,13 +694,9 @@ fn convert(id: &str, cfg: &Value, pipelines: Vec<String>, text: &str) -> Process
     p
 }
 
-/// The first unmirrorable policy type in `pol` or its sub-policies, with the reason.
-fn unmirrorable_in(pol: &Value, path: &str) -> Option<(String, String)> {
-    let kind = pol.get("type").and_then(Value::as_str).unwrap_or("");
-    if let Some(why) = unmirrorable_reason(kind) {
-        return Some((path.to_string(), format!("{kind}: {why}")));
-    }
-    let subs: Vec<(String, &Value)> = match kind {
+/// The sub-policies of an `and`, `drop` or `not` policy, with their paths.
+fn sub_policies<'v>(pol: &'v Value, kind: &str, path: &str) -> Vec<(String, &'v Value)> {
+    match kind {
         "and" => list(
             pol.pointer("/and/and_sub_policy"),
             &format!("{path}.and.and_sub_policy"),
@@ -714,7 +710,16 @@ fn unmirrorable_in(pol: &Value, path: &str) -> Option<(String, String)> {
             .map(|v| vec![(format!("{path}.not.not_sub_policy"), v)])
             .unwrap_or_default(),
         _ => vec![],
-    };
+    }
+}
+
+/// The first unmirrorable policy type in `pol` or its sub-policies, with the reason.
+fn unmirrorable_in(pol: &Value, path: &str) -> Option<(String, String)> {
+    let kind = pol.get("type").and_then(Value::as_str).unwrap_or("");
+    if let Some(why) = unmirrorable_reason(kind) {
+        return Some((path.to_string(), format!("{kind}: {why}")));
+    }
+    let subs = sub_policies(pol, kind, path);
     for (p, sub) in subs {
         if let Some((sp, why)) = unmirrorable_in(sub, &p) {
             let sub_name = sub.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -735,21 +740,7 @@ fn unknown_type_in(pol: &Value, path: &str) -> Option<(String, String)> {
     if unmirrorable_reason(kind).is_none() && !MIRRORED_TYPES.contains(&kind) {
         return Some((path.to_string(), format!("unknown policy type {kind:?}")));
     }
-    let subs: Vec<(String, &Value)> = match kind {
-        "and" => list(
-            pol.pointer("/and/and_sub_policy"),
-            &format!("{path}.and.and_sub_policy"),
-        ),
-        "drop" => list(
-            pol.pointer("/drop/drop_sub_policy"),
-            &format!("{path}.drop.drop_sub_policy"),
-        ),
-        "not" => pol
-            .pointer("/not/not_sub_policy")
-            .map(|v| vec![(format!("{path}.not.not_sub_policy"), v)])
-            .unwrap_or_default(),
-        _ => vec![],
-    };
+    let subs = sub_policies(pol, kind, path);
     subs.into_iter()
         .find_map(|(p, sub)| unknown_type_in(sub, &p))
 }
