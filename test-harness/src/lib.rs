@@ -141,3 +141,19 @@ pub fn stored_field(rx: &loki_receiver::LokiReceiver, field: &str) -> Vec<String
     out.sort();
     out
 }
+
+/// The value of the sample of `name` whose labels after `instance` are exactly `labels`
+/// (`""`, or `,k="v",…`), from a `/metrics` text; panics naming what is missing.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .find(|l| {
+            l.strip_prefix(&format!("{name}{{instance=\""))
+                .and_then(|rest| rest.split_once('"'))
+                .is_some_and(|(_, rest)| rest.starts_with(&format!("{labels}}} ")))
+        })
+        .and_then(|l| l.rsplit_once(' '))
+        .unwrap_or_else(|| panic!("{name}{{..{labels}}} not in\n{text}"))
+        .1
+        .parse()
+        .expect("a sample's value")
+}

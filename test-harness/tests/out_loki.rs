@@ -3,8 +3,7 @@
 //! killed with SIGKILL mid-drain and mid-intake.
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
@@ -91,22 +90,12 @@ fn stored_msgs(rx: &LokiReceiver) -> Vec<String> {
 }
 
 fn scrape(port: u16) -> String {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
+    lockstep_harness::scrape_metrics(port)
 }
 
 /// The value of the one sample of `name` (one instance per test).
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{instance=")))
-        .and_then(|l| l.rsplit_once(' '))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .1
-        .parse()
-        .unwrap()
+    lockstep_harness::metric(text, name, "")
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use lockstep_harness::artifacts::build_cdylib;
-use lockstep_harness::{chunk_of as chunk, free_port, scrape_metrics as scrape, wait_until};
+use lockstep_harness::{
+    chunk_of as chunk, free_port, metric, scrape_metrics as scrape, wait_until,
+};
 use lockstep_hosts::loki_receiver::LokiReceiver;
 use lockstep_hosts::proxy::rmpv::Value;
 use lockstep_hosts::proxy::{FlushCode, HostOptions, ProxyHost};
@@ -110,21 +112,6 @@ fn start(spool: &Path, url: &str, extra: &[(&str, &str)]) -> ProxyHost {
         .expect("add_output");
     host.start().expect("start");
     host
-}
-
-/// A sample's value; `labels` are the ones after `instance` (`,k="v"`).
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .find(|l| {
-            l.strip_prefix(&format!("{name}{{instance=\""))
-                .and_then(|rest| rest.split_once('"'))
-                .is_some_and(|(_, rest)| rest.starts_with(&format!("{labels}}} ")))
-        })
-        .and_then(|l| l.rsplit_once(' '))
-        .unwrap_or_else(|| panic!("{name}{{..{labels}}} not in\n{text}"))
-        .1
-        .parse()
-        .unwrap()
 }
 
 /// The sampler's report decides: the lines of the traces the Python SDK exported reach
