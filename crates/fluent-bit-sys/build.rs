@@ -12,4 +12,14 @@ fn main() {
         .warnings(true)
         .extra_warnings(true)
         .compile("flb_sys_layout_check");
+    // The host side (feature `host`): the variadic `log_print` it hands to plugins,
+    // and the small-stack runner used for flushes.
+    println!("cargo:rerun-if-changed=csrc/proxy_shim.c");
+    if std::env::var_os("CARGO_FEATURE_HOST").is_some() {
+        cc::Build::new()
+            .file("csrc/proxy_shim.c")
+            .std("gnu11")
+            .warnings(true)
+            .compile("lockstep_proxy_shim");
+    }
 }

@@ -15,8 +15,11 @@
 //! - [`export`]: the FFI shell every plugin's exported symbols call (through
 //!   [`export_proxy_output!`]): instance boxes behind `remote_context`,
 //!   `catch_unwind` at every entry point, the `log` backend over `log_print`.
-//!   It is the only module with behaviour, and with `bindings` the only place of
-//!   the plugin side's `unsafe`.
+//!   It is the only module with behaviour on the plugin side, and with `bindings`
+//!   the only place of the plugin side's `unsafe`.
+//! - [`host`] (feature `host`): the mirror image, a `dlopen` host that drives a
+//!   plugin as Fluent Bit 5.1 does (`lockstep-hosts` builds on it); the only place
+//!   of the host side's `unsafe`.
 //!
 //! Invariants:
 //! - the bindings are declarations only: no behaviour, no allocation;
@@ -32,6 +35,8 @@
 //! decoder) is the `fluent-bit-plugin` crate, which has no `unsafe`.
 
 pub mod export;
+#[cfg(feature = "host")]
+pub mod host;
 
 #[allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #[allow(clippy::all)]

@@ -27,13 +27,6 @@ use std::time::{Duration, Instant};
 
 use lockstep_hosts::loki_receiver::{LokiReceiver, ReceiverConfig, Stats};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
-
 fn status_line(s: &Stats) -> String {
     let statuses: Vec<String> = s
         .by_status
@@ -52,15 +45,10 @@ fn status_line(s: &Stats) -> String {
 }
 
 fn main() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only stores to an
-        // atomic, which is async-signal-safe; installing it replaces the default action.
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
-        }
+    // SIGTERM/SIGINT set the flag (signal-hook's handler only stores to it).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).expect("a signal handler");
     }
 
     let receiver = LokiReceiver::start_with(ReceiverConfig::default());
@@ -103,7 +91,7 @@ fn main() {
     );
     let mut next = Instant::now() + interval;
     loop {
-        if STOP.load(Ordering::SeqCst) || stdin_closed.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) || stdin_closed.load(Ordering::SeqCst) {
             break;
         }
         let now = Instant::now();

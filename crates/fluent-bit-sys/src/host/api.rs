@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use fluent_bit_sys as sys;
+use crate as sys;
 
 use super::host::InstanceHost;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use fluent_bit_sys as sys;
+use crate as sys;
 use libloading::os::unix::{Library, RTLD_LAZY};
 
 use super::api::{self, host_log, LogLine};
