@@ -27,8 +27,9 @@
 #      filesystem; Retry_Limit no_limits). lockstep_loki has spool_max_bytes SPOOL_MAX
 #      and spool_segment_bytes SPOOL_SEGMENT (the waiting queue gets the same budget).
 #   2. Once the writer is done and both queues are full (the main queue within two
-#      segments of SPOOL_MAX, the waiting queue over a third of it: flushes may use
-#      SPOOL_MAX less the room kept for decisions; and flushes are answered retry), Loki
+#      segments of SPOOL_MAX, the waiting queue over a quarter of it: flushes may use
+#      SPOOL_MAX less the room kept for decisions, and a Fluent Bit chunk is about a
+#      quarter of that at the default rate; and flushes are answered retry), Loki
 #      starts.
 #   3. Once the plugin has sent DRILL_A_KILL_SENT entries (default: half the lines to
 #      keep) and lines wait in the waiting queue, Fluent Bit gets kill -9; both queues
@@ -135,6 +136,14 @@ queues() {
     $1 ~ /^lockstep_loki_chunks_total[{].*result="retry"/ { add("chunks_retry") }
     $1 ~ /^lockstep_loki_pinned_full_total[{]/ { add("pinned_full") }
     $1 ~ /^lockstep_loki_decision_write_failures_total[{]/ { add("decision_write_failures") }
+    $1 ~ /^lockstep_loki_traces_held[{]/ { add("traces_held") }
+    $1 ~ /^lockstep_loki_held_chunks_total[{].*outcome="refused"/ { add("held_chunks_refused") }
+    $1 ~ /^lockstep_loki_held_chunks_total[{].*outcome="taken"/ { add("held_chunks_taken") }
+    $1 ~ /^lockstep_loki_held_chunks_total[{].*outcome="expired"/ { add("held_chunks_expired") }
+    $1 ~ /^lockstep_loki_held_chunks_total[{].*outcome="overflow"/ { add("held_chunks_overflow") }
+    $1 ~ /^lockstep_loki_held_traces_forced_total[{]/ { add("held_forced") }
+    $1 ~ /^lockstep_loki_waiting_requeued_total[{]/ { add("requeued") }
+    $1 ~ /^lockstep_loki_policy_lines_total[{].*decision="drop",by="late"/ { add("late_dropped") }
     END { for (k in v) printf "%s=%d ", k, v[k] }' <<< "$t" | tr ' ' '\n' | sort | tr '\n' ' '
 }
 # Chunks in Fluent Bit's own buffer (its HTTP server on $FB_HTTP_PORT; "" when down).
@@ -452,7 +461,7 @@ PY
     kill -0 "$fb" 2>/dev/null || { fail "drill a: fluent-bit exited early (see $d/fb1.log)"; return; }
     if ! kill -0 "$writer" 2>/dev/null; then
       mb=$(metric lockstep_loki_queue_disk_bytes); wb=$(metric lockstep_loki_waiting_bytes)
-      if [ -n "$mb" ] && [ "$mb" -ge $((max_b - 2 * seg_b)) ] && [ "${wb:-0}" -ge $((max_b / 3)) ]; then
+      if [ -n "$mb" ] && [ "$mb" -ge $((max_b - 2 * seg_b)) ] && [ "${wb:-0}" -ge $((max_b / 4)) ]; then
         # Full, and flushes are answered retry.
         retry0=$(metric lockstep_loki_chunks_total 'result="retry"')
         sleep 4

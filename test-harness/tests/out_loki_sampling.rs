@@ -626,6 +626,99 @@ fn kill_9_mid_catch_up_after_an_outage_with_full_queues_loses_nothing() {
     );
 }
 
+/// Fluent Bit under back-pressure: chunks cut requests in two, a full waiting queue
+/// answers retry, and Fluent Bit offers a refused chunk again on its own schedule (here
+/// 1 s later, over three times `decision_wait`) while it flushes newer chunks meanwhile.
+/// A trace whose first lines were taken is not decided without the rest the plugin
+/// itself held back: every line of every kept trace arrives, none of a dropped one.
+#[test]
+fn chunks_answered_retry_and_offered_again_late_keep_traces_whole() {
+    let hold = std::env::var("LOCKSTEP_TEST_HOLD_MAX").unwrap_or_else(|_| "5m".into());
+    let rx = LokiReceiver::start();
+    rx.set_mode(Mode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = default_policy(dir.path());
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut host = start(
+        &dir.path().join("q"),
+        &rx.url(),
+        &policy,
+        &[
+            ("decision_wait", "300ms"),
+            ("decision_hold_max", &hold),
+            ("spool_max_bytes", "48K"),
+            ("spool_segment_bytes", "8K"),
+            ("batch_entries", "20"),
+            ("retry_initial", "50ms"),
+            ("retry_max", "200ms"),
+            ("breaker_hold", "200ms"),
+            ("metrics_listen", &port_s),
+        ],
+    );
+    let n = 600u64;
+    let lines: Vec<Value> = (0..n).flat_map(request).collect();
+    let chunks: Vec<Vec<u8>> = lines.chunks(25).map(chunk).collect();
+    let started = std::time::Instant::now();
+    let mut next = 0;
+    let mut retry: std::collections::VecDeque<(std::time::Instant, usize)> = Default::default();
+    let (mut refusals, mut offered_late) = (0u32, 0u32);
+    while next < chunks.len() || !retry.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(90), "chunks never all taken");
+        if started.elapsed() > Duration::from_secs(2) {
+            rx.set_mode(Mode::Accept);
+        }
+        let now = std::time::Instant::now();
+        let c = match retry.front() {
+            Some(&(due, c)) if due <= now => {
+                retry.pop_front();
+                offered_late += 1;
+                c
+            }
+            _ if next < chunks.len() => {
+                next += 1;
+                next - 1
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        let r = host.flush(0, "t", &chunks[c]).unwrap();
+        if r.code == FlushCode::Retry {
+            refusals += 1;
+            retry.push_back((now + Duration::from_secs(1), c));
+        } else {
+            assert_eq!(r.code, FlushCode::Ok);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(refusals >= 3 && offered_late >= 3, "{refusals} refusals: no back-pressure");
+    let want = expected(0..n);
+    let distinct = || stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>();
+    wait_until(Duration::from_secs(30), || distinct().len() >= want.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let text = scrape(port);
+    let got: Vec<String> = distinct().into_iter().collect();
+    let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
+    let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} missing (e.g. {:?}), {} of dropped traces (e.g. {:?}); {refusals} refusals",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(metric(&text, "lockstep_loki_held_chunks_total", "outcome=\"taken\"") >= 1.0);
+    assert_eq!(
+        metric(&text, "lockstep_loki_policy_lines_total", "decision=\"drop\",by=\"late\""),
+        0.0,
+        "no line followed a decision made without it"
+    );
+    drop(host);
+}
+
 /// A graceful stop delivers what comes due within the grace (before, waiting lines
 /// were left on disk at exit: a real Fluent Bit stopping at the end of its input
 /// delivered none of them).

@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
             cache_not_sampled: 0,
             max_pinned: usize::MAX,
             cache_reported: 0,
+            hold_max_ns: 0,
         });
         let mut now = 0u64;
         b.iter(|| {

@@ -29,8 +29,8 @@
 //!   durable in the waiting queue before any of its lines leaves it (room is kept for
 //!   decision records: flushes may not use it); kept lines are durable in the main
 //!   queue before the waiting queue acknowledges them. After `kill -9` the table is
-//!   rebuilt from the waiting queue: traces wait again from their first line's arrival
-//!   and are decided over the same lines; a decision record decides the lines before it
+//!   rebuilt from the waiting queue: traces wait again from the later of their first
+//!   line's arrival and the start, and are decided over their lines; a decision record decides the lines before it
 //!   and stands (lines after it are a new trace with that id). Lines may reach the main
 //!   queue twice across a crash (Loki drops exact duplicates), never zero times.
 //! - **Policy edits.** Facts are named by [`Policy::fingerprint`](lockstep_policy::Policy::fingerprint)
@@ -39,9 +39,18 @@
 //! - **Bounded memory.** The table holds at most about `num_traces` waiting traces (past
 //!   it the oldest are decided early, counted), `max_pinned` decided traces whose lines
 //!   wait for the main queue (past it a chunk with a new trace is refused:
-//!   [`IntakeError::Busy`]), and the caches; never lines. A sweep or a recovery reads
+//!   [`IntakeError::Busy`]), the caches, and at most 2 × `num_traces` held trace ids;
+//!   never lines. A sweep or a recovery reads
 //!   at most 4,096 records (4 MiB) at a time; a decision round decides at most 4,096
 //!   traces under the table lock.
+//! - **The rest of a trace is waited for.** When a flush is answered retry (the waiting
+//!   queue is full, or `max_pinned` is reached), the traces with lines in that chunk are
+//!   held: not decided on time until Fluent Bit offers the same chunk again and it is
+//!   taken, at most `hold_max` after the refusal, and never past `num_traces`. A held
+//!   trace's lines at the head of the waiting queue move to its tail, so what is decided
+//!   behind them is swept and the room the refused chunk needs is freed. After a
+//!   restart, recovered traces wait `decision_wait` from the start at least: Fluent Bit
+//!   offers its buffered chunks again first.
 //! - **Monotonic time.** `decision_wait` is measured on a monotonic clock anchored at
 //!   the wall clock ([`TimeSource`]): a clock step neither stalls nor rushes decisions.
 //! - **No wedge.** A line whose mapping panics, or a trace whose decision panics, is
@@ -72,5 +81,6 @@ pub use stage::{
     StageMetrics, Tick, QUARANTINE_FILE,
 };
 pub use table::{
-    Admit, Decided, Reported, Source, Table, TableConfig, TraceId, Verdict, POISON_TRIES,
+    chunk_key, Admit, Decided, HoldCounts, Reported, Source, Table, TableConfig, TraceId, Verdict,
+    POISON_TRIES,
 };

@@ -148,6 +148,47 @@ pub(crate) fn render(stage: &Stage, instance: &str, now_ns: u64) -> String {
         "Flushes answered retry because max_pinned_traces decided traces waited for room in the main queue.",
         &[(inst.clone(), r(&m.busy_refusals))],
     );
+    let ((held_chunks, held_traces), hc) = stage.holds();
+    add(
+        &mut s,
+        "lockstep_loki_traces_held",
+        "gauge",
+        "Trace ids with lines in a chunk answered retry: their decision waits for that chunk (decision_hold_max).",
+        &[(inst.clone(), held_traces as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_chunks_held",
+        "gauge",
+        "Chunks answered retry whose traces are held until Fluent Bit offers them again.",
+        &[(inst.clone(), held_chunks as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_held_chunks_total",
+        "counter",
+        "Chunks answered retry that held traces, by outcome: taken later (the traces' rest arrived), expired (not offered again within decision_hold_max), overflow (2 x num_traces trace ids held already: not held).",
+        &[
+            (l("outcome=\"refused\""), hc.chunks_refused as f64),
+            (l("outcome=\"taken\""), hc.chunks_taken as f64),
+            (l("outcome=\"expired\""), hc.chunks_expired as f64),
+            (l("outcome=\"overflow\""), hc.chunks_overflow as f64),
+        ],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_held_traces_forced_total",
+        "counter",
+        "Held traces decided without waiting for their chunk: the waiting queue was full to its last byte.",
+        &[(inst.clone(), hc.traces_forced as f64)],
+    );
+    add(
+        &mut s,
+        "lockstep_loki_waiting_requeued_total",
+        "counter",
+        "Lines of held traces moved from the head of the waiting queue to its tail so the lines behind them could be swept.",
+        &[(inst.clone(), r(&m.lines_requeued))],
+    );
     if stage.source() != crate::DecisionSource::Policy {
         add(
             &mut s,

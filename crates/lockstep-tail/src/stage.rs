@@ -91,6 +91,9 @@ pub struct StageMetrics {
     pub quarantined_decisions: AtomicU64,
     /// Flushes refused because `max_pinned` decided traces waited for the main queue.
     pub busy_refusals: AtomicU64,
+    /// Waiting lines of held traces moved from the head of the waiting queue to its
+    /// tail, so that the lines behind them could be swept.
+    pub lines_requeued: AtomicU64,
     /// Traces kept, by what kept them (the policy, the decision feed, the fallback while
     /// the feed was silent).
     pub kept_by_policy: AtomicU64,
@@ -237,12 +240,14 @@ pub struct Left {
     pub pinned_traces: usize,
     /// Records left in the waiting queue.
     pub records: u64,
+    /// Waiting traces held for a chunk answered retry (among `waiting_traces`).
+    pub held_traces: usize,
 }
 
 impl Stage {
     /// Opens the waiting queue in `dir` and rebuilds the table from it: traces that
-    /// were waiting wait again from their first line's arrival, decisions already made
-    /// stand. Starts no thread ([`Stage::start`]).
+    /// were waiting wait again (`decision_wait` from now at least), decisions already
+    /// made stand. Starts no thread ([`Stage::start`]).
     pub fn open(
         policy: Policy,
         cfg: StageConfig,
@@ -351,6 +356,7 @@ impl Stage {
             waiting_traces: waiting,
             pinned_traces: pinned,
             records: self.shared.wait.gauges().records,
+            held_traces: lock(&self.shared.table).holds().1,
         }
     }
 
@@ -380,6 +386,8 @@ impl Stage {
             waiting: Vec::new(),
             counts: Counts::default(),
             busy: false,
+            chunk: None,
+            busy_ids: Vec::new(),
         }
     }
 
@@ -389,6 +397,13 @@ impl Stage {
 
     pub fn policy(&self) -> &Policy {
         &self.shared.policy
+    }
+
+    /// (refused chunks whose traces are held, trace ids held), and what happened to
+    /// holds so far.
+    pub fn holds(&self) -> ((usize, usize), crate::table::HoldCounts) {
+        let t = lock(&self.shared.table);
+        (t.holds(), t.hold_counts())
     }
 
     /// (waiting traces, pinned decisions, cached decisions).
@@ -478,12 +493,24 @@ pub struct Intake<'s, 't> {
     counts: Counts,
     /// A new trace was refused ([`Admit::Busy`]): the chunk is not written.
     busy: bool,
+    /// The chunk's bytes ([`Intake::chunk`]): named if it is refused or was refused.
+    chunk: Option<&'t [u8]>,
+    /// Trace ids of the lines read after the chunk was refused ([`Admit::Busy`]).
+    busy_ids: Vec<TraceId>,
 }
 
-impl Intake<'_, '_> {
+impl<'t> Intake<'_, 't> {
     /// Reserves room for about `bytes` of lines.
     pub fn reserve(&mut self, bytes: usize) {
         self.buf.reserve(bytes);
+    }
+
+    /// The flush chunk's bytes, as Fluent Bit gave them. If the chunk is refused, the
+    /// traces it has lines of are held until the same bytes are taken (Fluent Bit
+    /// retries a chunk with its bytes unchanged): their decision waits for the rest of
+    /// their lines ([`Table::refused`]). Without it, no trace is held.
+    pub fn chunk(&mut self, data: &'t [u8]) {
+        self.chunk = Some(data);
     }
 
     /// Reads one record's body and metadata and decides where its line goes: dropped
@@ -491,15 +518,19 @@ impl Intake<'_, '_> {
     /// (true), to wait for its trace or, already kept, to keep its place in line.
     pub fn add(&mut self, event: &Event<'_>) -> bool {
         let sh = self.sh;
-        if self.busy {
-            return false;
-        }
         let Some(ex) = self.ex.as_mut() else {
             return false;
         };
         ex.extract_msgpack(event.body);
         ex.merge_otlp_metadata(event.metadata);
         let e = ex.last();
+        if self.busy {
+            // Refused already: only which traces the chunk holds matters now.
+            if let Some(t) = e.trace_id() {
+                self.busy_ids.push(*t);
+            }
+            return false;
+        }
         let tag = self.tag.as_bytes();
         let Some(t) = e.trace_id().copied() else {
             let d = sh.policy.decide(e);
@@ -516,6 +547,7 @@ impl Intake<'_, '_> {
         match admit {
             Admit::Busy => {
                 self.busy = true;
+                self.busy_ids.push(t);
                 return false;
             }
             Admit::Follow(false) => {
@@ -552,9 +584,26 @@ impl Intake<'_, '_> {
         let sh = self.sh;
         if self.busy {
             sh.metrics.busy_refusals.fetch_add(1, Relaxed);
-            let pinned = lock(&sh.table).pinned();
-            return Err(IntakeError::Busy { pinned });
+            let key = self.chunk.map(crate::table::chunk_key);
+            let mut t = lock(&sh.table);
+            if let Some(key) = key {
+                let mut ids = std::mem::take(&mut self.busy_ids);
+                ids.extend(self.waiting.iter().map(|(tr, _)| *tr));
+                t.refused(key, &ids, self.now);
+            }
+            return Err(IntakeError::Busy { pinned: t.pinned() });
         }
+        // The chunk is named when some refused chunk is registered (is it that one?).
+        let mut key = None;
+        let reoffered = {
+            let t = lock(&sh.table);
+            if t.has_refused_chunks() {
+                key = self.chunk.map(crate::table::chunk_key);
+                key.is_some_and(|k| t.is_refused(k))
+            } else {
+                false
+            }
+        };
         let res = if self.ends.is_empty() {
             Ok(0)
         } else {
@@ -579,6 +628,12 @@ impl Intake<'_, '_> {
             let max = sh.wait.config().max_bytes;
             let reserve = if needed.saturating_add(sh.reserve) > max {
                 0
+            } else if reoffered {
+                // A chunk answered retry and offered again holds the rest of held
+                // traces, whose lines fill the room it needs: it may use half the
+                // decision reserve (the other half still takes ~num_traces / 2
+                // decisions), so held traces do not keep each other's rest out.
+                sh.reserve / 2
             } else {
                 sh.reserve
             };
@@ -587,12 +642,31 @@ impl Intake<'_, '_> {
                 .map(|a| a.count)
         };
         let ok = res.is_ok();
-        let over = {
+        // A refusal Fluent Bit retries (not a chunk it drops) holds the chunk's traces.
+        let retried = matches!(&res, Err(e) if !matches!(
+            e,
+            SpoolError::RecordTooLarge { .. } | SpoolError::BatchTooLarge { .. }
+        ));
+        let named = key.or_else(|| {
+            self.chunk
+                .filter(|_| retried)
+                .map(crate::table::chunk_key)
+        });
+        let (over, released) = {
             let mut t = lock(&sh.table);
             for (tr, facts) in &self.waiting {
                 t.landed(tr, ok.then_some(facts));
             }
-            t.over_capacity()
+            let mut released = false;
+            if let Some(key) = named {
+                if ok {
+                    released = t.accepted(key);
+                } else {
+                    let ids: Vec<TraceId> = self.waiting.iter().map(|(tr, _)| *tr).collect();
+                    t.refused(key, &ids, self.now);
+                }
+            }
+            (t.over_capacity(), released)
         };
         self.waiting.clear();
         if ok {
@@ -604,7 +678,7 @@ impl Intake<'_, '_> {
             m.late_followed_dropped.fetch_add(c.late_dropped, Relaxed);
             m.late_new_trace.fetch_add(c.late_new, Relaxed);
         }
-        if over {
+        if over || released {
             sh.wake();
         }
         Ok(res?)
@@ -786,6 +860,14 @@ impl Shared {
 
     fn tick(&self, now: u64) -> Result<Tick, SpoolError> {
         let mut tick = Tick::default();
+        let expired = lock(&self.table).expire_holds(now);
+        if expired > 0 {
+            log::warn!(
+                "{expired} chunks answered retry were not offered again within \
+                 decision_hold_max (Fluent Bit's Retry_Limit, or a restart without \
+                 filesystem buffering): the traces they held are decided without them"
+            );
+        }
         // Decisions are on disk before any of their lines leaves the waiting queue: a
         // restart after a partial sweep still knows them. What could not be written
         // before is written first.
@@ -836,8 +918,10 @@ impl Shared {
             }
         }
         tick.unwritten = lock(&self.unwritten).len();
+        // Held lines moved to the tail in this tick are not moved again in it.
+        let requeue_below = self.wait.gauges().next_seq;
         loop {
-            let step = self.sweep_step()?;
+            let step = self.sweep_step(requeue_below)?;
             tick.moved += step.moved;
             tick.dropped += step.dropped;
             if step.poisoned {
@@ -937,7 +1021,7 @@ impl Shared {
     /// Moves the oldest decided lines of the waiting queue: kept ones, mapped to their
     /// entries, to the main queue (one batch), dropped ones nowhere; stops at the first
     /// line whose trace still waits or whose decision is not yet on disk.
-    fn sweep_step(&self) -> Result<SweepStep, SpoolError> {
+    fn sweep_step(&self, requeue_below: u64) -> Result<SweepStep, SpoolError> {
         let mut step = SweepStep::default();
         let b = self.wait.peek(SCAN_RECORDS, SCAN_BYTES)?;
         if b.is_empty() {
@@ -949,12 +1033,18 @@ impl Shared {
         // Each record's fate, up to the first line whose trace still waits: one table
         // lookup per line.
         let mut fate: Vec<Fate> = Vec::with_capacity(b.len());
+        let mut held_head = false;
         {
             let t = lock(&self.table);
             for r in &b.records {
                 let f = match record::parse(&r.payload) {
                     Ok(WaitRecord::Pending { trace, .. }) => match t.decision(&trace) {
-                        None => break,
+                        None => {
+                            held_head = fate.is_empty()
+                                && r.seq < requeue_below
+                                && t.held_waiting(&trace);
+                            break;
+                        }
                         Some(keep) => Fate::Trace(trace, keep),
                     },
                     Ok(WaitRecord::Kept { .. }) => Fate::Kept,
@@ -969,6 +1059,9 @@ impl Shared {
             }
         }
         let n = fate.len();
+        if held_head {
+            return self.requeue_held(b);
+        }
         if n == 0 {
             return Ok(step);
         }
@@ -1098,6 +1191,57 @@ impl Shared {
         if newly > 0 {
             (self.on_kept)(newly);
         }
+        Ok(step)
+    }
+
+    /// The head of the waiting queue is a line of a held trace (its rest may be in a
+    /// chunk answered retry, which needs room to come in): the run of held lines at the
+    /// head moves to the tail, so the decided lines behind it can be swept and their
+    /// room freed. Written before the head is acknowledged: a crash in between leaves a
+    /// line twice (delivered twice if kept), never zero times. If even that cannot be
+    /// written (the waiting queue is full to its last byte), the head trace is released
+    /// and decided when due: room comes before completeness.
+    fn requeue_held(&self, b: lockstep_spool::Batch) -> Result<SweepStep, SpoolError> {
+        let mut step = SweepStep::default();
+        let mut head = None;
+        let k = {
+            let t = lock(&self.table);
+            b.records
+                .iter()
+                .take_while(|r| match record::parse(&r.payload) {
+                    Ok(WaitRecord::Pending { trace, .. }) if t.held_waiting(&trace) => {
+                        head.get_or_insert(trace);
+                        true
+                    }
+                    _ => false,
+                })
+                .count()
+        };
+        let Some(head) = head else {
+            return Ok(step);
+        };
+        let recs: Vec<&[u8]> = b.records[..k].iter().map(|r| &r.payload[..]).collect();
+        match self.wait.append_at(b.records[0].ts_ns, &recs) {
+            Ok(_) => {}
+            Err(SpoolError::Full { .. }) => {
+                lock(&self.table).force_release(&head);
+                log::warn!(
+                    "the waiting queue is full and its oldest line belongs to trace {}, \
+                     which waits for a chunk answered retry: decided without it",
+                    hex(&head)
+                );
+                return Ok(step);
+            }
+            Err(e) => return Err(e),
+        }
+        let part = if k < b.len() {
+            self.wait.peek(k, usize::MAX)?
+        } else {
+            b
+        };
+        self.wait.ack(&part)?;
+        self.metrics.lines_requeued.fetch_add(k as u64, Relaxed);
+        step.records = k;
         Ok(step)
     }
 
@@ -1244,7 +1388,7 @@ impl Shared {
             }
             b = self.wait.peek_after(&b, SCAN_RECORDS, SCAN_BYTES)?;
         }
-        t.finish_recovery();
+        t.finish_recovery(now);
         rec.waiting_traces = t.waiting();
         rec.pinned_traces = t.pinned();
         self.metrics

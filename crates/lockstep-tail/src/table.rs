@@ -11,7 +11,14 @@
 //!   ([`Table::mark_durable`]): [`Table::decision`] answers `None` before.
 //! - Memory: at most about `num_traces` waiting traces (the oldest are decided early
 //!   past it) and `max_pinned` decided traces with lines still on disk (past it a new
-//!   trace is refused: [`Admit::Busy`]), plus the two caches.
+//!   trace is refused: [`Admit::Busy`]), plus the two caches, plus at most
+//!   2 × `num_traces` held trace ids.
+//! - **Held traces.** A chunk the stage refused (the flush answered retry) may hold the
+//!   rest of a waiting trace: Fluent Bit offers it again later, in no order. Every trace
+//!   with a line in a refused chunk is held ([`Table::refused`]) and not decided on time
+//!   until that chunk is taken ([`Table::accepted`]), `hold_max` passes, or `num_traces`
+//!   forces it: under back-pressure a trace is decided over the lines the stage itself
+//!   held back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
@@ -43,6 +50,41 @@ pub struct TableConfig {
     /// Trace ids a decision feed reported kept before their lines arrived, remembered
     /// (least recently used forgotten first).
     pub cache_reported: usize,
+    /// A trace with lines in a chunk answered retry waits for that chunk at most this
+    /// long after the refusal (0: traces are never held).
+    pub hold_max_ns: u64,
+}
+
+/// Chunks answered retry that hold lines of traces, and the traces they hold.
+#[derive(Debug, Default)]
+struct Holds {
+    /// Refused chunk (by [`chunk_key`]) → when first refused, and its trace ids.
+    chunks: HashMap<u64, (u64, Vec<TraceId>), Hasher>,
+    /// Refused chunks by first refusal, oldest first (for `hold_max`).
+    order: VecDeque<(u64, u64)>,
+    /// Trace → refused chunks outstanding with lines of it.
+    by_trace: HashMap<TraceId, u32, Hasher>,
+}
+
+/// What happened to holds, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HoldCounts {
+    /// Refused chunks registered (each once, however often it is refused).
+    pub chunks_refused: u64,
+    /// Refused chunks taken later: their traces' rest arrived.
+    pub chunks_taken: u64,
+    /// Refused chunks not seen again within `hold_max` (their traces decided anyway).
+    pub chunks_expired: u64,
+    /// Refused chunks not registered: `num_traces` trace ids were held already.
+    pub chunks_overflow: u64,
+    /// Held traces decided anyway because the waiting queue had no room to move them.
+    pub traces_forced: u64,
+}
+
+/// Names a Fluent Bit chunk by its bytes (Fluent Bit offers the same bytes again when
+/// it retries a chunk, also after a restart with filesystem buffering).
+pub fn chunk_key(data: &[u8]) -> u64 {
+    (data.len() as u64) << 32 | u64::from(crc32c::crc32c(data))
 }
 
 #[derive(Debug)]
@@ -225,6 +267,8 @@ pub struct Table {
     /// on disk): only then does `max_pinned` refuse new traces (a sweep that keeps up
     /// holds at most one decision round pinned, itself bounded by `num_traces`).
     sweep_blocked: bool,
+    holds: Holds,
+    hold_counts: HoldCounts,
 }
 
 impl Table {
@@ -241,6 +285,8 @@ impl Table {
             order: VecDeque::new(),
             waiting: 0,
             sweep_blocked: false,
+            holds: Holds::default(),
+            hold_counts: HoldCounts::default(),
         }
     }
 
@@ -277,8 +323,114 @@ impl Table {
     pub fn next_due(&self) -> Option<u64> {
         self.order
             .iter()
-            .find(|(t, id)| self.is_current(*t, id))
+            .find(|(t, id)| self.is_current(*t, id) && !self.holds.by_trace.contains_key(id))
             .map(|(t, _)| t.saturating_add(self.cfg.decision_wait_ns))
+    }
+
+    // ---- holds: traces whose rest may be in a chunk the stage answered retry ----
+
+    /// A chunk (`key`: [`chunk_key`]) was refused at `now`; `traces` are the ids of its
+    /// lines. Each is held until the chunk is taken ([`Table::accepted`]) or `hold_max`
+    /// passes. A chunk refused again keeps its first refusal's time. Returns false when
+    /// nothing was registered (holds off, already registered, or 2 × `num_traces` ids
+    /// held).
+    pub fn refused(&mut self, key: u64, traces: &[TraceId], now: u64) -> bool {
+        if self.cfg.hold_max_ns == 0 || traces.is_empty() || self.holds.chunks.contains_key(&key)
+        {
+            return false;
+        }
+        let mut ids = traces.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if self.holds.by_trace.len() + ids.len() > self.cfg.num_traces.max(1).saturating_mul(2) {
+            self.hold_counts.chunks_overflow += 1;
+            return false;
+        }
+        for t in &ids {
+            *self.holds.by_trace.entry(*t).or_insert(0) += 1;
+        }
+        self.holds.chunks.insert(key, (now, ids));
+        self.holds.order.push_back((now, key));
+        self.hold_counts.chunks_refused += 1;
+        true
+    }
+
+    /// A chunk was taken: if it had been refused, its traces are no longer held by it.
+    /// Returns whether it had been.
+    pub fn accepted(&mut self, key: u64) -> bool {
+        let Some((_, ids)) = self.holds.chunks.remove(&key) else {
+            return false;
+        };
+        self.release(&ids);
+        self.hold_counts.chunks_taken += 1;
+        true
+    }
+
+    /// True when the chunk `key` was refused and is still registered.
+    pub fn is_refused(&self, key: u64) -> bool {
+        self.holds.chunks.contains_key(&key)
+    }
+
+    /// True while some refused chunk is registered (a taken chunk must be named then).
+    pub fn has_refused_chunks(&self) -> bool {
+        !self.holds.chunks.is_empty()
+    }
+
+    /// Forgets refused chunks first refused `hold_max` or more before `now`: their
+    /// traces are decided as if they had never been held. Returns how many.
+    pub fn expire_holds(&mut self, now: u64) -> usize {
+        let mut n = 0;
+        while let Some(&(since, key)) = self.holds.order.front() {
+            if since.saturating_add(self.cfg.hold_max_ns) > now {
+                break;
+            }
+            self.holds.order.pop_front();
+            if let Some((s, ids)) = self.holds.chunks.get(&key) {
+                if *s == since {
+                    let ids = ids.clone();
+                    self.holds.chunks.remove(&key);
+                    self.release(&ids);
+                    n += 1;
+                }
+            }
+        }
+        self.hold_counts.chunks_expired += n as u64;
+        n
+    }
+
+    /// A held trace is released now, whatever holds it (the waiting queue has no room
+    /// to move its lines out of the way): it is decided when due.
+    pub fn force_release(&mut self, t: &TraceId) {
+        if self.holds.by_trace.remove(t).is_some() {
+            self.hold_counts.traces_forced += 1;
+        }
+    }
+
+    fn release(&mut self, ids: &[TraceId]) {
+        for t in ids {
+            if let Some(n) = self.holds.by_trace.get_mut(t) {
+                *n -= 1;
+                if *n == 0 {
+                    self.holds.by_trace.remove(t);
+                }
+            }
+        }
+    }
+
+    /// True when `t` waits and is held by a refused chunk.
+    pub fn held_waiting(&self, t: &TraceId) -> bool {
+        matches!(self.traces.get(t), Some(Trace::Waiting { .. }))
+            && self.holds.by_trace.contains_key(t)
+    }
+
+    /// (refused chunks registered, trace ids they hold).
+    pub fn holds(&self) -> (usize, usize) {
+        (self.holds.chunks.len(), self.holds.by_trace.len())
+    }
+
+    /// What happened to holds so far.
+    pub fn hold_counts(&self) -> HoldCounts {
+        self.hold_counts
     }
 
     fn is_current(&self, first: u64, t: &TraceId) -> bool {
@@ -417,6 +569,12 @@ impl Table {
                 continue;
             }
             if *inflight > 0 {
+                passed.push((first, t));
+                continue;
+            }
+            // The rest of it may be in a chunk refused meanwhile: it waits for it (past
+            // num_traces it is decided early all the same: memory is bounded first).
+            if !early && self.holds.by_trace.contains_key(&t) {
                 passed.push((first, t));
                 continue;
             }
@@ -671,8 +829,11 @@ impl Table {
         }
     }
 
-    /// Ends recovery: waiting traces are queued by first arrival.
-    pub fn finish_recovery(&mut self) {
+    /// Ends recovery at `now`: waiting traces are queued by first arrival, and wait
+    /// `decision_wait` from `now` at least. Fluent Bit offers the chunks it buffered
+    /// (and those the stage refused before the restart) again right after a start:
+    /// they may hold the rest of these traces.
+    pub fn finish_recovery(&mut self, now: u64) {
         let mut order: Vec<(u64, TraceId)> = self
             .traces
             .iter()
@@ -682,6 +843,14 @@ impl Table {
             })
             .collect();
         order.sort_unstable();
+        for (first, t) in &mut order {
+            if *first < now {
+                *first = now;
+                if let Some(Trace::Waiting { first_seen, .. }) = self.traces.get_mut(t) {
+                    *first_seen = now;
+                }
+            }
+        }
         self.order = order.into();
     }
 }
@@ -745,6 +914,7 @@ mod tests {
             cache_not_sampled: cache,
             max_pinned: 1_000,
             cache_reported: 100,
+            hold_max_ns: 60_000,
         }
     }
 
@@ -975,6 +1145,45 @@ mod tests {
     }
 
     #[test]
+    fn a_held_trace_waits_for_its_chunk_but_memory_comes_first() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(1, 10));
+        let (a, b) = ([1; 16], [2; 16]);
+        add(&mut tb, &p, a, r#"{"level":"info"}"#, 100);
+        assert!(tb.refused(7, &[a, a, b], 150), "a chunk with lines of a and b");
+        assert!(!tb.refused(7, &[a], 160), "the same chunk again: registered once");
+        assert_eq!(tb.holds(), (1, 2));
+        assert_eq!(tb.next_due(), None, "a held trace is not due");
+        assert!(decide(&mut tb, &p, 5_000).is_empty());
+        // past num_traces the oldest is decided early, held or not
+        add(&mut tb, &p, b, r#"{"level":"info"}"#, 200);
+        let out = decide(&mut tb, &p, 300);
+        assert_eq!(out.iter().map(|d| d.trace).collect::<Vec<_>>(), vec![a]);
+        assert!(out[0].early);
+        assert!(tb.accepted(7));
+        assert!(!tb.accepted(7));
+        assert_eq!(tb.holds(), (0, 0));
+        assert_eq!(tb.next_due(), Some(1_200));
+        let c = tb.hold_counts();
+        assert_eq!((c.chunks_refused, c.chunks_taken), (1, 1));
+    }
+
+    #[test]
+    fn recovered_traces_wait_from_the_restart_at_least() {
+        let p = Policy::default_policy();
+        let mut tb = Table::new(cfg(10, 10));
+        let (a, b) = ([1; 16], [2; 16]);
+        tb.recover_line(&a, &line(&p, r#"{"level":"info"}"#, a), 300);
+        tb.recover_line(&b, &line(&p, r#"{"level":"info"}"#, b), 9_800);
+        tb.finish_recovery(9_500);
+        assert_eq!(tb.next_due(), Some(10_500), "a, from the restart");
+        assert!(decide(&mut tb, &p, 10_000).is_empty());
+        let out = decide(&mut tb, &p, 10_500);
+        assert_eq!(out.iter().map(|d| d.trace).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(tb.next_due(), Some(10_800), "b, from its own arrival");
+    }
+
+    #[test]
     fn recovery_rebuilds_waiting_traces_and_pinned_decisions() {
         let p = Policy::default_policy();
         let mut tb = Table::new(cfg(10, 10));
@@ -983,7 +1192,7 @@ mod tests {
         tb.recover_line(&b, &line(&p, r#"{"level":"info"}"#, b), 400);
         tb.recover_line(&a, &line(&p, r#"{"level":"fatal"}"#, a), 300);
         tb.recover_decision(&b, false);
-        tb.finish_recovery();
+        tb.finish_recovery(0);
         assert_eq!(tb.waiting(), 1);
         assert_eq!(
             tb.decision(&b),
@@ -1004,7 +1213,7 @@ mod tests {
         // id is seen again with an info line
         tb.recover_decision(&t, true);
         tb.recover_line(&t, &line(&p, r#"{"level":"info"}"#, t), 500);
-        tb.finish_recovery();
+        tb.finish_recovery(0);
         assert_eq!(tb.waiting(), 1);
         assert_eq!(tb.decision(&t), None, "the new trace waits");
         let out = decide(&mut tb, &p, 1_500);

@@ -23,6 +23,7 @@ fn cfg(num_traces: usize) -> StageConfig {
             cache_not_sampled: 100,
             max_pinned: 1000,
             cache_reported: 100,
+            hold_max_ns: 300_000_000_000,
         },
         fingerprint: Policy::default_policy().fingerprint(),
         spool: SpoolConfig::default(),
@@ -139,12 +140,22 @@ fn try_flush(stage: &Stage, bodies: &[Value]) -> Result<usize, IntakeError> {
 }
 
 fn try_flush_events(stage: &Stage, events: &[(Value, Value)]) -> Result<usize, IntakeError> {
-    let bytes = chunk(events);
+    try_flush_bytes(stage, &chunk(events))
+}
+
+/// Flushes a chunk's bytes as the plugin does (the intake is told the chunk's bytes).
+fn try_flush_bytes(stage: &Stage, bytes: &[u8]) -> Result<usize, IntakeError> {
     let mut intake = stage.intake("t");
-    for r in Chunk::new(&bytes).records() {
+    intake.chunk(bytes);
+    for r in Chunk::new(bytes).records() {
         intake.add(&r.unwrap().event);
     }
     intake.commit()
+}
+
+fn bodies_chunk(bodies: &[Value]) -> Vec<u8> {
+    let events: Vec<(Value, Value)> = bodies.iter().map(|b| (json!({}), b.clone())).collect();
+    chunk(&events)
 }
 
 /// Takes everything out of the main queue (as the drain would after delivery).
@@ -293,7 +304,7 @@ fn a_restart_decides_waiting_traces_as_they_would_have_been() {
     let rig = open(dir.path(), cfg(1000), Policy::default_policy());
     assert_eq!(rig.rec.pending_lines, 9);
     assert_eq!(rig.rec.waiting_traces, 3);
-    // not yet due: they wait from their first line's arrival, not from the restart
+    // not yet due: they wait decision_wait from the restart at least
     assert_eq!(rig.stage.tick(now).unwrap().decided, 0);
     let t = rig.stage.tick(now + WAIT + 1_000_000_000).unwrap();
     assert_eq!(t.decided, 3);
@@ -512,6 +523,7 @@ fn no_line_leaves_before_its_decision_is_on_disk() {
     let (mut c, clock) = manual(1000);
     c.spool = small(16384);
     c.decision_reserve = Some(0);
+    c.table.hold_max_ns = 0; // the refused flush below holds no trace: not this test's point
     let t0 = clock.wall();
     let rig = open_with(
         dir.path(),
@@ -716,6 +728,9 @@ fn a_line_whose_chunk_was_not_stored_does_not_decide_its_trace() {
     let dir = tempfile::tempdir().unwrap();
     let (mut c, clock) = manual(1000);
     c.spool = small(16384);
+    // Holds off: a held trace would wait for the refused chunk (tested below); here
+    // the point is that the refused line's facts never count.
+    c.table.hold_max_ns = 0;
     let t0 = clock.wall();
     let rig = open(dir.path(), c, Policy::default_policy());
     flush(
@@ -1143,4 +1158,206 @@ fn a_chunk_larger_than_the_room_beside_the_reserve_is_still_taken() {
     );
     rig.stage.tick(t0 + WAIT).unwrap();
     assert_eq!(main_entries(&rig.main).len(), 100);
+}
+
+/// `n` lines of traces of their own (ids from `first`), info, ~450 bytes each as waiting
+/// records: dropped by the default policy.
+fn fillers(first: u16, n: u16) -> Vec<Value> {
+    let pad = "p".repeat(400);
+    (first..first + n)
+        .map(|i| json!({"trace_id": format!("{i:032x}"), "level": "info", "msg": format!("f{i}"), "pad": pad}))
+        .collect()
+}
+
+/// Under back-pressure the stage itself holds back the rest of a trace: its first lines
+/// were taken, the chunk with its deciding line was answered retry (the waiting queue
+/// full), and Fluent Bit offers that chunk again later. The trace is held (not decided
+/// on time without it); its lines at the head of the waiting queue move to the tail so
+/// the lines behind them are swept and free the room the refused chunk needs; the
+/// chunk is taken when offered again, and the trace is kept whole.
+#[test]
+fn a_trace_whose_rest_is_in_a_refused_chunk_is_decided_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(64 << 10);
+    let rig = open(dir.path(), c, Policy::default_policy());
+    let r1 = request(1, true);
+    let mut a = r1[..2].to_vec();
+    a.extend(fillers(100, 50));
+    assert_eq!(try_flush(&rig.stage, &a).unwrap(), 52, "about 23 KB of 32 KB");
+    let mut b = vec![r1[2].clone()];
+    b.extend(fillers(200, 25));
+    let b = bodies_chunk(&b);
+    let e = try_flush_bytes(&rig.stage, &b).unwrap_err();
+    assert!(matches!(e, IntakeError::Spool(lockstep_spool::SpoolError::Full { .. })), "{e}");
+    let ((chunks, traces), _) = rig.stage.holds();
+    assert_eq!((chunks, traces), (1, 26), "the refused chunk holds its 26 traces");
+
+    clock.advance(WAIT + 1);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(t.decided, 50, "the fillers are due and decided; trace 1 is held: {t:?}");
+    assert_eq!(t.dropped, 50, "and swept past trace 1's lines: {t:?}");
+    assert_eq!(rig.stage.metrics().lines_requeued.load(Relaxed), 2);
+    assert!(main_entries(&rig.main).is_empty());
+
+    // Fluent Bit offers the same chunk again: there is room now
+    clock.advance(2_000_000_000);
+    assert_eq!(try_flush_bytes(&rig.stage, &b).unwrap(), 26);
+    let ((chunks, traces), hc) = rig.stage.holds();
+    assert_eq!((chunks, traces, hc.chunks_refused, hc.chunks_taken), (0, 0, 1, 1));
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(t.decided, 1, "trace 1, due since long, over its three lines: {t:?}");
+    assert_eq!(main_entries(&rig.main), vec!["1 started", "1 db", "1 finished"]);
+    assert_eq!(
+        rig.stage.metrics().late_followed_dropped.load(Relaxed),
+        0,
+        "no line followed a decision made without it"
+    );
+}
+
+/// A refused chunk that Fluent Bit does not offer again (it gave up: `Retry_Limit`)
+/// holds its traces `hold_max` at most, counted.
+#[test]
+fn a_hold_ends_after_hold_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.table.max_pinned = 1;
+    c.table.hold_max_ns = 3 * WAIT;
+    let rig = open_with(
+        dir.path(),
+        c,
+        Policy::default_policy(),
+        small(8192),
+        msg_mapper(),
+    );
+    fill(&rig.main);
+    let r2 = request(2, true);
+    flush(&rig.stage, &request(1, true));
+    clock.advance(WAIT / 2);
+    flush(&rig.stage, &r2[..2]);
+    clock.advance(WAIT / 2);
+    rig.stage.tick(rig.stage.now_ns()).unwrap();
+    // trace 1 is pinned (the main queue is full): a chunk with trace 2's last line and
+    // a new trace 3 is refused
+    let refused = bodies_chunk(&[r2[2].clone(), json!({"trace_id": tid(3), "msg": "3"})]);
+    assert!(matches!(
+        try_flush_bytes(&rig.stage, &refused),
+        Err(IntakeError::Busy { pinned: 1 })
+    ));
+    assert_eq!(rig.stage.holds().0, (1, 2));
+    drain_main(&rig.main);
+    clock.advance(WAIT);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(t.decided, 0, "trace 2 is due but held: {t:?}");
+    clock.advance(2 * WAIT);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(t.decided, 1, "hold_max passed: trace 2 is decided without it: {t:?}");
+    let (held, hc) = rig.stage.holds();
+    assert_eq!((held, hc.chunks_expired, hc.chunks_taken), ((0, 0), 1, 0));
+}
+
+/// A `kill -9` with a trace held: after the restart its lines wait again (from the
+/// start, not from their arrival long ago), Fluent Bit offers the refused chunk again
+/// from its buffer, and the trace is decided with it.
+#[test]
+fn after_a_restart_a_trace_waits_for_the_chunks_fluent_bit_offers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.table.max_pinned = 1;
+    let mk = |c: &StageConfig| {
+        open_with(
+            dir.path(),
+            c.clone(),
+            Policy::default_policy(),
+            small(8192),
+            msg_mapper(),
+        )
+    };
+    let r2 = request(2, true);
+    let refused = bodies_chunk(&[r2[2].clone(), json!({"trace_id": tid(3), "msg": "3"})]);
+    {
+        let rig = mk(&c);
+        fill(&rig.main);
+        flush(&rig.stage, &request(1, true));
+        clock.advance(WAIT / 2);
+        flush(&rig.stage, &r2[..2]);
+        clock.advance(WAIT / 2);
+        rig.stage.tick(rig.stage.now_ns()).unwrap();
+        // trace 1 pinned: the chunk with trace 2's rest and a new trace is refused
+        assert!(try_flush_bytes(&rig.stage, &refused).is_err());
+        assert_eq!(rig.stage.holds().0, (1, 2));
+        drop(rig); // killed
+    }
+    clock.advance(10 * WAIT);
+    c.time = TimeSource::Manual(clock.clone());
+    let rig = mk(&c);
+    assert_eq!((rig.rec.waiting_traces, rig.rec.pinned_traces), (1, 1));
+    drain_main(&rig.main);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(t.decided, 0, "trace 2 waits from the restart: {t:?}");
+    clock.advance(1_000_000_000);
+    assert_eq!(try_flush_bytes(&rig.stage, &refused).unwrap(), 2);
+    clock.advance(WAIT);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!((t.decided, t.dropped), (2, 1), "trace 2 kept, trace 3 dropped: {t:?}");
+    let got = main_entries(&rig.main);
+    assert!(
+        got.ends_with(&["2 started".into(), "2 db".into(), "2 finished".into()]),
+        "{got:?}"
+    );
+}
+
+/// A held trace whose lines cannot be moved out of the way (the waiting queue is full
+/// to its last byte) is decided without its rest: room comes before completeness,
+/// counted.
+#[test]
+fn a_held_trace_that_fills_the_waiting_queue_is_decided_without_its_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(64 << 10);
+    c.decision_reserve = Some(0);
+    let rig = open(dir.path(), c, Policy::default_policy());
+    let pad = "p".repeat(400);
+    let line = |i: u32| json!({"trace_id": tid(1), "level": "info", "msg": format!("1.{i}"), "pad": pad});
+    let mut i = 0;
+    while try_flush(&rig.stage, &[line(i)]).is_ok() {
+        i += 1;
+    }
+    assert!(i > 100, "{i} lines of trace 1 fill the queue");
+    let rest = bodies_chunk(&[
+        json!({"trace_id": tid(1), "level": "error", "msg": "1.end", "pad": "p".repeat(600)}),
+    ]);
+    assert!(try_flush_bytes(&rig.stage, &rest).is_err());
+    clock.advance(WAIT + 1);
+    rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(rig.stage.holds().1.traces_forced, 1);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!((t.decided, t.dropped), (1, i as usize), "{t:?}");
+}
+
+/// A refused chunk offered again holds the rest of held traces, whose lines take the
+/// room it needs: it may use half the room kept for decisions, where a new chunk of the
+/// same size may not.
+#[test]
+fn a_chunk_offered_again_may_use_half_the_decision_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, _clock) = manual(1000);
+    c.spool = small(64 << 10);
+    let rig = open(dir.path(), c, Policy::default_policy());
+    assert_eq!(rig.stage.reserve_bytes(), 32 << 10);
+    let r1 = request(1, true);
+    let mut a = r1[..2].to_vec();
+    a.extend(fillers(100, 50));
+    try_flush(&rig.stage, &a).unwrap();
+    let mut b = vec![r1[2].clone()];
+    b.extend(fillers(200, 25));
+    let b = bodies_chunk(&b);
+    assert!(try_flush_bytes(&rig.stage, &b).is_err(), "about 11 KB, 9 KB free");
+    let new = bodies_chunk(&fillers(300, 26));
+    assert!(
+        try_flush_bytes(&rig.stage, &new).is_err(),
+        "a new chunk of that size is refused"
+    );
+    assert_eq!(try_flush_bytes(&rig.stage, &b).unwrap(), 26, "offered again: taken");
+    assert_eq!(rig.stage.holds().0, (1, 26), "the new chunk's traces stay held");
 }

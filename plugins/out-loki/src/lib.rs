@@ -325,11 +325,13 @@ impl OutputPlugin for LokiOutput {
             if left.records > 0 {
                 waiting = format!(
                     "; {} records stay in the waiting queue for the next start: {} traces not \
-                     yet due within shutdown_grace {grace:?} (decision_wait {:?}), {} decided \
-                     traces not yet swept (main queue full, or behind a trace still waiting)",
+                     yet due within shutdown_grace {grace:?} (decision_wait {:?}; {} of them \
+                     held for a chunk answered retry), {} decided traces not yet swept (main \
+                     queue full, or behind a trace still waiting)",
                     left.records,
                     left.waiting_traces,
                     Duration::from_nanos(self.decision_wait_ns),
+                    left.held_traces,
                     left.pinned_traces
                 );
             }
@@ -351,6 +353,7 @@ impl LokiOutput {
     fn flush_sampled(&self, stage: &Stage, tag: &str, chunk: Chunk<'_>) -> FlushResult {
         let mut intake = stage.intake(tag);
         intake.reserve(chunk.len() + chunk.len() / 8);
+        intake.chunk(chunk.as_bytes());
         let mut records = 0usize;
         for record in chunk.records() {
             let r = match record {

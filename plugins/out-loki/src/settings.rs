@@ -64,6 +64,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "decision_cache_sampled_size",
     "decision_cache_not_sampled_size",
     "max_pinned_traces",
+    "decision_hold_max",
     "decision_feed",
     "decision_feed_path",
     "decision_feed_token",
@@ -134,6 +135,7 @@ const SAMPLING_KEYS: &[&str] = &[
     "decision_cache_sampled_size",
     "decision_cache_not_sampled_size",
     "max_pinned_traces",
+    "decision_hold_max",
     "decision_source",
 ];
 
@@ -273,6 +275,9 @@ fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
     // The Collector's `decision_cache` in the file, as for `decision_wait`: the keys win.
     let cache = |v: Option<u64>| v.and_then(|n| usize::try_from(n).ok()).unwrap_or(50_000);
     let cache_reported: usize = config.get_or("decision_feed_cache_size", 100_000usize)?;
+    // A chunk answered retry comes back on Fluent Bit's retry schedule (scheduler.base
+    // 5 s, doubling up to scheduler.cap); its traces wait for it this long at most.
+    let hold_max = duration(config, "decision_hold_max", Duration::from_secs(300), 24 * HOUR)?;
     Ok(Some(Sampling {
         fingerprint: policy.fingerprint(),
         policy,
@@ -292,6 +297,7 @@ fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
             )?,
             max_pinned,
             cache_reported,
+            hold_max_ns: u64::try_from(hold_max.as_nanos()).unwrap_or(u64::MAX),
         },
     }))
 }
@@ -1040,8 +1046,14 @@ mod tests {
         );
     }
 
+    /// A directory of its own per call: tests run in parallel and write the same names.
     fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("lockstep-settings-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!(
+            "lockstep-settings-{}-{n}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }

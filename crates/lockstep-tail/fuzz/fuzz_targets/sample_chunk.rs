@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         cache_not_sampled: 2,
         max_pinned: usize::MAX,
         cache_reported: 2,
+        hold_max_ns: 100,
     });
     let mut waiting = Vec::new();
     for (i, r) in Chunk::new(data).records().enumerate() {
