@@ -664,7 +664,10 @@ fn chunks_answered_retry_and_offered_again_late_keep_traces_whole() {
     let mut retry: std::collections::VecDeque<(std::time::Instant, usize)> = Default::default();
     let (mut refusals, mut offered_late) = (0u32, 0u32);
     while next < chunks.len() || !retry.is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(90), "chunks never all taken");
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "chunks never all taken"
+        );
         if started.elapsed() > Duration::from_secs(2) {
             rx.set_mode(Mode::Accept);
         }
@@ -693,7 +696,10 @@ fn chunks_answered_retry_and_offered_again_late_keep_traces_whole() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(refusals >= 3 && offered_late >= 3, "{refusals} refusals: no back-pressure");
+    assert!(
+        refusals >= 3 && offered_late >= 3,
+        "{refusals} refusals: no back-pressure"
+    );
     let want = expected(0..n);
     let distinct = || stored_msgs(&rx).into_iter().collect::<BTreeSet<_>>();
     wait_until(Duration::from_secs(30), || distinct().len() >= want.len());
@@ -710,9 +716,19 @@ fn chunks_answered_retry_and_offered_again_late_keep_traces_whole() {
         extra.len(),
         extra.iter().take(5).collect::<Vec<_>>()
     );
-    assert!(metric(&text, "lockstep_loki_held_chunks_total", "outcome=\"taken\"") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "lockstep_loki_held_chunks_total",
+            "outcome=\"taken\""
+        ) >= 1.0
+    );
     assert_eq!(
-        metric(&text, "lockstep_loki_policy_lines_total", "decision=\"drop\",by=\"late\""),
+        metric(
+            &text,
+            "lockstep_loki_policy_lines_total",
+            "decision=\"drop\",by=\"late\""
+        ),
         0.0,
         "no line followed a decision made without it"
     );

@@ -142,7 +142,7 @@ fn inspect_and_peek_show_the_waiting_queue_of_sampling_by_trace() {
         &mut facts,
     );
     let mut pending = Vec::new();
-    lockstep_tail::record::write_pending(&mut pending, 1, &trace, &facts, b"app.api", &event);
+    lockstep_tail::record::write_pending(&mut pending, 1, &trace, &facts, b"app.api", &[], &event);
     let mut dec = Vec::new();
     lockstep_tail::record::write_decisions(&mut dec, &[(trace, true)]);
     waiting.append(&[pending, dec]).unwrap();

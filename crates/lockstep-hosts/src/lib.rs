@@ -12,6 +12,9 @@
 //!   ABI (the one Go plugins use), behaving like Fluent Bit 5.1.
 //! - [`output_replay`]: a golden set through the real output with `policy_file`
 //!   (sampling by whole trace), checked for completeness against the traces.
+//! - [`otlp_logs`]: Fluent Bit 5.1.1's `opentelemetry` input for OTLP/HTTP protobuf
+//!   logs: a loopback endpoint a real OpenTelemetry SDK exports to, giving the exact
+//!   chunk bytes (groups, `otlp` metadata) an output plugin would be flushed.
 //!
 //! Dependency direction: the CLI depends on this crate, this crate on the pure cores
 //! (`lockstep-policy`, `lockstep-record`, `lockstep-filter`, `lockstep-loki`,
@@ -26,6 +29,7 @@
 
 pub mod golden;
 pub mod loki_receiver;
+pub mod otlp_logs;
 pub mod output_replay;
 pub mod proxy;
 pub mod wasm;

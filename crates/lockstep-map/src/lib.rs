@@ -66,6 +66,9 @@ use lockstep_loki::{is_valid_label_name, sanitize_label_name};
 /// Loki's default `max_label_value_length`, in bytes.
 pub const MAX_LABEL_VALUE_BYTES: usize = 2048;
 
+/// Loki's default `max_label_names_per_series`.
+pub const MAX_LABELS: usize = 15;
+
 /// Raw property strings as the operator wrote them (None = unset).
 #[derive(Debug, Clone, Default)]
 pub struct MappingConfig {
@@ -85,6 +88,8 @@ pub struct MappingConfig {
     pub tenant_id: Option<String>,
     /// `tenant_id_key`: record key (or `$accessor`) holding the tenant.
     pub tenant_id_key: Option<String>,
+    /// The `otlp_*` keys: how records of Fluent Bit's `opentelemetry` input are mapped.
+    pub otlp: OtlpConfig,
 }
 
 /// A configuration the mapping refuses; the message names the key and the text.
@@ -148,12 +153,14 @@ mod accessor;
 mod labels;
 mod line;
 mod metadata;
+mod otlp;
 mod payload;
 #[cfg(test)]
 mod props;
 #[cfg(test)]
 mod tests;
 
+pub use otlp::{as_string as otlp_as_string, loki_name, OtlpConfig, DEFAULT_INDEX_LABELS};
 pub use payload::Scratch;
 
 #[derive(Debug, Clone)]
@@ -195,6 +202,8 @@ pub struct Mapping {
     tenant_id: Option<String>,
     tenant_key: Option<Vec<Step>>,
     uses_tag: bool,
+    /// OTLP records mapped as Loki's OTLP ingestion (`None`: `otlp_mapping off`).
+    otlp: Option<otlp::Otlp>,
 }
 
 fn clist(s: &Option<String>) -> Vec<&str> {
@@ -426,6 +435,7 @@ impl Mapping {
             tenant_id,
             tenant_key,
             uses_tag,
+            otlp: otlp::Otlp::new(&cfg.otlp)?,
         })
     }
 

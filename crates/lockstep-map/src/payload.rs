@@ -22,6 +22,7 @@ pub struct Scratch {
     pub(crate) metadata: Vec<(usize, String)>,
     pub(crate) n_metadata: usize,
     pub(crate) line: String,
+    pub(crate) otlp: crate::otlp::OtlpParts,
 }
 
 /// Slot `i` of `v` (created when missing), its string emptied.
@@ -110,6 +111,94 @@ impl Mapping {
         );
     }
 
+    /// [`Mapping::encode_event`] for a record with its group (`(metadata, body)` of the
+    /// group-start marker of Fluent Bit's `opentelemetry` input): an OTLP record is
+    /// mapped as Loki's OTLP ingestion maps it (the body as the line, resource
+    /// attributes on the index list as labels, the rest as structured metadata; see
+    /// `otlp.rs`), plus the configured labels and metadata (an OTLP name wins over a
+    /// configured one). Any other record, or with `otlp_mapping off`, as
+    /// [`Mapping::encode_event`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_record(
+        &self,
+        tag: &str,
+        ts_ns: i64,
+        body: MapView<'_>,
+        meta: MapView<'_>,
+        group: Option<(MapView<'_>, MapView<'_>)>,
+        stats: &mut MapStats,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(o) = self
+            .otlp
+            .as_ref()
+            .filter(|_| crate::otlp::is_otlp(meta, group))
+        else {
+            return self.encode_event(tag, ts_ns, body, meta, stats, scratch, out);
+        };
+        self.fill_but_line(tag, body, meta, stats, scratch);
+        let mut parts = std::mem::take(&mut scratch.otlp);
+        o.map(ts_ns, body, meta, group, &mut parts);
+        for (_, v) in parts.labels.as_mut_slice() {
+            if v.len() > MAX_LABEL_VALUE_BYTES {
+                let mut cut = MAX_LABEL_VALUE_BYTES;
+                while !v.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                v.truncate(cut);
+                stats.label_values_truncated += 1;
+            }
+        }
+        // Labels: the OTLP ones, then the configured ones of other names (the default
+        // `job` only when nothing else names the stream), sorted; past Loki's 15 the
+        // rest go to structured metadata.
+        let mut labels: Vec<(&str, &str)> = parts
+            .labels
+            .as_slice()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let default_job = scratch.n_labels == 1
+            && scratch
+                .labels
+                .first()
+                .is_some_and(|(i, _)| *i == usize::MAX);
+        for (k, v) in self.labels_of(scratch) {
+            if (!default_job || labels.is_empty()) && !labels.iter().any(|(n, _)| *n == k) {
+                labels.push((k, v));
+            }
+        }
+        labels.sort_by(|a, b| a.0.cmp(b.0));
+        labels.dedup_by(|a, b| a.0 == b.0);
+        let mut metadata: Vec<(&str, &str)> = parts
+            .metadata
+            .as_slice()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if labels.len() > MAX_LABELS {
+            let extra = labels.split_off(MAX_LABELS);
+            metadata.extend(extra);
+        }
+        for (k, v) in self.metadata_of(scratch) {
+            if parts.metadata.as_slice().iter().any(|(n, _)| n == k) {
+                stats.metadata_dropped += 1;
+            } else {
+                metadata.push((k, v));
+            }
+        }
+        lockstep_ship::encode_entry(
+            out,
+            scratch.has_tenant.then_some(scratch.tenant.as_str()),
+            labels.into_iter(),
+            ts_ns,
+            &parts.line,
+            metadata.into_iter(),
+        );
+        scratch.otlp = parts;
+    }
+
     /// Maps a record into `sc`: tenant, labels, line and metadata, reusing its buffers.
     pub(crate) fn fill(
         &self,
@@ -126,6 +215,21 @@ impl Mapping {
         self.labels(tag, &top, stats, sc);
         sc.line.clear();
         self.line(&top, stats, &mut sc.line);
+        self.metadata(tag, &top, meta, stats, sc);
+    }
+
+    /// [`Mapping::fill`] without the line (an OTLP record's line is its body).
+    fn fill_but_line(
+        &self,
+        tag: &str,
+        body: MapView<'_>,
+        meta: MapView<'_>,
+        stats: &mut MapStats,
+        sc: &mut Scratch,
+    ) {
+        let top = Top::new(body);
+        sc.has_tenant = self.tenant(&top, stats, &mut sc.tenant);
+        self.labels(tag, &top, stats, sc);
         self.metadata(tag, &top, meta, stats, sc);
     }
 

@@ -752,3 +752,321 @@ fn mapping_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Mapping>();
 }
+
+// ---- OTLP records (Fluent Bit's `opentelemetry` input) mapped as Loki's OTLP ingestion ----
+
+fn event(ts_sec: u32, meta: V, body: V) -> Vec<u8> {
+    let mut t = ts_sec.to_be_bytes().to_vec();
+    t.extend_from_slice(&0u32.to_be_bytes());
+    let ev = V::Array(vec![V::Array(vec![V::Ext(0, t), meta]), body]);
+    let mut b = Vec::new();
+    rmpv::encode::write_value(&mut b, &ev).unwrap();
+    b
+}
+
+/// The group and records of the facts file's §3 request, as the protobuf path gives them.
+fn otlp_chunk(records: Vec<(V, V)>) -> Vec<u8> {
+    let mut c = event(
+        u32::MAX,
+        m(vec![
+            ("schema", s("otlp")),
+            ("resource_id", V::from(0)),
+            ("scope_id", V::from(0)),
+        ]),
+        m(vec![
+            (
+                "resource",
+                m(vec![(
+                    "attributes",
+                    m(vec![
+                        ("service.name", s("checkout")),
+                        ("k8s.pod.name", s("pod-1")),
+                        ("host.name", s("edge-7")),
+                        ("team", s("payments")),
+                    ]),
+                )]),
+            ),
+            (
+                "scope",
+                m(vec![
+                    ("name", s("my.lib")),
+                    ("version", s("1.2.3")),
+                    ("attributes", m(vec![("scope.attr", V::from(true))])),
+                ]),
+            ),
+        ]),
+    );
+    for (meta, body) in records {
+        c.extend(event(1_700_000_000, meta, body));
+    }
+    c.extend(event(u32::MAX - 1, m(vec![]), m(vec![])));
+    c
+}
+
+fn map_otlp(mp: &Mapping, chunk: &[u8]) -> Vec<SpooledEntry> {
+    let mut sc = Scratch::default();
+    Chunk::new(chunk)
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let mut out = Vec::new();
+            mp.encode_record(
+                "v1_logs",
+                1_700_000_000_000_000_000,
+                r.event.body,
+                r.event.metadata,
+                r.group.map(|g| (g.metadata, g.attributes)),
+                &mut MapStats::default(),
+                &mut sc,
+                &mut out,
+            );
+            SpooledEntry::decode(0, &out).unwrap()
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+    v.sort();
+    v
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    sorted(
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn otlp_records_are_mapped_as_loki_s_otlp_ingestion_maps_them() {
+    let mp = mapping(|_| {});
+    let rec1 = (
+        m(vec![(
+            "otlp",
+            m(vec![
+                ("timestamp", V::from(1_700_000_000_123_456_789u64)),
+                ("observed_timestamp", V::from(1_700_000_000_200_000_000u64)),
+                ("severity_number", V::from(9)),
+                ("severity_text", s("INFO")),
+                (
+                    "attributes",
+                    m(vec![
+                        ("http.status_code", V::from(500)),
+                        ("user", s("alice")),
+                        ("ratio", V::from(0.5)),
+                        ("ok", V::from(false)),
+                        ("tags", V::Array(vec![s("a"), s("b")])),
+                        ("db", m(vec![("rows", V::from(3)), ("sys", s("pg"))])),
+                    ]),
+                ),
+                ("trace_id", V::Binary((1..=16).collect())),
+                ("span_id", V::Binary((1..=8).collect())),
+                ("trace_flags", V::from(1)),
+            ]),
+        )]),
+        m(vec![("log", s("payment failed"))]),
+    );
+    let rec2 = (
+        m(vec![(
+            "otlp",
+            m(vec![
+                ("timestamp", V::from(0)),
+                ("observed_timestamp", V::from(1_700_000_001_000_000_000u64)),
+                ("severity_number", V::from(17)),
+                ("trace_flags", V::from(0)),
+                ("trace_id", V::Binary(vec![0; 16])),
+            ]),
+        )]),
+        m(vec![("n", V::from(7)), ("msg", s("structured"))]),
+    );
+    let got = map_otlp(&mp, &otlp_chunk(vec![rec1, rec2]));
+    let labels = pairs(&[("k8s_pod_name", "pod-1"), ("service_name", "checkout")]);
+    assert_eq!(
+        got[0].labels, labels,
+        "the default index labels only; no job"
+    );
+    assert_eq!(got[0].line, "payment failed", "a string body as is");
+    assert_eq!(
+        sorted(got[0].structured_metadata.clone()),
+        pairs(&[
+            ("http_status_code", "500"),
+            ("user", "alice"),
+            ("ratio", "0.5"),
+            ("ok", "false"),
+            ("tags", r#"["a","b"]"#),
+            ("db_rows", "3"),
+            ("db_sys", "pg"),
+            ("observed_timestamp", "1700000000200000000"),
+            ("severity_number", "9"),
+            ("severity_text", "INFO"),
+            ("flags", "1"),
+            ("trace_id", "0102030405060708090a0b0c0d0e0f10"),
+            ("span_id", "0102030405060708"),
+            ("host_name", "edge-7"),
+            ("team", "payments"),
+            ("scope_attr", "true"),
+            ("scope_name", "my.lib"),
+            ("scope_version", "1.2.3"),
+        ])
+    );
+    assert_eq!(
+        got[1].line, r#"{"msg":"structured","n":7}"#,
+        "a map body: sorted JSON"
+    );
+    assert_eq!(
+        sorted(got[1].structured_metadata.clone()),
+        pairs(&[
+            ("severity_number", "17"),
+            ("host_name", "edge-7"),
+            ("team", "payments"),
+            ("scope_attr", "true"),
+            ("scope_name", "my.lib"),
+            ("scope_version", "1.2.3"),
+        ]),
+        "no observed_timestamp without the record's own time, no zero flags or id"
+    );
+}
+
+#[test]
+fn otlp_mapping_keys_change_what_becomes_a_label_and_what_is_sent() {
+    let rec = || {
+        (
+            m(vec![(
+                "otlp",
+                m(vec![(
+                    "attributes",
+                    m(vec![("secret", s("x")), ("a", s("1"))]),
+                )]),
+            )]),
+            m(vec![("log", V::Nil)]),
+        )
+    };
+    let mp = mapping(|c| {
+        c.otlp.resource_index_labels = some("host.name, regex:te.*");
+        c.otlp.resource_drop = some("k8s.pod.name");
+        c.otlp.log_drop = some("secret");
+        c.otlp.scope_drop = some("regex:scope\\..*");
+        c.labels = some("job=edge");
+    });
+    let e = &map_otlp(&mp, &otlp_chunk(vec![rec()]))[0];
+    assert_eq!(
+        e.labels,
+        pairs(&[
+            ("host_name", "edge-7"),
+            ("job", "edge"),
+            ("k8s_pod_name", "pod-1"),
+            ("service_name", "checkout"),
+            ("team", "payments"),
+        ]),
+        "a default is dropped only with otlp_ignore_defaults, as in Loki"
+    );
+    assert_eq!(e.line, "", "an absent body is an empty line");
+    assert_eq!(
+        sorted(e.structured_metadata.clone()),
+        pairs(&[
+            ("a", "1"),
+            ("scope_name", "my.lib"),
+            ("scope_version", "1.2.3")
+        ])
+    );
+    let mp = mapping(|c| {
+        c.otlp.ignore_defaults = some("on");
+        c.otlp.resource_drop = some("k8s.pod.name");
+        c.otlp.severity_text_as_label = some("on");
+    });
+    let e = &map_otlp(&mp, &otlp_chunk(vec![rec()]))[0];
+    assert_eq!(
+        e.labels,
+        pairs(&[("job", "fluent-bit")]),
+        "service.name not indexed: no service_name label (as Loki), the default job"
+    );
+    assert!(e
+        .structured_metadata
+        .iter()
+        .any(|(k, v)| k == "service_name" && v == "checkout"));
+    assert!(!e
+        .structured_metadata
+        .iter()
+        .any(|(k, _)| k == "k8s_pod_name"));
+    // off: an OTLP record is mapped as any other record
+    let mp = mapping(|c| c.otlp.mapping = some("off"));
+    let e = &map_otlp(&mp, &otlp_chunk(vec![rec()]))[0];
+    assert_eq!(e.labels, pairs(&[("job", "fluent-bit")]));
+    assert_eq!(e.line, r#"{"log":null}"#);
+    assert!(Mapping::new(&MappingConfig {
+        otlp: OtlpConfig {
+            mapping: some("loud"),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .is_err());
+}
+
+#[test]
+fn a_record_without_otlp_metadata_keeps_today_s_mapping() {
+    let mp = mapping(|c| c.labels = some("job=x"));
+    let bytes = encode(&m(vec![("log", s("hello")), ("level", s("info"))]));
+    let r = Chunk::new(&bytes).records().next().unwrap().unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    mp.encode_record(
+        "t",
+        5,
+        r.event.body,
+        r.event.metadata,
+        None,
+        &mut MapStats::default(),
+        &mut Scratch::default(),
+        &mut a,
+    );
+    mp.encode_event(
+        "t",
+        5,
+        r.event.body,
+        r.event.metadata,
+        &mut MapStats::default(),
+        &mut Scratch::default(),
+        &mut b,
+    );
+    assert_eq!(a, b);
+}
+
+#[test]
+fn otlp_values_and_names_follow_loki() {
+    let mp = mapping(|_| {});
+    let rec = (
+        m(vec![(
+            "otlp",
+            m(vec![(
+                "attributes",
+                m(vec![
+                    ("big", V::from(1e21)),
+                    ("tiny", V::from(1.5e-7)),
+                    ("nan", V::from(f64::NAN)),
+                    ("bad", V::Array(vec![V::from(f64::NAN)])),
+                    ("bytes", V::Binary(b"hi".to_vec())),
+                    ("1st", s("x")),
+                    ("...", s("gone")),
+                    ("empty", m(vec![])),
+                    ("html", V::Array(vec![s("<a&b>")])),
+                ]),
+            )]),
+        )]),
+        m(vec![
+            ("b", s("2")),
+            ("a", m(vec![("z", V::from(1)), ("y", V::Nil)])),
+        ]),
+    );
+    let e = &map_otlp(&mp, &otlp_chunk(vec![rec]))[0];
+    let md: std::collections::BTreeMap<_, _> = e.structured_metadata.iter().cloned().collect();
+    assert_eq!(md["big"], "1e+21");
+    assert_eq!(md["tiny"], "1.5e-7");
+    assert_eq!(md["nan"], "NaN");
+    assert_eq!(md["bad"], "", "a NaN inside an array: Go's encoder fails");
+    assert_eq!(md["bytes"], "aGk=");
+    assert_eq!(md["key_1st"], "x");
+    assert_eq!(md["html"], r#"["<a&b>"]"#);
+    assert!(!md.contains_key("empty") && !md.keys().any(|k| k.trim_matches('_').is_empty()));
+    assert_eq!(e.line, r#"{"a":{"y":null,"z":1},"b":"2"}"#);
+}

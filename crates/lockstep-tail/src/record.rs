@@ -94,31 +94,37 @@ pub enum RecordError {
 }
 
 /// Appends a line whose trace is waiting. A tag longer than 65,535 bytes is cut there.
+///
+/// `group` is the raw group-start event of the line's group (OTLP resource and scope),
+/// or empty: stored before the event, so the line reads back as a chunk of its group's
+/// start and itself (`Chunk::records` gives the record with its group).
 pub fn write_pending(
     out: &mut Vec<u8>,
     fingerprint: u32,
     trace: &[u8; 16],
     facts: &TraceFacts,
     tag: &[u8],
+    group: &[u8],
     event: &[u8],
 ) {
     out.push(PENDING);
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(trace);
     facts.encode(out);
-    write_line(out, tag, event);
+    write_line(out, tag, group, event);
 }
 
-/// Appends a line already kept.
-pub fn write_kept(out: &mut Vec<u8>, tag: &[u8], event: &[u8]) {
+/// Appends a line already kept (`group` as for [`write_pending`]).
+pub fn write_kept(out: &mut Vec<u8>, tag: &[u8], group: &[u8], event: &[u8]) {
     out.push(KEPT);
-    write_line(out, tag, event);
+    write_line(out, tag, group, event);
 }
 
-fn write_line(out: &mut Vec<u8>, tag: &[u8], event: &[u8]) {
+fn write_line(out: &mut Vec<u8>, tag: &[u8], group: &[u8], event: &[u8]) {
     let tag = &tag[..tag.len().min(usize::from(u16::MAX))];
     out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
     out.extend_from_slice(tag);
+    out.extend_from_slice(group);
     out.extend_from_slice(event);
 }
 
@@ -217,7 +223,15 @@ mod tests {
         let mut facts = TraceFacts::new(Some([3; 16]));
         facts.merge(&TraceFacts::new(Some([3; 16])));
         let mut b = Vec::new();
-        write_pending(&mut b, 0xdead_beef, &[3; 16], &facts, b"app.x", b"event");
+        write_pending(
+            &mut b,
+            0xdead_beef,
+            &[3; 16],
+            &facts,
+            b"app.x",
+            b"",
+            b"event",
+        );
         match parse(&b).unwrap() {
             WaitRecord::Pending {
                 fingerprint,
@@ -249,7 +263,7 @@ mod tests {
         assert!(parse(&d[..d.len() - 1]).is_err());
         assert_eq!(parse(b"Xyz"), Err(RecordError::Kind(b'X')));
         let mut k = Vec::new();
-        write_kept(&mut k, b"t", b"e");
+        write_kept(&mut k, b"t", b"", b"e");
         assert_eq!(
             parse(&k),
             Ok(WaitRecord::Kept {

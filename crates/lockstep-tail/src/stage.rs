@@ -517,6 +517,13 @@ impl<'t> Intake<'_, 't> {
     /// now (false: nothing written), or written to the waiting queue as the raw event
     /// (true), to wait for its trace or, already kept, to keep its place in line.
     pub fn add(&mut self, event: &Event<'_>) -> bool {
+        self.add_grouped(event, &[])
+    }
+
+    /// [`Intake::add`] for a record of a group (Fluent Bit's `opentelemetry` input:
+    /// `group` is the raw group-start event with the resource and scope): the group is
+    /// stored with the line, so its entry can be mapped with them when it is kept.
+    pub fn add_grouped(&mut self, event: &Event<'_>, group: &[u8]) -> bool {
         let sh = self.sh;
         let Some(ex) = self.ex.as_mut() else {
             return false;
@@ -539,7 +546,7 @@ impl<'t> Intake<'_, 't> {
                 return false;
             }
             self.counts.kept_alone += 1;
-            record::write_kept(&mut self.buf, tag, event.raw);
+            record::write_kept(&mut self.buf, tag, group, event.raw);
             self.ends.push(self.buf.len());
             return true;
         };
@@ -556,7 +563,7 @@ impl<'t> Intake<'_, 't> {
             }
             Admit::Follow(true) => {
                 self.counts.late_kept += 1;
-                record::write_kept(&mut self.buf, tag, event.raw);
+                record::write_kept(&mut self.buf, tag, group, event.raw);
             }
             Admit::Wait { late, .. } => {
                 if late {
@@ -564,7 +571,15 @@ impl<'t> Intake<'_, 't> {
                 }
                 let mut facts = TraceFacts::new(Some(t));
                 sh.policy.observe(e, &mut facts);
-                record::write_pending(&mut self.buf, sh.fingerprint, &t, &facts, tag, event.raw);
+                record::write_pending(
+                    &mut self.buf,
+                    sh.fingerprint,
+                    &t,
+                    &facts,
+                    tag,
+                    group,
+                    event.raw,
+                );
                 self.waiting.push((t, facts));
             }
         }
@@ -647,11 +662,7 @@ impl<'t> Intake<'_, 't> {
             e,
             SpoolError::RecordTooLarge { .. } | SpoolError::BatchTooLarge { .. }
         ));
-        let named = key.or_else(|| {
-            self.chunk
-                .filter(|_| retried)
-                .map(crate::table::chunk_key)
-        });
+        let named = key.or_else(|| self.chunk.filter(|_| retried).map(crate::table::chunk_key));
         let (over, released) = {
             let mut t = lock(&sh.table);
             for (tr, facts) in &self.waiting {
@@ -1040,9 +1051,8 @@ impl Shared {
                 let f = match record::parse(&r.payload) {
                     Ok(WaitRecord::Pending { trace, .. }) => match t.decision(&trace) {
                         None => {
-                            held_head = fate.is_empty()
-                                && r.seq < requeue_below
-                                && t.held_waiting(&trace);
+                            held_head =
+                                fate.is_empty() && r.seq < requeue_below && t.held_waiting(&trace);
                             break;
                         }
                         Some(keep) => Fate::Trace(trace, keep),

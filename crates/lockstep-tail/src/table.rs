@@ -335,8 +335,7 @@ impl Table {
     /// nothing was registered (holds off, already registered, or 2 × `num_traces` ids
     /// held).
     pub fn refused(&mut self, key: u64, traces: &[TraceId], now: u64) -> bool {
-        if self.cfg.hold_max_ns == 0 || traces.is_empty() || self.holds.chunks.contains_key(&key)
-        {
+        if self.cfg.hold_max_ns == 0 || traces.is_empty() || self.holds.chunks.contains_key(&key) {
             return false;
         }
         let mut ids = traces.to_vec();
@@ -1150,8 +1149,14 @@ mod tests {
         let mut tb = Table::new(cfg(1, 10));
         let (a, b) = ([1; 16], [2; 16]);
         add(&mut tb, &p, a, r#"{"level":"info"}"#, 100);
-        assert!(tb.refused(7, &[a, a, b], 150), "a chunk with lines of a and b");
-        assert!(!tb.refused(7, &[a], 160), "the same chunk again: registered once");
+        assert!(
+            tb.refused(7, &[a, a, b], 150),
+            "a chunk with lines of a and b"
+        );
+        assert!(
+            !tb.refused(7, &[a], 160),
+            "the same chunk again: registered once"
+        );
         assert_eq!(tb.holds(), (1, 2));
         assert_eq!(tb.next_due(), None, "a held trace is not due");
         assert!(decide(&mut tb, &p, 5_000).is_empty());

@@ -1184,18 +1184,35 @@ fn a_trace_whose_rest_is_in_a_refused_chunk_is_decided_with_it() {
     let r1 = request(1, true);
     let mut a = r1[..2].to_vec();
     a.extend(fillers(100, 50));
-    assert_eq!(try_flush(&rig.stage, &a).unwrap(), 52, "about 23 KB of 32 KB");
+    assert_eq!(
+        try_flush(&rig.stage, &a).unwrap(),
+        52,
+        "about 23 KB of 32 KB"
+    );
     let mut b = vec![r1[2].clone()];
     b.extend(fillers(200, 25));
     let b = bodies_chunk(&b);
     let e = try_flush_bytes(&rig.stage, &b).unwrap_err();
-    assert!(matches!(e, IntakeError::Spool(lockstep_spool::SpoolError::Full { .. })), "{e}");
+    assert!(
+        matches!(
+            e,
+            IntakeError::Spool(lockstep_spool::SpoolError::Full { .. })
+        ),
+        "{e}"
+    );
     let ((chunks, traces), _) = rig.stage.holds();
-    assert_eq!((chunks, traces), (1, 26), "the refused chunk holds its 26 traces");
+    assert_eq!(
+        (chunks, traces),
+        (1, 26),
+        "the refused chunk holds its 26 traces"
+    );
 
     clock.advance(WAIT + 1);
     let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
-    assert_eq!(t.decided, 50, "the fillers are due and decided; trace 1 is held: {t:?}");
+    assert_eq!(
+        t.decided, 50,
+        "the fillers are due and decided; trace 1 is held: {t:?}"
+    );
     assert_eq!(t.dropped, 50, "and swept past trace 1's lines: {t:?}");
     assert_eq!(rig.stage.metrics().lines_requeued.load(Relaxed), 2);
     assert!(main_entries(&rig.main).is_empty());
@@ -1204,10 +1221,19 @@ fn a_trace_whose_rest_is_in_a_refused_chunk_is_decided_with_it() {
     clock.advance(2_000_000_000);
     assert_eq!(try_flush_bytes(&rig.stage, &b).unwrap(), 26);
     let ((chunks, traces), hc) = rig.stage.holds();
-    assert_eq!((chunks, traces, hc.chunks_refused, hc.chunks_taken), (0, 0, 1, 1));
+    assert_eq!(
+        (chunks, traces, hc.chunks_refused, hc.chunks_taken),
+        (0, 0, 1, 1)
+    );
     let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
-    assert_eq!(t.decided, 1, "trace 1, due since long, over its three lines: {t:?}");
-    assert_eq!(main_entries(&rig.main), vec!["1 started", "1 db", "1 finished"]);
+    assert_eq!(
+        t.decided, 1,
+        "trace 1, due since long, over its three lines: {t:?}"
+    );
+    assert_eq!(
+        main_entries(&rig.main),
+        vec!["1 started", "1 db", "1 finished"]
+    );
     assert_eq!(
         rig.stage.metrics().late_followed_dropped.load(Relaxed),
         0,
@@ -1251,7 +1277,10 @@ fn a_hold_ends_after_hold_max() {
     assert_eq!(t.decided, 0, "trace 2 is due but held: {t:?}");
     clock.advance(2 * WAIT);
     let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
-    assert_eq!(t.decided, 1, "hold_max passed: trace 2 is decided without it: {t:?}");
+    assert_eq!(
+        t.decided, 1,
+        "hold_max passed: trace 2 is decided without it: {t:?}"
+    );
     let (held, hc) = rig.stage.holds();
     assert_eq!((held, hc.chunks_expired, hc.chunks_taken), ((0, 0), 1, 0));
 }
@@ -1299,7 +1328,11 @@ fn after_a_restart_a_trace_waits_for_the_chunks_fluent_bit_offers_again() {
     assert_eq!(try_flush_bytes(&rig.stage, &refused).unwrap(), 2);
     clock.advance(WAIT);
     let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
-    assert_eq!((t.decided, t.dropped), (2, 1), "trace 2 kept, trace 3 dropped: {t:?}");
+    assert_eq!(
+        (t.decided, t.dropped),
+        (2, 1),
+        "trace 2 kept, trace 3 dropped: {t:?}"
+    );
     let got = main_entries(&rig.main);
     assert!(
         got.ends_with(&["2 started".into(), "2 db".into(), "2 finished".into()]),
@@ -1318,7 +1351,8 @@ fn a_held_trace_that_fills_the_waiting_queue_is_decided_without_its_rest() {
     c.decision_reserve = Some(0);
     let rig = open(dir.path(), c, Policy::default_policy());
     let pad = "p".repeat(400);
-    let line = |i: u32| json!({"trace_id": tid(1), "level": "info", "msg": format!("1.{i}"), "pad": pad});
+    let line =
+        |i: u32| json!({"trace_id": tid(1), "level": "info", "msg": format!("1.{i}"), "pad": pad});
     let mut i = 0;
     while try_flush(&rig.stage, &[line(i)]).is_ok() {
         i += 1;
@@ -1352,12 +1386,23 @@ fn a_chunk_offered_again_may_use_half_the_decision_reserve() {
     let mut b = vec![r1[2].clone()];
     b.extend(fillers(200, 25));
     let b = bodies_chunk(&b);
-    assert!(try_flush_bytes(&rig.stage, &b).is_err(), "about 11 KB, 9 KB free");
+    assert!(
+        try_flush_bytes(&rig.stage, &b).is_err(),
+        "about 11 KB, 9 KB free"
+    );
     let new = bodies_chunk(&fillers(300, 26));
     assert!(
         try_flush_bytes(&rig.stage, &new).is_err(),
         "a new chunk of that size is refused"
     );
-    assert_eq!(try_flush_bytes(&rig.stage, &b).unwrap(), 26, "offered again: taken");
-    assert_eq!(rig.stage.holds().0, (1, 26), "the new chunk's traces stay held");
+    assert_eq!(
+        try_flush_bytes(&rig.stage, &b).unwrap(),
+        26,
+        "offered again: taken"
+    );
+    assert_eq!(
+        rig.stage.holds().0,
+        (1, 26),
+        "the new chunk's traces stay held"
+    );
 }

@@ -269,11 +269,12 @@ impl OutputPlugin for LokiOutput {
                 Err(e) => return self.undecodable(tag, &e),
             };
             let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
-            self.mapping.encode_event(
+            self.mapping.encode_record(
                 tag,
                 ts,
                 r.event.body,
                 r.event.metadata,
+                r.group.map(|g| (g.metadata, g.attributes)),
                 &mut stats,
                 &mut scratch,
                 &mut buf,
@@ -355,6 +356,10 @@ impl LokiOutput {
         intake.reserve(chunk.len() + chunk.len() / 8);
         intake.chunk(chunk.as_bytes());
         let mut records = 0usize;
+        // The raw group-start event of the current group (OTLP resource and scope),
+        // stored with each of its lines.
+        let data = chunk.as_bytes();
+        let mut group: (usize, &[u8]) = (usize::MAX, &[]);
         for record in chunk.records() {
             let r = match record {
                 Ok(r) => r,
@@ -362,7 +367,22 @@ impl LokiOutput {
                 Err(e) => return self.undecodable(tag, &e),
             };
             records += 1;
-            intake.add(&r.event);
+            match r.group {
+                Some(g) => {
+                    if group.0 != g.offset {
+                        let raw = data
+                            .get(g.offset..)
+                            .and_then(|d| fluent_bit_plugin::Chunk::new(d).events().next())
+                            .and_then(Result::ok)
+                            .map_or(&[][..], |e| e.raw);
+                        group = (g.offset, raw);
+                    }
+                    intake.add_grouped(&r.event, group.1);
+                }
+                None => {
+                    intake.add(&r.event);
+                }
+            }
         }
         let res = match intake.commit() {
             Ok(n) => Ok(n),
@@ -443,11 +463,12 @@ fn kept_line_mapper(mapping: Arc<Mapping>, metrics: Arc<Metrics>) -> lockstep_ta
         let ts = i64::try_from(r.event.timestamp.unix_nanos()).unwrap_or(i64::MAX);
         let mut stats = MapStats::default();
         let mut sc = scratch.lock().unwrap_or_else(|p| p.into_inner());
-        mapping.encode_event(
+        mapping.encode_record(
             &tag,
             ts,
             r.event.body,
             r.event.metadata,
+            r.group.map(|g| (g.metadata, g.attributes)),
             &mut stats,
             &mut sc,
             out,

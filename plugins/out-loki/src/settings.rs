@@ -65,6 +65,14 @@ pub const KNOWN_KEYS: &[&str] = &[
     "decision_cache_not_sampled_size",
     "max_pinned_traces",
     "decision_hold_max",
+    "otlp_mapping",
+    "otlp_default_resource_attributes_as_index_labels",
+    "otlp_ignore_defaults",
+    "otlp_resource_index_labels",
+    "otlp_resource_drop",
+    "otlp_scope_drop",
+    "otlp_log_drop",
+    "otlp_severity_text_as_label",
     "decision_feed",
     "decision_feed_path",
     "decision_feed_token",
@@ -277,7 +285,12 @@ fn sampling(config: &Config<'_>) -> Result<Option<Sampling>, E> {
     let cache_reported: usize = config.get_or("decision_feed_cache_size", 100_000usize)?;
     // A chunk answered retry comes back on Fluent Bit's retry schedule (scheduler.base
     // 5 s, doubling up to scheduler.cap); its traces wait for it this long at most.
-    let hold_max = duration(config, "decision_hold_max", Duration::from_secs(300), 24 * HOUR)?;
+    let hold_max = duration(
+        config,
+        "decision_hold_max",
+        Duration::from_secs(300),
+        24 * HOUR,
+    )?;
     Ok(Some(Sampling {
         fingerprint: policy.fingerprint(),
         policy,
@@ -535,6 +548,17 @@ impl Settings {
             drop_single_key: config.get("drop_single_key")?,
             tenant_id: config.get("tenant_id")?,
             tenant_id_key: config.get("tenant_id_key")?,
+            otlp: lockstep_map::OtlpConfig {
+                mapping: config.get("otlp_mapping")?,
+                default_index_labels: config
+                    .get("otlp_default_resource_attributes_as_index_labels")?,
+                ignore_defaults: config.get("otlp_ignore_defaults")?,
+                resource_index_labels: config.get("otlp_resource_index_labels")?,
+                resource_drop: config.get("otlp_resource_drop")?,
+                scope_drop: config.get("otlp_scope_drop")?,
+                log_drop: config.get("otlp_log_drop")?,
+                severity_text_as_label: config.get("otlp_severity_text_as_label")?,
+            },
         };
         let configured_labels = [&mapping.labels, &mapping.label_keys]
             .into_iter()
@@ -1050,10 +1074,7 @@ mod tests {
     fn tempfile_dir() -> PathBuf {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!(
-            "lockstep-settings-{}-{n}",
-            std::process::id()
-        ));
+        let d = std::env::temp_dir().join(format!("lockstep-settings-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
             tag,
             event,
         } => {
-            record::write_pending(&mut again, *fingerprint, trace, facts, tag, event);
+            record::write_pending(&mut again, *fingerprint, trace, facts, tag, &[], event);
             // Facts decode to a canonical form (trailing zero bytes dropped): compare
             // what they mean, not their bytes.
             match record::parse(&again).unwrap() {
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         WaitRecord::Kept { tag, event } => {
-            record::write_kept(&mut again, tag, event);
+            record::write_kept(&mut again, tag, &[], event);
             assert_eq!(again, data);
         }
         WaitRecord::Decisions(d) => {

@@ -22,6 +22,7 @@ fn mappings() -> &'static [Mapping] {
             drop_single_key: Some(single.into()),
             tenant_id: None,
             tenant_id_key: Some("$tenant".into()),
+            otlp: Default::default(),
         };
         vec![
             Mapping::new(&cfg("job=x, app=$app", "trace_id=$trace_id, m=$m", "json", "off", "log")).unwrap(),
@@ -53,6 +54,31 @@ fuzz_target!(|data: &[u8]| {
             m.encode_tagged("app.x", 0, r.event.body, &mut stats2, sc, &mut direct);
             assert_eq!(direct, e.encode());
             assert_eq!(stats2, stats);
+            // with its metadata and group: an OTLP record as Loki's OTLP ingestion maps it
+            let mut out = Vec::new();
+            m.encode_record(
+                "v1_logs",
+                0,
+                r.event.body,
+                r.event.metadata,
+                r.group.map(|g| (g.metadata, g.attributes)),
+                &mut stats2,
+                sc,
+                &mut out,
+            );
+            let e = SpooledEntry::decode(1, &out).unwrap();
+            assert!(!e.labels.is_empty() && e.labels.len() <= lockstep_map::MAX_LABELS);
+            for w in e.labels.windows(2) {
+                assert!(w[0].0 < w[1].0, "labels sorted and unique: {:?}", e.labels);
+            }
+            for (k, v) in &e.labels {
+                assert!(lockstep_loki::is_valid_label_name(k), "label name {k:?}");
+                assert!(!v.is_empty() && v.len() <= 2048, "label value {v:?}");
+            }
+            for (k, _) in &e.structured_metadata {
+                let mut again = String::new();
+                assert!(lockstep_map::loki_name(k, &mut again) && again == *k, "metadata name {k:?}");
+            }
         }
     }
 });

@@ -1,0 +1,822 @@
+//! OTLP logs mapped as Loki's own OTLP ingestion (`/otlp/v1/logs`) stores them, so an
+//! entry read back from Loki is the same whether the application sent its logs to Loki
+//! directly or through Fluent Bit's `opentelemetry` input and `lockstep_loki`.
+//!
+//! What Loki does (grafana/loki `pkg/loghttp/push/otlp.go`, `otlplabels/labels.go`,
+//! `otlplabels/config.go`; read at 65e30f8), and so what this does:
+//! - **Line**: the body as a string (`AnyValue.AsString()`): a string as is, a map as
+//!   compact JSON with sorted keys, an array as JSON, numbers and booleans as text, an
+//!   absent body as `""`. Fluent Bit wraps a body that is not a map as `{"log": v}`:
+//!   a body that is exactly one `log` key is read as `v` (a real map body of that one key
+//!   cannot be told apart, and reads the same way).
+//! - **Labels**: the resource attributes on the index list (Loki's 18 defaults:
+//!   `service.name`, `service.namespace`, `k8s.*`, … unless `ignore_defaults`, plus
+//!   the configured ones), named as Loki names them. Without `service.name`, the label
+//!   `service_name` is the first of Loki's discovery list found among those labels, else
+//!   `unknown_service`. Nothing from log attributes becomes a label.
+//! - **Structured metadata**: the log attributes (maps flattened `parent_child`), then
+//!   `observed_timestamp` (only when the record had its own time), `severity_number`
+//!   (not when 0), `severity_text`, `dropped_attributes_count`, `flags` (Fluent Bit's
+//!   `trace_flags`, not when 0), `trace_id`/`span_id` (lowercase hex, not when empty or
+//!   all zero), `event_name`; the resource attributes that are not labels; the scope's
+//!   attributes, `scope_name`, `scope_version`, `scope_dropped_attributes_count`.
+//! - **Names**: Prometheus' label namer (`otlptranslator.LabelNamer.Build`): every run
+//!   of characters other than `[A-Za-z0-9]` (`_` included) becomes one `_`; a leading
+//!   digit gets `key_` before it; `__x__` keeps its underscores. A name that comes out
+//!   empty or only `_` is dropped (Loki answers 400 to the whole request; a push with
+//!   such a structured-metadata name gets 500).
+//! - **Values**: `AsString()`: integers in decimal, doubles as JavaScript/Go JSON prints
+//!   them (`1.5`, `100`, `1e+21`, `NaN`), booleans, bytes in base64, arrays and maps as
+//!   Go's `encoding/json` writes them (sorted keys, no HTML escaping; a NaN inside
+//!   makes the value empty).
+//!
+//! What cannot be the same: Fluent Bit's protobuf path cuts every integer attribute to
+//! 32 bits, and its JSON path turns an absent body into `{}`; both are Fluent Bit's, before
+//! the output sees the record. Invalid UTF-8 is replaced (Loki drops the resource, or
+//! writes spaces).
+//!
+//! Depth: values are rendered recursively up to [`MAX_DEPTH`] levels (Fluent Bit flushes on
+//! a 64 KiB stack); deeper containers are written by the non-recursive JSON writer.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use fluent_bit_chunk::{MapView, ValueRef};
+
+use crate::MappingError;
+
+/// Loki's `default_resource_attributes_as_index_labels` (`otlplabels/config.go`).
+pub const DEFAULT_INDEX_LABELS: &[&str] = &[
+    "service.name",
+    "service.namespace",
+    "service.instance.id",
+    "deployment.environment",
+    "deployment.environment.name",
+    "cloud.region",
+    "cloud.availability_zone",
+    "k8s.cluster.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.container.name",
+    "container.name",
+    "k8s.replicaset.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+];
+
+/// Loki's `discover_service_name` default (`pkg/validation/limits.go`): where
+/// `service_name` comes from when the resource has no `service.name`.
+const DISCOVER_SERVICE_NAME: &[&str] = &[
+    "service",
+    "app",
+    "application",
+    "app_name",
+    "name",
+    "app_kubernetes_io_name",
+    "container",
+    "container_name",
+    "k8s_container_name",
+    "component",
+    "workload",
+    "job",
+    "k8s_job_name",
+];
+
+/// Containers nested deeper than this are written without sorting their keys.
+pub const MAX_DEPTH: usize = 32;
+
+/// One attribute rule: exact names, or an anchored regular expression.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Names(Vec<String>),
+    Regex(regex::Regex),
+}
+
+impl Matcher {
+    fn matches(&self, key: &str) -> bool {
+        match self {
+            Matcher::Names(n) => n.iter().any(|x| x == key),
+            Matcher::Regex(r) => r.is_match(key),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Index,
+    Drop,
+}
+
+/// The compiled OTLP mapping.
+#[derive(Debug, Clone)]
+pub(crate) struct Otlp {
+    /// Resource attribute rules, first match wins; no match: structured metadata.
+    resource: Vec<(Action, Matcher)>,
+    scope_drop: Vec<Matcher>,
+    log_drop: Vec<Matcher>,
+    severity_text_as_label: bool,
+}
+
+/// Raw settings (the output's `otlp_*` keys).
+#[derive(Debug, Clone, Default)]
+pub struct OtlpConfig {
+    /// `otlp_mapping`: `loki` (default) or `off` (OTLP records are mapped as any other).
+    pub mapping: Option<String>,
+    /// `otlp_default_resource_attributes_as_index_labels`: replaces Loki's default list.
+    pub default_index_labels: Option<String>,
+    /// `otlp_ignore_defaults`: only `otlp_resource_index_labels` become labels.
+    pub ignore_defaults: Option<String>,
+    /// `otlp_resource_index_labels`: more resource attributes as labels.
+    pub resource_index_labels: Option<String>,
+    /// `otlp_resource_drop`, `otlp_scope_drop`, `otlp_log_drop`: attributes not sent.
+    pub resource_drop: Option<String>,
+    pub scope_drop: Option<String>,
+    pub log_drop: Option<String>,
+    /// `otlp_severity_text_as_label`: `severity_text` as a label too.
+    pub severity_text_as_label: Option<String>,
+}
+
+fn flag(key: &'static str, v: &Option<String>) -> Result<bool, MappingError> {
+    match v.as_deref().map(str::trim) {
+        None => Ok(false),
+        Some(x)
+            if ["on", "true", "yes"]
+                .iter()
+                .any(|t| x.eq_ignore_ascii_case(t)) =>
+        {
+            Ok(true)
+        }
+        Some(x)
+            if ["off", "false", "no"]
+                .iter()
+                .any(|t| x.eq_ignore_ascii_case(t)) =>
+        {
+            Ok(false)
+        }
+        Some(x) => Err(MappingError::InvalidValue {
+            key,
+            value: x.to_string(),
+            expected: "on or off",
+        }),
+    }
+}
+
+/// A comma list of attribute names and `regex:<re>` entries (anchored, as Loki's).
+fn matchers(key: &'static str, v: &Option<String>) -> Result<Vec<Matcher>, MappingError> {
+    let mut names = Vec::new();
+    let mut out = Vec::new();
+    for e in crate::clist(v) {
+        match e.strip_prefix("regex:") {
+            Some(re) => {
+                let r = regex::Regex::new(&format!("^(?s:{re})$")).map_err(|err| {
+                    MappingError::InvalidEntry {
+                        key,
+                        entry: e.to_string(),
+                        reason: err.to_string(),
+                    }
+                })?;
+                out.push(Matcher::Regex(r));
+            }
+            None => names.push(e.to_string()),
+        }
+    }
+    if !names.is_empty() {
+        out.insert(0, Matcher::Names(names));
+    }
+    Ok(out)
+}
+
+impl Otlp {
+    /// `None` when `otlp_mapping off`.
+    pub(crate) fn new(c: &OtlpConfig) -> Result<Option<Otlp>, MappingError> {
+        match c.mapping.as_deref().map(str::trim) {
+            None => {}
+            Some(v) if v.eq_ignore_ascii_case("loki") => {}
+            Some(v) if v.eq_ignore_ascii_case("off") => return Ok(None),
+            Some(v) => {
+                return Err(MappingError::InvalidValue {
+                    key: "otlp_mapping",
+                    value: v.to_string(),
+                    expected: "loki or off",
+                })
+            }
+        }
+        let mut resource = Vec::new();
+        if !flag("otlp_ignore_defaults", &c.ignore_defaults)? {
+            let defaults = match &c.default_index_labels {
+                Some(_) => matchers(
+                    "otlp_default_resource_attributes_as_index_labels",
+                    &c.default_index_labels,
+                )?,
+                None => vec![Matcher::Names(
+                    DEFAULT_INDEX_LABELS.iter().map(|s| s.to_string()).collect(),
+                )],
+            };
+            resource.extend(defaults.into_iter().map(|m| (Action::Index, m)));
+        }
+        // As in Loki, the defaults come first: dropping one needs `otlp_ignore_defaults`.
+        for m in matchers("otlp_resource_drop", &c.resource_drop)? {
+            resource.push((Action::Drop, m));
+        }
+        for m in matchers("otlp_resource_index_labels", &c.resource_index_labels)? {
+            resource.push((Action::Index, m));
+        }
+        Ok(Some(Otlp {
+            resource,
+            scope_drop: matchers("otlp_scope_drop", &c.scope_drop)?,
+            log_drop: matchers("otlp_log_drop", &c.log_drop)?,
+            severity_text_as_label: flag("otlp_severity_text_as_label", &c.severity_text_as_label)?,
+        }))
+    }
+
+    fn resource_action(&self, key: &str) -> Option<Action> {
+        self.resource
+            .iter()
+            .find(|(_, m)| m.matches(key))
+            .map(|(a, _)| *a)
+    }
+}
+
+/// True when a record came from Fluent Bit's `opentelemetry` input: its metadata has an
+/// `otlp` map, or its group is an OTLP group.
+pub(crate) fn is_otlp(meta: MapView<'_>, group: Option<(MapView<'_>, MapView<'_>)>) -> bool {
+    matches!(meta.get("otlp"), Some(ValueRef::Map(_)))
+        || group.is_some_and(
+            |(gm, _)| matches!(gm.get("schema"), Some(ValueRef::Str(s)) if s.as_bytes() == b"otlp"),
+        )
+}
+
+/// (name, value) pairs whose strings are reused from record to record: Flush maps a
+/// chunk's records through one [`crate::Scratch`] without an allocation per pair once
+/// the strings have grown.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Pairs {
+    v: Vec<(String, String)>,
+    n: usize,
+}
+
+impl Pairs {
+    pub(crate) fn clear(&mut self) {
+        self.n = 0;
+    }
+    /// A new pair, its strings emptied.
+    fn next(&mut self) -> (&mut String, &mut String) {
+        if self.v.len() == self.n {
+            self.v.push(Default::default());
+        }
+        let (k, v) = &mut self.v[self.n];
+        self.n += 1;
+        k.clear();
+        v.clear();
+        (k, v)
+    }
+    fn push(&mut self, k: &str, v: &str) {
+        let (a, b) = self.next();
+        a.push_str(k);
+        b.push_str(v);
+    }
+    fn pop(&mut self) {
+        self.n -= 1;
+    }
+    pub(crate) fn as_slice(&self) -> &[(String, String)] {
+        &self.v[..self.n]
+    }
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [(String, String)] {
+        &mut self.v[..self.n]
+    }
+    fn extend_from(&mut self, other: &Pairs) {
+        for (k, v) in other.as_slice() {
+            self.push(k, v);
+        }
+    }
+    fn retain_non_empty_values(&mut self) {
+        let mut w = 0;
+        for r in 0..self.n {
+            if !self.v[r].1.is_empty() {
+                self.v.swap(w, r);
+                w += 1;
+            }
+        }
+        self.n = w;
+    }
+}
+
+/// What an OTLP record maps to, besides the configured labels and metadata.
+#[derive(Debug, Default)]
+pub(crate) struct OtlpParts {
+    pub labels: Pairs,
+    pub metadata: Pairs,
+    pub line: String,
+    /// The last group's mapping (labels, resource and scope metadata), by its bytes:
+    /// the records of one group share it.
+    group_key: Vec<u8>,
+    group_labels: Pairs,
+    group_metadata: Pairs,
+    group_valid: bool,
+}
+
+impl Otlp {
+    /// Fills `out` from the record (event timestamp `ts_ns`, body, metadata) and its group
+    /// (metadata, body: `resource`, `scope`). One pass over each map.
+    pub(crate) fn map(
+        &self,
+        ts_ns: i64,
+        body: MapView<'_>,
+        meta: MapView<'_>,
+        group: Option<(MapView<'_>, MapView<'_>)>,
+        out: &mut OtlpParts,
+    ) {
+        out.labels.clear();
+        out.metadata.clear();
+        out.line.clear();
+        line(body, &mut out.line);
+        let otlp = match meta.get("otlp") {
+            Some(ValueRef::Map(m)) => m,
+            _ => MapView::empty(),
+        };
+        let (mut attrs, mut timestamp, mut observed, mut sev_num, mut sev_text) =
+            (None, None, None, None, None);
+        let (mut dropped, mut flags, mut trace, mut span, mut event) =
+            (None, None, None, None, None);
+        for (k, v) in otlp.iter() {
+            let ValueRef::Str(k) = k else { continue };
+            match k.as_bytes() {
+                b"attributes" => attrs = Some(v),
+                b"timestamp" => timestamp = Some(v),
+                b"observed_timestamp" => observed = Some(v),
+                b"severity_number" => sev_num = Some(v),
+                b"severity_text" => sev_text = Some(v),
+                b"dropped_attributes_count" => dropped = Some(v),
+                b"trace_flags" => flags = Some(v),
+                b"trace_id" => trace = Some(v),
+                b"span_id" => span = Some(v),
+                b"event_name" => event = Some(v),
+                _ => {}
+            }
+        }
+        // log attributes
+        if let Some(ValueRef::Map(attrs)) = attrs {
+            for (k, v) in attrs.iter() {
+                let k = key_str(k);
+                if self.log_drop.iter().any(|m| m.matches(&k)) {
+                    continue;
+                }
+                flatten(None, &k, v, 0, &mut out.metadata);
+            }
+        }
+        // the record's own fields
+        let observed = observed.and_then(uint);
+        let time_set = match timestamp {
+            Some(v) => uint(v).is_some_and(|t| t != 0),
+            // Fluent Bit's JSON path keeps no `timestamp`: a record without its own time
+            // got the observed time as its timestamp.
+            None => ts_ns != 0 && observed != Some(ts_ns as u64),
+        };
+        if let Some(o) = observed {
+            if o != 0 && time_set {
+                let (k, v) = out.metadata.next();
+                k.push_str("observed_timestamp");
+                let _ = write!(v, "{o}");
+            }
+        }
+        if let Some(n) = sev_num {
+            let (k, v) = out.metadata.next();
+            k.push_str("severity_number");
+            as_string(n, v);
+            if v.is_empty() || v == "0" {
+                out.metadata.pop();
+            }
+        }
+        let mut severity_text = None;
+        if let Some(ValueRef::Str(s)) = sev_text {
+            if !s.as_bytes().is_empty() {
+                severity_text = Some(s);
+                out.metadata.push("severity_text", &s.to_str_lossy());
+            }
+        }
+        for (src, name) in [(dropped, "dropped_attributes_count"), (flags, "flags")] {
+            if let Some(n) = src.and_then(uint) {
+                if n != 0 {
+                    let (k, v) = out.metadata.next();
+                    k.push_str(name);
+                    let _ = write!(v, "{n}");
+                }
+            }
+        }
+        for (id, name) in [(trace, "trace_id"), (span, "span_id")] {
+            if let Some(ValueRef::Bin(b)) = id {
+                if b.iter().any(|&x| x != 0) {
+                    let (k, v) = out.metadata.next();
+                    k.push_str(name);
+                    for x in b {
+                        v.push(char::from(HEX[usize::from(x >> 4)]));
+                        v.push(char::from(HEX[usize::from(x & 15)]));
+                    }
+                }
+            }
+        }
+        if let Some(ValueRef::Str(s)) = event {
+            if !s.as_bytes().is_empty() {
+                out.metadata.push("event_name", &s.to_str_lossy());
+            }
+        }
+        // the group: resource and scope, mapped once per group
+        let gbody = group.map(|(_, b)| b).unwrap_or(MapView::empty());
+        if !out.group_valid || out.group_key != gbody.raw() {
+            out.group_key.clear();
+            out.group_key.extend_from_slice(gbody.raw());
+            out.group_labels.clear();
+            out.group_metadata.clear();
+            self.map_group(gbody, &mut out.group_labels, &mut out.group_metadata);
+            out.group_valid = true;
+        }
+        out.labels.extend_from(&out.group_labels);
+        out.metadata.extend_from(&out.group_metadata);
+        if self.severity_text_as_label {
+            if let Some(s) = severity_text {
+                out.labels.push("severity_text", &s.to_str_lossy());
+            }
+        }
+    }
+
+    /// The labels and metadata of a group's resource and scope.
+    fn map_group(&self, gbody: MapView<'_>, labels: &mut Pairs, metadata: &mut Pairs) {
+        let (mut resource, mut scope) = (MapView::empty(), MapView::empty());
+        for (k, v) in gbody.iter() {
+            match (k, v) {
+                (ValueRef::Str(k), ValueRef::Map(m)) if k.as_bytes() == b"resource" => resource = m,
+                (ValueRef::Str(k), ValueRef::Map(m)) if k.as_bytes() == b"scope" => scope = m,
+                _ => {}
+            }
+        }
+        let mut has_service_name = false;
+        if let Some(ValueRef::Map(attrs)) = resource.get("attributes") {
+            for (k, v) in attrs.iter() {
+                let k = key_str(k);
+                if k == "service.name" {
+                    let mut s = String::new();
+                    as_string(v, &mut s);
+                    has_service_name |= !s.is_empty();
+                }
+                match self.resource_action(&k) {
+                    Some(Action::Drop) => {}
+                    Some(Action::Index) => flatten(None, &k, v, 0, labels),
+                    None => flatten(None, &k, v, 0, metadata),
+                }
+            }
+        }
+        labels.retain_non_empty_values();
+        if !has_service_name && !labels.as_slice().iter().any(|(n, _)| n == "service_name") {
+            let found = DISCOVER_SERVICE_NAME.iter().find_map(|d| {
+                labels
+                    .as_slice()
+                    .iter()
+                    .find(|(n, _)| n == d)
+                    .map(|(_, v)| v.clone())
+            });
+            labels.push(
+                "service_name",
+                found.as_deref().unwrap_or("unknown_service"),
+            );
+        }
+        let (mut attrs, mut name, mut version, mut dropped) = (None, None, None, None);
+        for (k, v) in scope.iter() {
+            let ValueRef::Str(k) = k else { continue };
+            match k.as_bytes() {
+                b"attributes" => attrs = Some(v),
+                b"name" => name = Some(v),
+                b"version" => version = Some(v),
+                b"dropped_attributes_count" => dropped = Some(v),
+                _ => {}
+            }
+        }
+        if let Some(ValueRef::Map(attrs)) = attrs {
+            for (k, v) in attrs.iter() {
+                let k = key_str(k);
+                if self.scope_drop.iter().any(|m| m.matches(&k)) {
+                    continue;
+                }
+                flatten(None, &k, v, 0, metadata);
+            }
+        }
+        for (src, key) in [(name, "scope_name"), (version, "scope_version")] {
+            if let Some(ValueRef::Str(s)) = src {
+                if !s.as_bytes().is_empty() {
+                    metadata.push(key, &s.to_str_lossy());
+                }
+            }
+        }
+        if let Some(n) = dropped.and_then(uint) {
+            if n != 0 {
+                metadata.push("scope_dropped_attributes_count", &n.to_string());
+            }
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn uint(v: ValueRef<'_>) -> Option<u64> {
+    match v {
+        ValueRef::UInt(n) => Some(n),
+        ValueRef::Int(n) => u64::try_from(n).ok(),
+        ValueRef::Str(s) => s.as_str().and_then(|s| s.trim().parse().ok()),
+        _ => None,
+    }
+}
+
+fn key_str(k: ValueRef<'_>) -> std::borrow::Cow<'_, str> {
+    match k {
+        ValueRef::Str(s) => s.to_str_lossy(),
+        other => {
+            let mut s = String::new();
+            as_string(other, &mut s);
+            std::borrow::Cow::Owned(s)
+        }
+    }
+}
+
+/// Loki's name for an attribute key (`LabelNamer.Build`); `false` when it gives no
+/// usable name (empty, or only `_`).
+pub fn loki_name(raw: &str, out: &mut String) -> bool {
+    let start = out.len();
+    let b = raw.as_bytes();
+    let reserved = b.len() >= 4 && raw.starts_with("__") && raw.ends_with("__");
+    let inner = if reserved {
+        &raw[2..raw.len() - 2]
+    } else {
+        raw
+    };
+    if reserved {
+        out.push_str("__");
+    }
+    let mut run = false;
+    for c in inner.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            run = false;
+        } else if !run {
+            out.push('_');
+            run = true;
+        }
+    }
+    if reserved {
+        out.push_str("__");
+    } else if out[start..].starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(start, "key_");
+    }
+    out[start..].bytes().any(|c| c != b'_')
+}
+
+/// Attribute `key` (under the already normalised `prefix`) with value `v`: one pair,
+/// or the pairs of a map's members (`prefix_key_member`); an empty map gives none.
+fn flatten(prefix: Option<&str>, key: &str, v: ValueRef<'_>, depth: usize, out: &mut Pairs) {
+    if let ValueRef::Map(m) = v {
+        if depth < MAX_DEPTH {
+            let mut name = String::new();
+            let ok = match prefix {
+                None => loki_name(key, &mut name),
+                Some(p) => loki_name(&format!("{p}_{key}"), &mut name),
+            };
+            if ok {
+                for (ck, cv) in m.iter() {
+                    flatten(Some(&name), &key_str(ck), cv, depth + 1, out);
+                }
+            }
+            return;
+        }
+    }
+    let (name, value) = out.next();
+    let ok = match prefix {
+        None => loki_name(key, name),
+        Some(p) => {
+            let joined = format!("{p}_{key}");
+            loki_name(&joined, name)
+        }
+    };
+    if !ok {
+        out.pop();
+        return;
+    }
+    as_string(v, value);
+}
+
+/// The line: the body as Loki's `Body().AsString()` would give it.
+pub(crate) fn line(body: MapView<'_>, out: &mut String) {
+    let mut it = body.iter();
+    if let (Some((k, v)), None) = (it.next(), it.next()) {
+        if matches!(k, ValueRef::Str(s) if s.as_bytes() == b"log") {
+            as_string(v, out);
+            return;
+        }
+    }
+    as_string(ValueRef::Map(body), out);
+}
+
+/// `pcommon.Value.AsString()`.
+pub fn as_string(v: ValueRef<'_>, out: &mut String) {
+    match v {
+        ValueRef::Nil | ValueRef::Ext(..) => {}
+        ValueRef::Str(s) => out.push_str(&s.to_str_lossy()),
+        ValueRef::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        ValueRef::UInt(n) => {
+            let _ = write!(out, "{n}");
+        }
+        ValueRef::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        ValueRef::F32(f) => float(f64::from(f), out),
+        ValueRef::F64(f) => float(f, out),
+        ValueRef::Bin(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
+        ValueRef::Array(_) | ValueRef::Map(_) => {
+            let start = out.len();
+            if !go_json(v, 0, out) {
+                out.truncate(start); // Go's encoder fails on a NaN: the value is ""
+            }
+        }
+    }
+}
+
+/// A double as pdata writes it: `NaN`, `Infinity`, `-Infinity`, else as JSON (ES6).
+fn float(f: f64, out: &mut String) {
+    if f.is_nan() {
+        out.push_str("NaN");
+    } else if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        es6(f, out);
+    }
+}
+
+/// A finite double as Go's `encoding/json` writes it: shortest round-trip digits,
+/// positional between 1e-6 and 1e21, else `1e+21` / `1.5e-7`.
+fn es6(f: f64, out: &mut String) {
+    let a = f.abs();
+    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        let s = format!("{f:e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        out.push_str(m);
+        out.push('e');
+        if !e.starts_with('-') {
+            out.push('+');
+        }
+        out.push_str(e);
+    } else {
+        let _ = write!(out, "{f}");
+    }
+}
+
+/// Go `encoding/json` (HTML escaping off) of a value; `false` on a NaN or an infinity
+/// (the encoder fails). Map keys sorted bytewise, the last of a repeated key kept.
+fn go_json(v: ValueRef<'_>, depth: usize, out: &mut String) -> bool {
+    match v {
+        ValueRef::Nil | ValueRef::Ext(..) => out.push_str("null"),
+        ValueRef::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        ValueRef::UInt(n) => {
+            let _ = write!(out, "{n}");
+        }
+        ValueRef::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        ValueRef::F32(_) | ValueRef::F64(_) => {
+            let f = match v {
+                ValueRef::F32(f) => f64::from(f),
+                ValueRef::F64(f) => f,
+                _ => 0.0,
+            };
+            if !f.is_finite() {
+                return false;
+            }
+            es6(f, out);
+        }
+        ValueRef::Str(s) => go_string(s.as_bytes(), out),
+        ValueRef::Bin(b) => {
+            out.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(b, out);
+            out.push('"');
+        }
+        ValueRef::Array(a) if depth < MAX_DEPTH => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if !go_json(x, depth + 1, out) {
+                    return false;
+                }
+            }
+            out.push(']');
+        }
+        ValueRef::Map(m) if depth < MAX_DEPTH => {
+            let mut entries: Vec<(std::borrow::Cow<'_, str>, ValueRef<'_>)> =
+                m.iter().map(|(k, v)| (key_str(k), v)).collect();
+            // stable: of a repeated key the last stays last, and is the one kept
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            let mut first = true;
+            for (i, (k, x)) in entries.iter().enumerate() {
+                if entries.get(i + 1).is_some_and(|n| n.0 == *k) {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                go_string(k.as_bytes(), out);
+                out.push(':');
+                if !go_json(*x, depth + 1, out) {
+                    return false;
+                }
+            }
+            out.push('}');
+        }
+        deep => fluent_bit_chunk::json::write_json(out, deep),
+    }
+    true
+}
+
+/// A JSON string as Go writes it: `\b` `\f` `\n` `\r` `\t` short, other controls as
+/// `\u00xx`, U+2028/2029 escaped, `<>&` as is, invalid UTF-8 as `\ufffd`.
+fn go_string(b: &[u8], out: &mut String) {
+    out.push('"');
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                '\u{2028}' => out.push_str("\\u2028"),
+                '\u{2029}' => out.push_str("\\u2029"),
+                c => out.push(c),
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.push_str("\\ufffd");
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Option<String> {
+        let mut o = String::new();
+        loki_name(s, &mut o).then_some(o)
+    }
+
+    #[test]
+    fn names_follow_the_prometheus_label_namer() {
+        assert_eq!(name("service.name").unwrap(), "service_name");
+        assert_eq!(name("a..b").unwrap(), "a_b");
+        assert_eq!(name("a__b").unwrap(), "a_b");
+        assert_eq!(name("héllo").unwrap(), "h_llo");
+        assert_eq!(name("a.").unwrap(), "a_");
+        assert_eq!(name("123abc").unwrap(), "key_123abc");
+        assert_eq!(name("1.x").unwrap(), "key_1_x");
+        assert_eq!(name("_foo").unwrap(), "_foo");
+        assert_eq!(name("__foo").unwrap(), "_foo");
+        assert_eq!(name("__x.y__").unwrap(), "__x_y__");
+        assert_eq!(name(""), None);
+        assert_eq!(name("."), None);
+        assert_eq!(name("___"), None);
+    }
+
+    #[test]
+    fn doubles_as_go_writes_them() {
+        let f = |x: f64| {
+            let mut s = String::new();
+            float(x, &mut s);
+            s
+        };
+        assert_eq!(f(1.5), "1.5");
+        assert_eq!(f(100.0), "100");
+        assert_eq!(f(1e21), "1e+21");
+        assert_eq!(f(1e-7), "1e-7");
+        assert_eq!(f(1.5e-7), "1.5e-7");
+        assert_eq!(f(0.000001), "0.000001");
+        assert_eq!(f(123456789.125), "123456789.125");
+        assert_eq!(f(-0.0), "-0");
+        assert_eq!(f(f64::NAN), "NaN");
+        assert_eq!(f(f64::INFINITY), "Infinity");
+        assert_eq!(f(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_go_escapes_them() {
+        let mut s = String::new();
+        go_string(b"a\"\\\n\r\t\x08\x0c\x01<>&\xe2\x80\xa8\xff", &mut s);
+        assert_eq!(s, r#""a\"\\\n\r\t\b\f\u0001<>&\u2028\ufffd""#);
+    }
+}
