@@ -4,8 +4,9 @@
 
 The logs arrive through Fluent Bit's `opentelemetry` input (shared/facts/fluent-bit-otlp-logs.md):
 each line of events.jsonl is one log event as an output receives it, `{"time_ns", "metadata":
-{"otlp": {...}}, "body": {...}}`, with the trace context, severity and attributes in the
-metadata. `{"$bin": "<hex>"}` stands for a msgpack bin holding those bytes (trace_id 16,
+{"otlp": {...}}, "body": {...}, "group": {...}}`, with the trace context, severity and
+attributes in the metadata and the resource (service.name, ...) and scope in `group`, the
+body of the group-start record Fluent Bit emits before the records of one resource/scope. `{"$bin": "<hex>"}` stands for a msgpack bin holding those bytes (trace_id 16,
 span_id 8). A string body is `{"log": "<text>"}`, a kvlist body is the map itself.
 
 Per request: detail lines (request started, db query, ...; DEBUG/INFO, no duration), then
@@ -158,9 +159,7 @@ def main(out, write_set):
         otlp["observed_timestamp"] = ts + rng.randint(50_000, 3_000_000)
         otlp["severity_number"] = sev
         otlp["severity_text"] = SEVERITY_TEXT[sev]
-        a = {"service.name": svc}
-        a.update(attrs or {})
-        otlp["attributes"] = a
+        otlp["attributes"] = dict(attrs or {})
         if trace is not None:
             otlp["trace_id"] = {"$bin": trace}
             otlp["span_id"] = {"$bin": span}
@@ -169,7 +168,12 @@ def main(out, write_set):
             otlp["span_id"] = {"$bin": ""}
         if path == "pb":
             otlp["trace_flags"] = 1 if trace is not None else 0
-        event = {"time_ns": ts, "metadata": {"otlp": otlp}, "body": body}
+        # The resource and scope, as the group-start record's body (each service's SDK
+        # sends its own): an output maps service.name etc. from here, as Loki does.
+        group = {"resource": {"attributes": {"service.name": svc, "service.namespace": "shop",
+                                             "deployment.environment": "edge"}},
+                 "scope": {"name": f"{svc}.logs", "version": "1.4.2"}}
+        event = {"time_ns": ts, "metadata": {"otlp": otlp}, "body": body, "group": group}
         truth = {"trace_id": trace, "summary": summary, "service": svc}
         pending.append((ts, len(pending), event, truth))
 

@@ -88,8 +88,11 @@ fn otlp_records_are_grouped_by_the_ids_in_their_metadata() {
     let (rx, set) = golden_complete("otlp");
     // And their entries carry the trace id (`structured_metadata trace_id=$trace_id`
     // reads the OTLP id when the body has none), so a kept trace links to its logs.
+    // They are stored as Loki's OTLP ingestion would: the resource's service.name (from
+    // the group each line waited with) as the label `service_name`, the severity as
+    // structured metadata.
     let mut n = 0;
-    for entries in rx.entries("fake").values() {
+    for (labels, entries) in rx.entries("fake") {
         for e in entries {
             let md: std::collections::BTreeMap<&str, &str> = e
                 .structured_metadata
@@ -97,10 +100,25 @@ fn otlp_records_are_grouped_by_the_ids_in_their_metadata() {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             let line: usize = md["golden_line"].parse().unwrap();
+            let truth = &set.lines[line - 1];
             assert_eq!(
                 md.get("trace_id").copied(),
-                set.lines[line - 1].trace_id.as_deref(),
+                truth.trace_id.as_deref(),
                 "line {line}"
+            );
+            assert_eq!(
+                labels.get("service_name"),
+                Some(&truth.service),
+                "line {line}"
+            );
+            assert_eq!(
+                labels.get("service_namespace").map(String::as_str),
+                Some("shop")
+            );
+            assert_eq!(labels.get("job").map(String::as_str), Some("golden"));
+            assert!(
+                md.contains_key("severity_text") && md.contains_key("scope_name"),
+                "{md:?}"
             );
             n += 1;
         }

@@ -287,10 +287,7 @@ fn real_filter_keeps_records_intact_and_drops_with_empty_string() {
         h.filter_text("t", (0, 0), r#"{"level":"error","ratio":nan}"#)
             .unwrap(),
     );
-    assert_eq!(
-        out[0]["lockstep_unparsed"],
-        r#"{"level":"error","ratio":nan}"#
-    );
+    assert_eq!(out[0], json!({"level":"error","ratio":null}));
     // ... and decided like any record: a fast success carrying one is dropped, not kept
     // because it could not be read (issue 15)
     for rec in [
@@ -305,10 +302,16 @@ fn real_filter_keeps_records_intact_and_drops_with_empty_string() {
         );
     }
     let out = kept(
-        h.filter_text("t", (0, 0), r#"{7:"x","duration_ms":250}"#)
+        h.filter_text("t", (0, 0), r#"{7:"x","duration_ms":250,"r":[inf,-nan]}"#)
             .unwrap(),
     );
-    assert_eq!(out[0]["lockstep_unparsed"], r#"{7:"x","duration_ms":250}"#);
+    assert_eq!(out[0], json!({"7":"x","duration_ms":250,"r":[null,null]}));
+    // a token that only looks like one is still not JSON: wrapped (fail open)
+    let out = kept(
+        h.filter_text("t", (0, 0), r#"{"level":"error","x":nanx}"#)
+            .unwrap(),
+    );
+    assert!(out[0]["lockstep_unparsed"].is_string());
     assert_eq!(h.traps, 0);
 }
 

@@ -9,8 +9,9 @@
 //!   is returned wrapped as `{"lockstep_unparsed":"<original text>"}` and counted.
 //! - What Fluent Bit's own conversion writes that is not JSON (NaN/Infinity as bare
 //!   `nan`/`inf`, non-string keys unquoted) does not stop the decision: such a record is
-//!   decided like any other (dropped at no extra cost, or kept wrapped), never kept just
-//!   because it could not be read.
+//!   decided like any other (dropped at no extra cost), never kept just because it could
+//!   not be read; kept, it is rewritten as valid JSON (the value `null`, the key quoted)
+//!   so it keeps its fields downstream, and wrapped only if that still is not JSON.
 //! - No allocation per record: the output buffer and the extractor's buffers are reused.
 //! - Kept trace memory is bounded (direct-mapped, a power of two of slots): later lines of
 //!   a kept trace are kept unless a `drop` policy drops them.
@@ -42,6 +43,9 @@ pub struct Stats {
     pub unreadable: u64,
     /// Kept because an earlier line of the same trace was kept.
     pub kept_by_memory: u64,
+    /// Kept records whose host tokens (`nan`, `inf`, unquoted keys) were rewritten as
+    /// JSON (`null`, quoted keys).
+    pub rewritten: u64,
 }
 
 /// Recently kept trace ids. Direct-mapped: a newer id may evict an older one that hashes
@@ -192,9 +196,27 @@ impl Filter {
         self.stats.kept += 1;
         self.stats.kept_by_memory += u64::from(by_memory);
         if host_tokens {
-            // Decided like any record, but not valid JSON: never echoed.
-            self.stats.unreadable += 1;
-            return Outcome::Keep(wrap_unparsed(&mut self.out, strip_nul(record)));
+            // Decided like any record, but not valid JSON: never echoed. Rewritten as
+            // JSON (only now: a dropped record costs nothing of this).
+            let mut fixed = Vec::new();
+            if !rewrite_host_tokens(&mut fixed, strip_nul(record)) {
+                self.stats.unreadable += 1;
+                return Outcome::Keep(wrap_unparsed(&mut self.out, strip_nul(record)));
+            }
+            self.stats.rewritten += 1;
+            if !self.annotate {
+                self.out.clear();
+                self.out.extend_from_slice(&fixed);
+                self.out.push(0);
+                return Outcome::Keep(&self.out);
+            }
+            let reason = if by_memory {
+                "kept_trace"
+            } else {
+                engine.policy().reason_name(d.reason)
+            };
+            annotate(&mut self.out, &fixed, engine.extracted(), reason);
+            return Outcome::Keep(&self.out);
         }
         if !self.annotate {
             return Outcome::KeepUnchanged;
@@ -235,6 +257,70 @@ fn push_json_str(out: &mut Vec<u8>, s: &[u8]) {
         }
     }
     out.push(b'"');
+}
+
+/// Fluent Bit's JSON conversion writes a NaN or an infinity as a bare `nan`, `-nan`, `inf`
+/// or `-inf`, and a key that is not a string unquoted (`{7:"x"}`): as JSON, such a value
+/// is `null` (what JSON encoders write for them) and such a key a string. Writes `text`
+/// so into `out` and returns true when the result is a valid JSON object.
+fn rewrite_host_tokens(out: &mut Vec<u8>, text: &[u8]) -> bool {
+    fn token(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')
+    }
+    fn non_finite(t: &[u8]) -> bool {
+        let t = t
+            .strip_prefix(b"-")
+            .or_else(|| t.strip_prefix(b"+"))
+            .unwrap_or(t);
+        [&b"nan"[..], b"inf", b"infinity"]
+            .iter()
+            .any(|w| t.eq_ignore_ascii_case(w))
+    }
+    out.clear();
+    out.reserve(text.len() + 8);
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        if c == b'"' {
+            let start = i;
+            i += 1;
+            while i < text.len() {
+                match text[i] {
+                    b'\\' => i += 2,
+                    b'"' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
+            }
+            out.extend_from_slice(&text[start..i.min(text.len())]);
+            continue;
+        }
+        if token(c) {
+            let start = i;
+            while i < text.len() && token(text[i]) {
+                i += 1;
+            }
+            let tok = &text[start..i];
+            let next = text[i..]
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+            if next == Some(&b':') {
+                out.push(b'"');
+                out.extend_from_slice(tok);
+                out.push(b'"');
+            } else if non_finite(tok) {
+                out.extend_from_slice(b"null");
+            } else {
+                out.extend_from_slice(tok);
+            }
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    lockstep_record::validate_object(out).is_ok()
 }
 
 /// `{"lockstep_unparsed":"<text>"}`: valid JSON that keeps every byte of an unreadable
@@ -383,9 +469,9 @@ mod tests {
     #[test]
     fn invalid_json_is_never_echoed() {
         let mut f = Filter::new(Policy::default_policy());
-        let bad = br#"{"level":"error","ratio":nan}"#;
+        let bad = br#"{"level":"error","ratio":nanx}"#;
         let v = parse(&f.process(bad));
-        assert_eq!(v["lockstep_unparsed"], r#"{"level":"error","ratio":nan}"#);
+        assert_eq!(v["lockstep_unparsed"], r#"{"level":"error","ratio":nanx}"#);
         assert_eq!(f.stats.unreadable, 1);
         let mut f = Filter::fail_open();
         assert_eq!(f.process(br#"{"a":1}"#), Outcome::KeepUnchanged);
@@ -414,12 +500,18 @@ mod tests {
             );
         }
         assert_eq!(f.stats.unreadable, 0, "dropped records cost no wrapping");
-        // errors and slow ones: kept, and never echoed
-        let v = parse(&f.process(br#"{"level":"error","ratio":nan}"#));
-        assert_eq!(v["lockstep_unparsed"], r#"{"level":"error","ratio":nan}"#);
-        let v = parse(&f.process(br#"{7:"x","duration_ms":250}"#));
-        assert_eq!(v["lockstep_unparsed"], r#"{7:"x","duration_ms":250}"#);
-        assert_eq!(f.stats.unreadable, 2);
+        // errors and slow ones: kept, never echoed, rewritten as JSON (issue 24 item 5)
+        let v = parse(&f.process(br#"{"level":"error","ratio":nan,"r":[-inf,1.5],"s":"nan"}"#));
+        assert_eq!(
+            v,
+            serde_json::json!({"level":"error","ratio":null,"r":[null,1.5],"s":"nan"})
+        );
+        let v = parse(&f.process(br#"{7:"x","duration_ms":250,true:null,"o":{-1.5:inf}}"#));
+        assert_eq!(
+            v,
+            serde_json::json!({"7":"x","duration_ms":250,"true":null,"o":{"-1.5":null}})
+        );
+        assert_eq!((f.stats.unreadable, f.stats.rewritten), (0, 2));
         assert_eq!(f.last_reason(), "slow");
         // a non-finite duration is no duration: not slow
         assert_eq!(f.process(br#"{"duration_ms":inf}"#), Outcome::Drop);
@@ -432,6 +524,46 @@ mod tests {
             f.process(br#"{"level":"error","nan":"inf"}"#),
             Outcome::KeepUnchanged
         );
+    }
+
+    proptest::proptest! {
+        /// A record with host tokens (`nan`, `inf`, unquoted keys) is decided as the same
+        /// record written as JSON (the value `null`, the key quoted) is, and a kept one
+        /// is returned as a valid JSON object with that record's fields.
+        #[test]
+        fn host_tokens_change_neither_the_decision_nor_the_fields(
+            level in proptest::sample::select(vec!["info", "error", "debug"]),
+            dur in 0u32..400,
+            tok in proptest::sample::select(vec!["nan", "-nan", "inf", "-inf"]),
+            key in proptest::sample::select(vec!["7", "-1.5", "true", "null"]),
+            at_end in proptest::bool::ANY,
+        ) {
+            let (with, json) = if at_end {
+                (
+                    format!(r#"{{"level":"{level}","duration_ms":{dur},"x":{tok},{key}:1}}"#),
+                    format!(r#"{{"level":"{level}","duration_ms":{dur},"x":null,"{key}":1}}"#),
+                )
+            } else {
+                (
+                    format!(r#"{{{key}:[{tok},2],"level":"{level}","duration_ms":{dur}}}"#),
+                    format!(r#"{{"{key}":[null,2],"level":"{level}","duration_ms":{dur}}}"#),
+                )
+            };
+            let mut a = Filter::new(Policy::default_policy());
+            let mut b = Filter::new(Policy::default_policy());
+            let oa = a.process(with.as_bytes());
+            let ob = b.process(json.as_bytes());
+            match (&oa, &ob) {
+                (Outcome::Drop, Outcome::Drop) => {}
+                (Outcome::Keep(_), Outcome::KeepUnchanged) => {
+                    let got = parse(&oa);
+                    let want: Value = serde_json::from_str(&json).unwrap();
+                    proptest::prop_assert_eq!(got, want);
+                }
+                other => proptest::prop_assert!(false, "{with} vs {json}: {other:?}"),
+            }
+            proptest::prop_assert_eq!(a.last_reason(), b.last_reason());
+        }
     }
 
     #[test]

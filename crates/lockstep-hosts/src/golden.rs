@@ -72,6 +72,9 @@ pub struct GoldenSet {
     /// Each record's event metadata (`events.jsonl` only: OTLP-shaped sets, ids as
     /// `{"$bin": hex}`); empty for `logs.jsonl` sets.
     pub metadata: Vec<serde_json::Value>,
+    /// Each record's group (`events.jsonl` only: the body of the group-start record of
+    /// Fluent Bit's `opentelemetry` input, `{"resource": …, "scope": …}`), if any.
+    pub groups: Vec<Option<serde_json::Value>>,
     pub lines: Vec<LineTruth>,
     pub policy: PolicyFile,
     /// `kept_traces.jsonl` when the set has one: the sampler's recorded decisions, which
@@ -100,10 +103,11 @@ impl GoldenSet {
         let lines: Vec<LineTruth> = read_jsonl(&dir.join("lines.jsonl"))?;
         let logs_path = dir.join("logs.jsonl");
         let events_path = dir.join("events.jsonl");
-        let (logs, metadata) = if !logs_path.exists() && events_path.exists() {
+        let (logs, metadata, groups) = if !logs_path.exists() && events_path.exists() {
             let events: Vec<serde_json::Value> = read_jsonl(&events_path)?;
             let mut logs = Vec::new();
             let mut meta = Vec::new();
+            let mut groups = Vec::new();
             for (i, e) in events.into_iter().enumerate() {
                 let (Some(m), Some(b)) = (e.get("metadata"), e.get("body")) else {
                     return Err(format!(
@@ -114,15 +118,16 @@ impl GoldenSet {
                 };
                 logs.push(b.to_string());
                 meta.push(m.clone());
+                groups.push(e.get("group").cloned());
             }
-            (logs, meta)
+            (logs, meta, groups)
         } else {
             let logs: Vec<String> = std::fs::read_to_string(&logs_path)
                 .map_err(|e| format!("{}: {e}", logs_path.display()))?
                 .lines()
                 .map(str::to_string)
                 .collect();
-            (logs, Vec::new())
+            (logs, Vec::new(), Vec::new())
         };
         if logs.len() != lines.len() {
             return Err(format!(
@@ -151,6 +156,7 @@ impl GoldenSet {
             spans,
             logs,
             metadata,
+            groups,
             lines,
             policy,
             sampler,

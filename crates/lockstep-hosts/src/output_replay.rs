@@ -296,7 +296,25 @@ pub fn replay_output_with(
         .enumerate()
     {
         let mut b = ChunkBuilder::new();
+        // The OTLP group (resource, scope) open in this chunk, as Fluent Bit's
+        // `opentelemetry` input frames its records.
+        let mut open: Option<&serde_json::Value> = None;
         for &i in idx {
+            let group = set.groups.get(i).and_then(|g| g.as_ref());
+            if group != open {
+                if open.is_some() {
+                    b = b.group_end();
+                }
+                if let Some(g) = group {
+                    b = b.group_start(
+                        to_rmpv(
+                            &serde_json::json!({"schema": "otlp", "resource_id": 0, "scope_id": 0}),
+                        ),
+                        to_rmpv(g),
+                    );
+                }
+                open = group;
+            }
             let mut body: serde_json::Value =
                 serde_json::from_str(&set.logs[i]).map_err(|e| format!("line {}: {e}", i + 1))?;
             if let Some(o) = body.as_object_mut() {
@@ -314,6 +332,9 @@ pub fn replay_output_with(
                 meta,
                 to_rmpv(&body),
             );
+        }
+        if open.is_some() {
+            b = b.group_end();
         }
         let r = host
             .flush(0, "golden", &b.build())
