@@ -748,7 +748,11 @@ fn chunks_answered_retry_and_offered_again_late_keep_traces_whole() {
             "decision=\"drop\",by=\"late\""
         ),
         0.0,
-        "no line followed a decision made without it"
+        "no line followed a decision made without it: {}",
+        text.lines()
+            .filter(|l| l.contains("held") || l.contains("requeued") || l.contains("early"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     drop(host);
 }

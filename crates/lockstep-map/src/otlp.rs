@@ -320,7 +320,9 @@ pub(crate) struct OtlpParts {
 
 impl Otlp {
     /// Fills `out` from the record (event timestamp `ts_ns`, body, metadata) and its group
-    /// (metadata, body: `resource`, `scope`). One pass over each map.
+    /// (metadata, body: `resource`, `scope`). One pass over each map. Returns the entry's
+    /// timestamp: the event's, or when that is 0 (Fluent Bit's JSON path with an explicit
+    /// `"timeUnixNano":"0"`) the observed time, else now, as Loki's OTLP ingestion does.
     pub(crate) fn map(
         &self,
         ts_ns: i64,
@@ -328,7 +330,7 @@ impl Otlp {
         meta: MapView<'_>,
         group: Option<(MapView<'_>, MapView<'_>)>,
         out: &mut OtlpParts,
-    ) {
+    ) -> i64 {
         out.labels.clear();
         out.metadata.clear();
         out.line.clear();
@@ -357,11 +359,15 @@ impl Otlp {
                 _ => {}
             }
         }
-        // log attributes
+        // log attributes (a raw `event_name` one is left out when the record has its
+        // own event name, as Loki does)
+        let has_event_name = matches!(event, Some(ValueRef::Str(s)) if !s.as_bytes().is_empty());
         if let Some(ValueRef::Map(attrs)) = attrs {
             for (k, v) in attrs.iter() {
                 let k = key_str(k);
-                if self.log_drop.iter().any(|m| m.matches(&k)) {
+                if (has_event_name && k == "event_name")
+                    || self.log_drop.iter().any(|m| m.matches(&k))
+                {
                     continue;
                 }
                 flatten(None, &k, v, 0, &mut out.metadata);
@@ -439,6 +445,15 @@ impl Otlp {
             if let Some(s) = severity_text {
                 out.labels.push("severity_text", &s.to_str_lossy());
             }
+        }
+        if ts_ns != 0 {
+            return ts_ns;
+        }
+        match observed {
+            Some(o) if o != 0 => i64::try_from(o).unwrap_or(i64::MAX),
+            _ => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         }
     }
 
@@ -601,7 +616,7 @@ fn flatten(prefix: Option<&str>, key: &str, v: ValueRef<'_>, depth: usize, out: 
         out.pop();
         return;
     }
-    as_string(v, value);
+    as_string_at(v, depth, value);
 }
 
 /// The line: the body as Loki's `Body().AsString()` would give it.
@@ -618,6 +633,12 @@ pub(crate) fn line(body: MapView<'_>, out: &mut String) {
 
 /// `pcommon.Value.AsString()`.
 pub fn as_string(v: ValueRef<'_>, out: &mut String) {
+    as_string_at(v, 0, out)
+}
+
+/// [`as_string`] of a value found `depth` levels down (the levels count against
+/// [`MAX_DEPTH`] together).
+fn as_string_at(v: ValueRef<'_>, depth: usize, out: &mut String) {
     match v {
         ValueRef::Nil | ValueRef::Ext(..) => {}
         ValueRef::Str(s) => out.push_str(&s.to_str_lossy()),
@@ -633,7 +654,7 @@ pub fn as_string(v: ValueRef<'_>, out: &mut String) {
         ValueRef::Bin(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
         ValueRef::Array(_) | ValueRef::Map(_) => {
             let start = out.len();
-            if !go_json(v, 0, out) {
+            if !go_json(v, depth, out) {
                 out.truncate(start); // Go's encoder fails on a NaN: the value is ""
             }
         }

@@ -139,7 +139,7 @@ impl Mapping {
         };
         self.fill_but_line(tag, body, meta, stats, scratch);
         let mut parts = std::mem::take(&mut scratch.otlp);
-        o.map(ts_ns, body, meta, group, &mut parts);
+        let ts_ns = o.map(ts_ns, body, meta, group, &mut parts);
         for (_, v) in parts.labels.as_mut_slice() {
             if v.len() > MAX_LABEL_VALUE_BYTES {
                 let mut cut = MAX_LABEL_VALUE_BYTES;
@@ -169,17 +169,27 @@ impl Mapping {
                 labels.push((k, v));
             }
         }
+        // Sorted (stable); of one name the last wins, as in Loki's label map.
         labels.sort_by(|a, b| a.0.cmp(b.0));
-        labels.dedup_by(|a, b| a.0 == b.0);
+        let mut last: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
+        for (i, l) in labels.iter().enumerate() {
+            if labels.get(i + 1).is_none_or(|n| n.0 != l.0) {
+                last.push(*l);
+            }
+        }
+        let mut labels = last;
         let mut metadata: Vec<(&str, &str)> = parts
             .metadata
             .as_slice()
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        if labels.len() > MAX_LABELS {
-            let extra = labels.split_off(MAX_LABELS);
-            metadata.extend(extra);
+        // Loki's limit does not count `service_name`, which is never spilled.
+        let counted = |l: &[(&str, &str)]| l.iter().filter(|(n, _)| *n != "service_name").count();
+        while counted(&labels) > MAX_LABELS {
+            if let Some(i) = labels.iter().rposition(|(n, _)| *n != "service_name") {
+                metadata.push(labels.remove(i));
+            }
         }
         for (k, v) in self.metadata_of(scratch) {
             if parts.metadata.as_slice().iter().any(|(n, _)| n == k) {

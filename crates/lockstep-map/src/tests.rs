@@ -1070,3 +1070,79 @@ fn otlp_values_and_names_follow_loki() {
     assert!(!md.contains_key("empty") && !md.keys().any(|k| k.trim_matches('_').is_empty()));
     assert_eq!(e.line, r#"{"a":{"y":null,"z":1},"b":"2"}"#);
 }
+
+#[test]
+fn otlp_labels_past_loki_s_limit_keep_service_name_and_the_last_of_a_name() {
+    let mp = mapping(|c| c.otlp.resource_index_labels = some("regex:.*"));
+    let attrs: Vec<(String, V)> = (0..20)
+        .map(|i| (format!("a{i:02}"), s("v")))
+        .chain([
+            ("zz.top".to_string(), s("first")),
+            ("zz_top".to_string(), s("last")),
+            ("service.name".to_string(), s("svc")),
+        ])
+        .collect();
+    let mut c = event(
+        u32::MAX,
+        m(vec![("schema", s("otlp"))]),
+        m(vec![(
+            "resource",
+            m(vec![(
+                "attributes",
+                V::Map(attrs.into_iter().map(|(k, v)| (V::from(k), v)).collect()),
+            )]),
+        )]),
+    );
+    // ts 0 (Fluent Bit's JSON path with "timeUnixNano":"0"): the observed time is used
+    c.extend(event(
+        0,
+        m(vec![(
+            "otlp",
+            m(vec![
+                ("observed_timestamp", V::from(1_700_000_005_000_000_000u64)),
+                ("event_name", s("e")),
+                (
+                    "attributes",
+                    m(vec![("event_name", s("dup")), ("k", s("x"))]),
+                ),
+            ]),
+        )]),
+        m(vec![("log", s("x"))]),
+    ));
+    let r = Chunk::new(&c).records().next().unwrap().unwrap();
+    let mut out = Vec::new();
+    mp.encode_record(
+        "t",
+        0,
+        r.event.body,
+        r.event.metadata,
+        r.group.map(|g| (g.metadata, g.attributes)),
+        &mut MapStats::default(),
+        &mut Scratch::default(),
+        &mut out,
+    );
+    let e = SpooledEntry::decode(0, &out).unwrap();
+    assert_eq!(e.ts_ns, 1_700_000_005_000_000_000);
+    let labels: std::collections::BTreeMap<_, _> = e.labels.iter().cloned().collect();
+    assert_eq!(labels.get("service_name").map(String::as_str), Some("svc"));
+    assert_eq!(
+        e.labels.iter().filter(|(k, _)| k != "service_name").count(),
+        MAX_LABELS
+    );
+    assert!(
+        !labels.contains_key("zz_top"),
+        "spilled from the end: {labels:?}"
+    );
+    let md: Vec<_> = e
+        .structured_metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert!(
+        md.contains(&("zz_top", "last")),
+        "the last of a name: {md:?}"
+    );
+    assert!(!md.contains(&("zz_top", "first")));
+    assert_eq!(md.iter().filter(|(k, _)| *k == "event_name").count(), 1);
+    assert!(md.contains(&("event_name", "e")));
+}

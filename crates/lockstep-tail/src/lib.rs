@@ -47,10 +47,13 @@
 //!   queue is full, or `max_pinned` is reached), the traces with lines in that chunk are
 //!   held: not decided on time until Fluent Bit offers the same chunk again and it is
 //!   taken, at most `hold_max` after the refusal, and never past `num_traces`. A held
-//!   trace's lines at the head of the waiting queue move to its tail, so what is decided
-//!   behind them is swept and the room the refused chunk needs is freed. After a
-//!   restart, recovered traces wait `decision_wait` from the start at least: Fluent Bit
-//!   offers its buffered chunks again first.
+//!   trace's lines at the head of the waiting queue move to its tail when what follows
+//!   them can be swept, so the room the refused chunk needs is freed; they never use the
+//!   last quarter of the decision reserve. Room comes before completeness: held traces
+//!   whose lines cannot be moved, or that alone fill the queue while flushes are refused
+//!   for room, are decided without their rest (counted). After a restart, recovered
+//!   traces wait `decision_wait` from the start at least: Fluent Bit offers its buffered
+//!   chunks again first.
 //! - **Monotonic time.** `decision_wait` is measured on a monotonic clock anchored at
 //!   the wall clock ([`TimeSource`]): a clock step neither stalls nor rushes decisions.
 //! - **No wedge.** A line whose mapping panics, or a trace whose decision panics, is

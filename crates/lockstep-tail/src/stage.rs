@@ -176,6 +176,9 @@ struct Shared {
     appended_through: Mutex<Option<u64>>,
     /// Mapping panics per waiting-queue record (by sequence number).
     poison: Mutex<HashMap<u64, u8>>,
+    /// The last flush was refused for want of room in the waiting queue (cleared by the
+    /// next one taken).
+    refused_full: std::sync::atomic::AtomicBool,
     extractors: Mutex<Vec<Extractor>>,
     metrics: StageMetrics,
     signal: Mutex<Signal>,
@@ -286,6 +289,7 @@ impl Stage {
             unwritten: Mutex::new(Vec::new()),
             appended_through: Mutex::new(None),
             poison: Mutex::new(HashMap::new()),
+            refused_full: std::sync::atomic::AtomicBool::new(false),
             extractors: Mutex::new(Vec::new()),
             metrics: StageMetrics::default(),
             signal: Mutex::new(Signal::default()),
@@ -356,7 +360,7 @@ impl Stage {
             waiting_traces: waiting,
             pinned_traces: pinned,
             records: self.shared.wait.gauges().records,
-            held_traces: lock(&self.shared.table).holds().1,
+            held_traces: lock(&self.shared.table).held_waiting_count(),
         }
     }
 
@@ -657,12 +661,19 @@ impl<'t> Intake<'_, 't> {
                 .map(|a| a.count)
         };
         let ok = res.is_ok();
+        if !self.ends.is_empty() {
+            sh.refused_full
+                .store(matches!(&res, Err(SpoolError::Full { .. })), Relaxed);
+        }
         // A refusal Fluent Bit retries (not a chunk it drops) holds the chunk's traces.
         let retried = matches!(&res, Err(e) if !matches!(
             e,
             SpoolError::RecordTooLarge { .. } | SpoolError::BatchTooLarge { .. }
         ));
-        let named = key.or_else(|| self.chunk.filter(|_| retried).map(crate::table::chunk_key));
+        // A chunk Fluent Bit drops (answered error) holds nothing.
+        let named = key
+            .or_else(|| self.chunk.filter(|_| retried).map(crate::table::chunk_key))
+            .filter(|_| ok || retried);
         let (over, released) = {
             let mut t = lock(&sh.table);
             for (tr, facts) in &self.waiting {
@@ -1070,7 +1081,7 @@ impl Shared {
         }
         let n = fate.len();
         if held_head {
-            return self.requeue_held(b);
+            return self.requeue_held(b, requeue_below);
         }
         if n == 0 {
             return Ok(step);
@@ -1211,35 +1222,67 @@ impl Shared {
     /// line twice (delivered twice if kept), never zero times. If even that cannot be
     /// written (the waiting queue is full to its last byte), the head trace is released
     /// and decided when due: room comes before completeness.
-    fn requeue_held(&self, b: lockstep_spool::Batch) -> Result<SweepStep, SpoolError> {
+    fn requeue_held(
+        &self,
+        b: lockstep_spool::Batch,
+        requeue_below: u64,
+    ) -> Result<SweepStep, SpoolError> {
         let mut step = SweepStep::default();
-        let mut head = None;
-        let k = {
+        let mut held: Vec<TraceId> = Vec::new();
+        let (k, next_ready) = {
             let t = lock(&self.table);
-            b.records
+            let k = b
+                .records
                 .iter()
                 .take_while(|r| match record::parse(&r.payload) {
-                    Ok(WaitRecord::Pending { trace, .. }) if t.held_waiting(&trace) => {
-                        head.get_or_insert(trace);
+                    Ok(WaitRecord::Pending { trace, .. })
+                        if r.seq < requeue_below && t.held_waiting(&trace) =>
+                    {
+                        held.push(trace);
                         true
                     }
                     _ => false,
                 })
-                .count()
+                .count();
+            // Moved only when what follows can be swept now: otherwise moving them frees
+            // nothing, and they would be written again and again.
+            let next_ready = b
+                .records
+                .get(k)
+                .is_some_and(|r| match record::parse(&r.payload) {
+                    Ok(WaitRecord::Pending { trace, .. }) => t.decision(&trace).is_some(),
+                    _ => true,
+                });
+            (k, next_ready)
         };
-        let Some(head) = head else {
+        if k == 0 {
             return Ok(step);
-        };
+        }
+        if !next_ready {
+            // Nothing behind them can move. If they are all the waiting queue holds, fill
+            // over half the room flushes may use, and flushes are refused for want of
+            // room, their rest may never come in: room comes before completeness.
+            let g = self.wait.gauges();
+            let room = self.wait.config().max_bytes.saturating_sub(self.reserve);
+            if k as u64 == g.records
+                && g.bytes.saturating_mul(2) >= room
+                && self.refused_full.load(Relaxed)
+            {
+                self.force_release_all(held, "fill the waiting queue");
+            }
+            return Ok(step);
+        }
         let recs: Vec<&[u8]> = b.records[..k].iter().map(|r| &r.payload[..]).collect();
-        match self.wait.append_at(b.records[0].ts_ns, &recs) {
+        // They may use most of the decision reserve (they are few, and moving them is
+        // what frees the head segment), never its last quarter: that always takes the
+        // decisions that let the queue be swept.
+        match self
+            .wait
+            .append_reserving(b.records[0].ts_ns, &recs, self.reserve / 4)
+        {
             Ok(_) => {}
             Err(SpoolError::Full { .. }) => {
-                lock(&self.table).force_release(&head);
-                log::warn!(
-                    "the waiting queue is full and its oldest line belongs to trace {}, \
-                     which waits for a chunk answered retry: decided without it",
-                    hex(&head)
-                );
+                self.force_release_all(held, "are the oldest lines of a full waiting queue");
                 return Ok(step);
             }
             Err(e) => return Err(e),
@@ -1253,6 +1296,21 @@ impl Shared {
         self.metrics.lines_requeued.fetch_add(k as u64, Relaxed);
         step.records = k;
         Ok(step)
+    }
+
+    /// Held traces decided without the rest they wait for (counted, logged).
+    fn force_release_all(&self, mut held: Vec<TraceId>, why: &str) {
+        held.sort_unstable();
+        held.dedup();
+        let mut t = lock(&self.table);
+        for tr in &held {
+            t.force_release(tr);
+        }
+        drop(t);
+        log::warn!(
+            "{} traces waiting for chunks answered retry {why}: decided without them",
+            held.len()
+        );
     }
 
     /// Sets a record whose mapping keeps panicking aside: one JSON line in

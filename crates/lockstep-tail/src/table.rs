@@ -422,6 +422,15 @@ impl Table {
             && self.holds.by_trace.contains_key(t)
     }
 
+    /// Waiting traces that are held.
+    pub fn held_waiting_count(&self) -> usize {
+        self.holds
+            .by_trace
+            .keys()
+            .filter(|t| matches!(self.traces.get(*t), Some(Trace::Waiting { .. })))
+            .count()
+    }
+
     /// (refused chunks registered, trace ids they hold).
     pub fn holds(&self) -> (usize, usize) {
         (self.holds.chunks.len(), self.holds.by_trace.len())
@@ -549,7 +558,8 @@ impl Table {
                 break;
             };
             let due = first.saturating_add(self.cfg.decision_wait_ns) <= now;
-            let early = !due && self.waiting > self.cfg.num_traces;
+            let over = self.waiting > self.cfg.num_traces;
+            let early = !due && over;
             if !due && !early {
                 break;
             }
@@ -573,10 +583,12 @@ impl Table {
             }
             // The rest of it may be in a chunk refused meanwhile: it waits for it (past
             // num_traces it is decided early all the same: memory is bounded first).
-            if !early && self.holds.by_trace.contains_key(&t) {
+            let held = self.holds.by_trace.contains_key(&t);
+            if held && !over {
                 passed.push((first, t));
                 continue;
             }
+            let early = early || held;
             let reported = self.reported.contains(&t);
             let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 #[cfg(test)]
@@ -1171,6 +1183,14 @@ mod tests {
         assert_eq!(tb.next_due(), Some(1_200));
         let c = tb.hold_counts();
         assert_eq!((c.chunks_refused, c.chunks_taken), (1, 1));
+        // a held trace that is due is decided too when num_traces are waiting
+        let mut tb = Table::new(cfg(1, 10));
+        add(&mut tb, &p, a, r#"{"level":"info"}"#, 100);
+        tb.refused(9, &[a], 150);
+        add(&mut tb, &p, b, r#"{"level":"info"}"#, 200);
+        let out = decide(&mut tb, &p, 5_000);
+        assert_eq!(out.iter().map(|d| d.trace).collect::<Vec<_>>(), vec![a, b]);
+        assert!(out[0].early && !out[1].early);
     }
 
     #[test]

@@ -1406,3 +1406,40 @@ fn a_chunk_offered_again_may_use_half_the_decision_reserve() {
         "the new chunk's traces stay held"
     );
 }
+
+/// Held lines are moved to the tail only when what follows them can be swept: moving
+/// them in front of a trace still waiting would free nothing (and be done again and
+/// again, every tick).
+#[test]
+fn held_lines_move_only_when_what_follows_can_be_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, clock) = manual(1000);
+    c.spool = small(64 << 10);
+    let rig = open(dir.path(), c, Policy::default_policy());
+    let r1 = request(1, true);
+    try_flush(&rig.stage, &r1[..2]).unwrap();
+    clock.advance(WAIT / 2);
+    let mut a = request(2, false);
+    a.extend(fillers(100, 50));
+    try_flush(&rig.stage, &a).unwrap();
+    let mut b = vec![r1[2].clone()];
+    b.extend(fillers(200, 25));
+    assert!(
+        try_flush_bytes(&rig.stage, &bodies_chunk(&b)).is_err(),
+        "~11 KB, 9 KB free"
+    );
+    clock.advance(WAIT / 2 + 1);
+    for _ in 0..3 {
+        let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+        assert_eq!(t.decided, 0, "trace 1 held, trace 2 not due: {t:?}");
+    }
+    assert_eq!(rig.stage.metrics().lines_requeued.load(Relaxed), 0);
+    clock.advance(WAIT / 2);
+    let t = rig.stage.tick(rig.stage.now_ns()).unwrap();
+    assert_eq!(
+        (t.decided, t.dropped),
+        (51, 53),
+        "trace 2 and the fillers swept past trace 1: {t:?}"
+    );
+    assert_eq!(rig.stage.metrics().lines_requeued.load(Relaxed), 2);
+}

@@ -352,7 +352,7 @@ pub extern "C" fn lockstep_filter(
     };
     if filter.stats.unreadable > before && !st.unreadable_reported {
         st.unreadable_reported = true;
-        eprint_line("a record was not valid JSON (NaN/Infinity or non-string keys from the host's conversion); kept ones are wrapped as {\"lockstep_unparsed\": ...}");
+        eprint_line("a record was not valid JSON (beyond the host's NaN/Infinity and non-string keys, which are rewritten); kept ones are wrapped as {\"lockstep_unparsed\": ...}");
     }
     out
 }
