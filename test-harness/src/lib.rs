@@ -157,3 +157,23 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .parse()
         .expect("a sample's value")
 }
+
+/// True when the OpenTelemetry Python SDK imports these modules (`import` is the Python
+/// statement's list, e.g. `opentelemetry.sdk._logs, opentelemetry.exporter…`): the
+/// tests that send with a real OTLP client say "skipped" and pass without it, unless
+/// `LOCKSTEP_REQUIRE_OTEL` is set (CI), which makes that a failure.
+pub fn have_otel(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("LOCKSTEP_REQUIRE_OTEL").is_err(),
+            "LOCKSTEP_REQUIRE_OTEL is set but the OpenTelemetry Python SDK does not import \
+             (pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)"
+        );
+        eprintln!("skipped: the OpenTelemetry Python SDK is not installed");
+    }
+    ok
+}

@@ -18,24 +18,10 @@ fn client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/otlp_log_client.py")
 }
 
-/// True when the OpenTelemetry Python SDK and its OTLP/HTTP log exporter import.
 fn have_otel() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http._log_exporter",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("LOCKSTEP_REQUIRE_OTEL").is_err(),
-            "LOCKSTEP_REQUIRE_OTEL is set but the OpenTelemetry Python SDK does not import \
-             (pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)"
-        );
-        eprintln!("skipped: the OpenTelemetry Python SDK is not installed");
-    }
-    ok
+    lockstep_harness::have_otel(
+        "opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http._log_exporter",
+    )
 }
 
 /// Runs the Python client against `input`; the chunks it produced, concatenated (as

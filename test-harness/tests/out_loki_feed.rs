@@ -32,24 +32,10 @@ fn client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/otlp_trace_client.py")
 }
 
-/// True when the OpenTelemetry Python SDK and its OTLP/HTTP exporter import.
 fn have_otel() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("LOCKSTEP_REQUIRE_OTEL").is_err(),
-            "LOCKSTEP_REQUIRE_OTEL is set but the OpenTelemetry Python SDK does not import \
-             (pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)"
-        );
-        eprintln!("skipped: the OpenTelemetry Python SDK is not installed");
-    }
-    ok
+    lockstep_harness::have_otel(
+        "opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    )
 }
 
 /// Runs the Python SDK exporter for these trace ids; its verdict.

@@ -24,21 +24,9 @@ fn root() -> PathBuf {
 }
 
 fn have_otel() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http._log_exporter",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("LOCKSTEP_REQUIRE_OTEL").is_err(),
-            "LOCKSTEP_REQUIRE_OTEL is set but the OpenTelemetry Python SDK does not import"
-        );
-        eprintln!("skipped: the OpenTelemetry Python SDK is not installed");
-    }
-    ok
+    lockstep_harness::have_otel(
+        "opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http._log_exporter",
+    )
 }
 
 /// The chunks Fluent Bit's input would hand the output for the client's records.

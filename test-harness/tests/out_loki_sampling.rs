@@ -658,7 +658,7 @@ fn chunks_answered_retry_and_offered_again_late_keep_traces_whole() {
     let policy = default_policy(dir.path());
     let port = free_port();
     let port_s = port.to_string();
-    let mut host = start(
+    let host = start(
         &dir.path().join("q"),
         &rx.url(),
         &policy,

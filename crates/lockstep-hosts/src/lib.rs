@@ -28,6 +28,7 @@
 //! because the host's `log_print` is process-global, as in Fluent Bit.
 
 pub mod golden;
+mod http;
 pub mod loki_receiver;
 pub mod otlp_logs;
 pub mod output_replay;

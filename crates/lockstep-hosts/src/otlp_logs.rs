@@ -55,12 +55,14 @@
 //! flush several requests' events together, which is exactly the concatenation of the
 //! chunks given here.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http::{write_response, Conn, HttpRequest, ReadOutcome};
 
 /// The `fluent-bit-chunk` crate (the decoder output plugins use), for tests that read the
 /// chunks: `chunk_decoder::Chunk::new(&bytes).records()`.
@@ -672,7 +674,6 @@ fn record(mp: &mut Mp, rec: &LogRecord, now_ns: u64) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 
 const POLL: Duration = Duration::from_millis(10);
-const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// What the input answered to one request.
@@ -835,215 +836,15 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
     }
 }
 
-struct HttpRequest {
-    method: String,
-    path: String,
-    http10: bool,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-enum ReadOutcome {
-    Request(HttpRequest),
-    Bad(u16, String),
-    Closed,
-}
-
-struct Conn<'a> {
-    shared: &'a Shared,
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn<'_> {
-    fn fill(&mut self) -> bool {
-        let mut tmp = [0u8; 16 * 1024];
-        loop {
-            if self.shared.stop.load(Ordering::SeqCst) {
-                return false;
-            }
-            match self.stream.read(&mut tmp) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    self.buf.extend_from_slice(&tmp[..n]);
-                    return true;
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => return false,
-            }
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
-        while self.buf.len() < n {
-            if !self.fill() {
-                return None;
-            }
-        }
-        let rest = self.buf.split_off(n);
-        Some(std::mem::replace(&mut self.buf, rest))
-    }
-
-    fn line(&mut self, max: usize) -> Option<Vec<u8>> {
-        loop {
-            if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let mut l = self.take(p + 2)?;
-                l.truncate(p);
-                return Some(l);
-            }
-            if self.buf.len() > max || !self.fill() {
-                return None;
-            }
-        }
-    }
-
-    fn read_request(&mut self) -> ReadOutcome {
-        let head_end = loop {
-            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            if self.buf.len() > MAX_HEAD {
-                return ReadOutcome::Bad(431, "request head too large\n".into());
-            }
-            if !self.fill() {
-                return ReadOutcome::Closed;
-            }
-        };
-        let Some(head) = self.take(head_end + 4) else {
-            return ReadOutcome::Closed;
-        };
-        let head = String::from_utf8_lossy(&head[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or("");
-        let mut parts = request_line.split(' ');
-        let (Some(method), Some(target), Some(version)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return ReadOutcome::Bad(400, "error: invalid request\n".into());
-        };
-        if !version.starts_with("HTTP/1.") {
-            return ReadOutcome::Bad(505, format!("unsupported version {version:?}\n"));
-        }
-        let mut headers = Vec::new();
-        for l in lines {
-            match l.split_once(':') {
-                Some((k, v)) => headers.push((k.trim().to_string(), v.trim().to_string())),
-                None => return ReadOutcome::Bad(400, "error: invalid request\n".into()),
-            }
-        }
-        let mut req = HttpRequest {
-            method: method.to_string(),
-            path: target.split('?').next().unwrap_or("").to_string(),
-            http10: version == "HTTP/1.0",
-            headers,
-            body: Vec::new(),
-        };
-        if req
-            .header("Expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-        {
-            let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        let chunked = req
-            .header("Transfer-Encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            loop {
-                let Some(size_line) = self.line(1024) else {
-                    return ReadOutcome::Closed;
-                };
-                let size_text = String::from_utf8_lossy(&size_line);
-                let size_hex = size_text.split(';').next().unwrap_or("").trim();
-                let Ok(size) = usize::from_str_radix(size_hex, 16) else {
-                    return ReadOutcome::Bad(400, "error: invalid chunk size\n".into());
-                };
-                if req.body.len().saturating_add(size) > MAX_BODY {
-                    return ReadOutcome::Bad(413, "error: payload too large\n".into());
-                }
-                if size == 0 {
-                    loop {
-                        match self.line(MAX_HEAD) {
-                            Some(l) if l.is_empty() => break,
-                            Some(_) => {}
-                            None => return ReadOutcome::Closed,
-                        }
-                    }
-                    break;
-                }
-                let Some(chunk) = self.take(size + 2) else {
-                    return ReadOutcome::Closed;
-                };
-                req.body.extend_from_slice(&chunk[..size]);
-            }
-        } else if let Some(cl) = req.header("Content-Length") {
-            let Ok(n) = cl.parse::<usize>() else {
-                return ReadOutcome::Bad(400, "error: invalid content-length\n".into());
-            };
-            if n > MAX_BODY {
-                return ReadOutcome::Bad(413, "error: payload too large\n".into());
-            }
-            let Some(body) = self.take(n) else {
-                return ReadOutcome::Closed;
-            };
-            req.body = body;
-        }
-        ReadOutcome::Request(req)
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        505 => "HTTP Version Not Supported",
-        _ => "Status",
-    }
-}
-
-fn write_response(stream: &mut TcpStream, status: u16, body: &str, close: bool) -> io::Result<()> {
-    let conn = if close { "close" } else { "keep-alive" };
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nConnection: {conn}\r\nContent-Length: {}\r\n",
-        reason(status),
-        body.len()
-    );
-    if !body.is_empty() {
-        out.push_str("Content-Type: text/plain\r\n");
-    }
-    out.push_str("\r\n");
-    out.push_str(body);
-    stream.write_all(out.as_bytes())?;
-    stream.flush()
-}
-
 fn serve_connection(shared: &Shared, stream: TcpStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(POLL));
     let mut conn = Conn {
-        shared,
+        stop: &shared.stop,
         stream,
         buf: Vec::new(),
+        max_body: MAX_BODY,
     };
     loop {
         let req = match conn.read_request() {
@@ -1167,6 +968,7 @@ fn answer(shared: &Shared, req: &HttpRequest) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use ::fluent_bit_chunk::{Chunk, EventKind, MapView, Record, ValueRef};
     use prost::Message;
 

@@ -79,14 +79,7 @@ impl Mapping {
             if value.is_empty() {
                 continue;
             }
-            if value.len() > MAX_LABEL_VALUE_BYTES {
-                let mut cut = MAX_LABEL_VALUE_BYTES;
-                while !value.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                value.truncate(cut);
-                stats.label_values_truncated += 1;
-            }
+            truncate_label_value(value, stats);
             if p.sanitised {
                 stats.label_names_sanitised += 1;
             }
@@ -106,5 +99,17 @@ impl Mapping {
             sc.labels[0].0 = usize::MAX;
             *n = 1;
         }
+    }
+}
+
+/// Cuts a label value to Loki's [`MAX_LABEL_VALUE_BYTES`] on a char boundary, counted.
+pub(crate) fn truncate_label_value(value: &mut String, stats: &mut MapStats) {
+    if value.len() > MAX_LABEL_VALUE_BYTES {
+        let mut cut = MAX_LABEL_VALUE_BYTES;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+        stats.label_values_truncated += 1;
     }
 }

@@ -137,18 +137,11 @@ impl Mapping {
         else {
             return self.encode_event(tag, ts_ns, body, meta, stats, scratch, out);
         };
-        self.fill_but_line(tag, body, meta, stats, scratch);
+        self.fill_top(tag, &Top::new(body), meta, stats, scratch);
         let mut parts = std::mem::take(&mut scratch.otlp);
         let ts_ns = o.map(ts_ns, body, meta, group, &mut parts);
         for (_, v) in parts.labels.as_mut_slice() {
-            if v.len() > MAX_LABEL_VALUE_BYTES {
-                let mut cut = MAX_LABEL_VALUE_BYTES;
-                while !v.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                v.truncate(cut);
-                stats.label_values_truncated += 1;
-            }
+            crate::labels::truncate_label_value(v, stats);
         }
         // Labels: the OTLP ones, then the configured ones of other names (the default
         // `job` only when nothing else names the stream), sorted; past Loki's 15 the
@@ -221,26 +214,24 @@ impl Mapping {
         // One pass over the top level serves every accessor and removal below (each
         // used to scan the whole record: the flush path's largest cost).
         let top = Top::new(body);
-        sc.has_tenant = self.tenant(&top, stats, &mut sc.tenant);
-        self.labels(tag, &top, stats, sc);
+        self.fill_top(tag, &top, meta, stats, sc);
         sc.line.clear();
         self.line(&top, stats, &mut sc.line);
-        self.metadata(tag, &top, meta, stats, sc);
     }
 
-    /// [`Mapping::fill`] without the line (an OTLP record's line is its body).
-    fn fill_but_line(
+    /// Tenant, labels and metadata from the record's top level (all but the line: an
+    /// OTLP record's line is its body).
+    fn fill_top(
         &self,
         tag: &str,
-        body: MapView<'_>,
+        top: &Top<'_>,
         meta: MapView<'_>,
         stats: &mut MapStats,
         sc: &mut Scratch,
     ) {
-        let top = Top::new(body);
-        sc.has_tenant = self.tenant(&top, stats, &mut sc.tenant);
-        self.labels(tag, &top, stats, sc);
-        self.metadata(tag, &top, meta, stats, sc);
+        sc.has_tenant = self.tenant(top, stats, &mut sc.tenant);
+        self.labels(tag, top, stats, sc);
+        self.metadata(tag, top, meta, stats, sc);
     }
 
     /// The labels filled into `sc`, as (name, value).
