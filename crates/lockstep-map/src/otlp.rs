@@ -240,13 +240,21 @@ impl Otlp {
     }
 }
 
-/// True when a record came from Fluent Bit's `opentelemetry` input: its metadata has an
-/// `otlp` map, or its group is an OTLP group.
-pub(crate) fn is_otlp(meta: MapView<'_>, group: Option<(MapView<'_>, MapView<'_>)>) -> bool {
-    matches!(meta.get("otlp"), Some(ValueRef::Map(_)))
-        || group.is_some_and(
-            |(gm, _)| matches!(gm.get("schema"), Some(ValueRef::Str(s)) if s.as_bytes() == b"otlp"),
-        )
+/// When a record came from Fluent Bit's `opentelemetry` input (its metadata has an `otlp`
+/// map, or its group is an OTLP group), its `otlp` map (empty when it has none): read
+/// once per record, as each read of it skips over all of it.
+pub(crate) fn otlp_of<'a>(
+    meta: MapView<'a>,
+    group: Option<(MapView<'a>, MapView<'a>)>,
+) -> Option<MapView<'a>> {
+    match meta.get("otlp") {
+        Some(ValueRef::Map(m)) => Some(m),
+        _ => group
+            .is_some_and(|(gm, _)| {
+                matches!(gm.get("schema"), Some(ValueRef::Str(s)) if s.as_bytes() == b"otlp")
+            })
+            .then(MapView::empty),
+    }
 }
 
 /// (name, value) pairs whose strings are reused from record to record: Flush maps a
@@ -327,7 +335,7 @@ impl Otlp {
         &self,
         ts_ns: i64,
         body: MapView<'_>,
-        meta: MapView<'_>,
+        otlp: MapView<'_>,
         group: Option<(MapView<'_>, MapView<'_>)>,
         out: &mut OtlpParts,
     ) -> i64 {
@@ -335,10 +343,6 @@ impl Otlp {
         out.metadata.clear();
         out.line.clear();
         line(body, &mut out.line);
-        let otlp = match meta.get("otlp") {
-            Some(ValueRef::Map(m)) => m,
-            _ => MapView::empty(),
-        };
         let (mut attrs, mut timestamp, mut observed, mut sev_num, mut sev_text) =
             (None, None, None, None, None);
         let (mut dropped, mut flags, mut trace, mut span, mut event) =

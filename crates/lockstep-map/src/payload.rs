@@ -130,16 +130,16 @@ impl Mapping {
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) {
-        let Some(o) = self
+        let Some((o, otlp)) = self
             .otlp
             .as_ref()
-            .filter(|_| crate::otlp::is_otlp(meta, group))
+            .and_then(|o| Some((o, crate::otlp::otlp_of(meta, group)?)))
         else {
             return self.encode_event(tag, ts_ns, body, meta, stats, scratch, out);
         };
         self.fill_top(tag, &Top::new(body), meta, stats, scratch);
         let mut parts = std::mem::take(&mut scratch.otlp);
-        let ts_ns = o.map(ts_ns, body, meta, group, &mut parts);
+        let ts_ns = o.map(ts_ns, body, otlp, group, &mut parts);
         for (_, v) in parts.labels.as_mut_slice() {
             crate::labels::truncate_label_value(v, stats);
         }
