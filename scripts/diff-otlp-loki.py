@@ -20,13 +20,15 @@ Printed: per record, "same" or each difference (label, metadata, line); then the
 differences that remain, which the README lists and explains. Exit 1 when a record is
 missing from either side or a difference is not one of the known ones.
 
---bench N: then N OTLP/HTTP requests of 500 records each (the opentelemetry-proto
+--bench N [--policy FILE]: then N OTLP/HTTP requests of 500 records each (the opentelemetry-proto
 package's messages, one request built once and posted N times) through Fluent Bit with
 `otlp_mapping loki`, with `otlp_mapping off` (today's mapping: the body as JSON, no
 metadata), and with `otlp_mapping off` plus the same volume of structured metadata as
 static pairs (what shipping that much costs without any mapping work), interleaved, best
 of three: Fluent Bit's CPU seconds (utime + stime from /proc) until the plugin reports
-every entry sent (its metrics_listen), as ratios.
+every entry sent (its metrics_listen), as ratios. With --policy FILE, each run samples by
+whole trace with that policy_file (decision_wait 1s), until every record is decided and
+the queue is sent: one record in ten is an ERROR, each record its own trace.
 """
 import json
 import os
@@ -112,10 +114,17 @@ STATIC_SM = (
 )
 
 
-def start_fluent_bit(work, name, mapping):
+# --policy FILE: the bench runs with `policy_file FILE` and `decision_wait 1s` (sampling
+# by whole trace, as fluent-bit-conf/loki-sampling ships it): only kept lines are mapped.
+POLICY = sys.argv[sys.argv.index("--policy") + 1] if "--policy" in sys.argv else None
+
+
+def start_fluent_bit(work, name, mapping, sampling=False):
     extra = ""
     if mapping == "off+sm":
         mapping, extra = "off", f"    structured_metadata {STATIC_SM}\n"
+    if sampling and POLICY:
+        extra += f"    policy_file {os.path.abspath(POLICY)}\n    decision_wait 1s\n"
     spool = os.path.join(work, f"spool-{name}")
     conf = os.path.join(work, f"fb-{name}.conf")
     open(conf, "w").write(
@@ -288,17 +297,29 @@ def bench(work, n_requests):
     for round_ in range(3):
         for mapping in ("loki", "off", "off+sm"):
             body = request(time.time_ns())
-            fb = start_fluent_bit(work, f"bench-{mapping}-{round_}", mapping)
+            fb = start_fluent_bit(work, f"bench-{mapping}-{round_}", mapping, sampling=True)
             c0 = cpu_seconds(fb.pid)
             for _ in range(n_requests):
                 http("POST", f"http://127.0.0.1:{OTLP_PORT}/v1/logs", body, {"Content-Type": "application/x-protobuf"})
             want = 500 * n_requests
-            wait(lambda: metric("lockstep_loki_entries_sent_total") >= want, 300, f"{want} entries sent")
+            if POLICY:
+                # every record taken, nothing waiting, the queue sent
+                wait(
+                    lambda: metric("lockstep_loki_records_in_total") >= want
+                    and metric("lockstep_loki_waiting_records") == 0
+                    and metric("lockstep_loki_queue_records") == 0,
+                    300,
+                    f"{want} records decided and sent",
+                )
+            else:
+                wait(lambda: metric("lockstep_loki_entries_sent_total") >= want, 300, f"{want} entries sent")
             cpu = cpu_seconds(fb.pid) - c0
+            sent_n = metric("lockstep_loki_entries_sent_total")
             fb.send_signal(signal.SIGTERM)
             fb.wait(timeout=30)
             results[mapping].append(cpu)
-            print(f"  round {round_ + 1} otlp_mapping {mapping}: {cpu:.2f} s CPU for {want} records")
+            sent = "" if not POLICY else f", {int(sent_n)} sent"
+            print(f"  round {round_ + 1} otlp_mapping {mapping}: {cpu:.2f} s CPU for {want} records{sent}")
     best = {k: min(v) for k, v in results.items()}
     print(
         f"best of three: loki {best['loki']:.2f} s, off {best['off']:.2f} s (ratio "
