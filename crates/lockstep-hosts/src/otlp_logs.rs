@@ -968,9 +968,9 @@ fn answer(shared: &Shared, req: &HttpRequest) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use ::fluent_bit_chunk::{Chunk, EventKind, MapView, Record, ValueRef};
     use prost::Message;
+    use std::io::Write;
 
     const T0: u64 = 1_700_000_000_123_456_789;
     const NOW: u64 = 1_800_000_000_000_000_007;

@@ -53,8 +53,11 @@
 //! (parsed, then read from a record's top level; it imports none of the others); `line`
 //! the rendering (the line as `json` or `key_value`, `drop_single_key`; a template's
 //! text for a label or metadata); `labels` the labels and the tenant; `metadata` the
-//! structured metadata (and the OTLP ids from the event metadata); `payload` the spool
-//! payload ([`Scratch`], `encode_tagged`, `map_tagged`).
+//! structured metadata (and the OTLP ids from the event metadata); `otlp` the records of
+//! Fluent Bit's `opentelemetry` input mapped as Loki's own OTLP ingestion maps them
+//! (the body as the line, resource attributes on Loki's index list as labels, the rest
+//! as structured metadata under Loki's names; [`Mapping::encode_record`]); `payload` the
+//! spool payload ([`Scratch`], `encode_tagged`, `map_tagged`, `encode_record`).
 //!
 //! Invariants: [`Mapping`] is immutable after [`Mapping::new`]; [`Mapping::map`]
 //! never fails on record content and never recurses on the record's depth
