@@ -26,7 +26,7 @@ package's messages, one request built once and posted N times) through Fluent Bi
 metadata), and with `otlp_mapping off` plus the same volume of structured metadata as
 static pairs (what shipping that much costs without any mapping work), interleaved, best
 of three: Fluent Bit's CPU seconds (utime + stime from /proc) until the plugin reports
-every entry sent (its metrics_listen), as ratios. With --policy FILE, each run samples by
+every entry sent (its metrics_listen), as ratios (ROUNDS=N for more rounds; medians are printed too). With --policy FILE, each run samples by
 whole trace with that policy_file (decision_wait 1s), until every record is decided and
 the queue is sent: one record in ten is an ERROR, each record its own trace.
 """
@@ -294,7 +294,7 @@ def bench(work, n_requests):
         ).SerializeToString()
 
     results = {"loki": [], "off": [], "off+sm": []}
-    for round_ in range(3):
+    for round_ in range(int(os.environ.get("ROUNDS", "3"))):
         for mapping in ("loki", "off", "off+sm"):
             body = request(time.time_ns())
             fb = start_fluent_bit(work, f"bench-{mapping}-{round_}", mapping, sampling=True)
@@ -321,6 +321,11 @@ def bench(work, n_requests):
             sent = "" if not POLICY else f", {int(sent_n)} sent"
             print(f"  round {round_ + 1} otlp_mapping {mapping}: {cpu:.2f} s CPU for {want} records{sent}")
     best = {k: min(v) for k, v in results.items()}
+    med = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
+    print(
+        f"medians: loki {med['loki']:.2f} s, off {med['off']:.2f} s (ratio "
+        f"{med['loki'] / med['off']:.3f}), off+sm {med['off+sm']:.2f} s"
+    )
     print(
         f"best of three: loki {best['loki']:.2f} s, off {best['off']:.2f} s (ratio "
         f"{best['loki'] / best['off']:.3f}), off with the same structured metadata as static "
