@@ -15,6 +15,8 @@
 //! - [`otlp_logs`]: Fluent Bit 5.1.1's `opentelemetry` input for OTLP/HTTP protobuf
 //!   logs: a loopback endpoint a real OpenTelemetry SDK exports to, giving the exact
 //!   chunk bytes (groups, `otlp` metadata) an output plugin would be flushed.
+//! - `http` (private): the one HTTP/1.1 server side (request reading, keep-alive,
+//!   chunked bodies, responses) of the receiver and the OTLP input.
 //!
 //! Dependency direction: the CLI depends on this crate, this crate on the pure cores
 //! (`lockstep-policy`, `lockstep-record`, `lockstep-filter`, `lockstep-loki`,
