@@ -351,7 +351,7 @@ EOF
 # (a chunk taken between two looks is not seen: its lines' time is unknown), and a trace's lines tell how far apart they were taken.
 # Writes "chunk first_seen gone min_seq max_seq lines" rows (unix seconds) to $2.
 chunk_monitor() { # $1 Fluent Bit's storage.path, $2 output
-  python3 - "$1" "$2" <<'EOF'
+  exec python3 - "$1" "$2" <<'EOF'
 import os, re, signal, struct, sys, time
 root, out = sys.argv[1], sys.argv[2]
 pat = re.compile(rb"\xa3seq(?:([\x00-\x7f])|\xcc(.)|\xcd(..)|\xce(....))", re.S)
