@@ -3,8 +3,9 @@
 //! short read timeout, `Content-Length` or chunked bodies up to a limit, keep-alive.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// A parsed HTTP request.
 pub(crate) struct HttpRequest {
@@ -25,7 +26,7 @@ impl HttpRequest {
     }
 }
 
-pub(crate) enum ReadOutcome {
+enum ReadOutcome {
     Request(HttpRequest),
     /// Protocol error: answer this status and close.
     Bad(u16, String),
@@ -34,12 +35,12 @@ pub(crate) enum ReadOutcome {
 }
 
 /// Reads from a socket with a short read timeout, giving up when `stop` is set.
-pub(crate) struct Conn<'a> {
-    pub stop: &'a AtomicBool,
-    pub stream: TcpStream,
-    pub buf: Vec<u8>,
+struct Conn<'a> {
+    stop: &'a AtomicBool,
+    stream: TcpStream,
+    buf: Vec<u8>,
     /// Larger bodies are answered 413.
-    pub max_body: usize,
+    max_body: usize,
 }
 
 impl Conn<'_> {
@@ -93,7 +94,7 @@ impl Conn<'_> {
         }
     }
 
-    pub fn read_request(&mut self) -> ReadOutcome {
+    fn read_request(&mut self) -> ReadOutcome {
         const MAX_HEAD: usize = 64 * 1024;
         let head_end = loop {
             if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -215,7 +216,7 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes a response: `Content-Length` always but for 204, a text type when there is a
 /// body.
-pub(crate) fn write_response(
+fn write_response(
     stream: &mut TcpStream,
     status: u16,
     body: &str,
@@ -238,4 +239,49 @@ pub(crate) fn write_response(
     }
     stream.write_all(out.as_bytes())?;
     stream.flush()
+}
+
+/// Serves one connection until it closes, `stop` is set, or `handle` answers `None`
+/// (drop the connection without an answer, as a black hole): requests in turn,
+/// keep-alive unless the request says `Connection: close` (or is HTTP/1.0 without
+/// `keep-alive`).
+pub(crate) fn serve_connection(
+    stop: &AtomicBool,
+    stream: TcpStream,
+    max_body: usize,
+    poll: Duration,
+    mut handle: impl FnMut(&HttpRequest) -> Option<(u16, String)>,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(poll));
+    let mut conn = Conn {
+        stop,
+        stream,
+        buf: Vec::new(),
+        max_body,
+    };
+    loop {
+        let req = match conn.read_request() {
+            ReadOutcome::Request(r) => r,
+            ReadOutcome::Bad(status, msg) => {
+                let _ = write_response(&mut conn.stream, status, &msg, true);
+                break;
+            }
+            ReadOutcome::Closed => break,
+        };
+        let connection = req.header("Connection").map(str::to_ascii_lowercase);
+        let close = match connection.as_deref() {
+            Some("close") => true,
+            Some("keep-alive") => false,
+            _ => req.http10,
+        };
+        let Some((status, body)) = handle(&req) else {
+            break;
+        };
+        if write_response(&mut conn.stream, status, &body, close).is_err() || close {
+            break;
+        }
+    }
+    let _ = conn.stream.shutdown(Shutdown::Both);
 }

@@ -44,7 +44,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::http::{write_response, Conn, HttpRequest, ReadOutcome};
+use crate::http::HttpRequest;
 use lockstep_loki::{is_valid_label_name, PushRequest};
 
 /// A stream's label set.
@@ -425,7 +425,13 @@ fn accept_loop(shared: Arc<Shared>) {
                 let h = std::thread::Builder::new()
                     .name(format!("loki-receiver-conn-{id}"))
                     .spawn(move || {
-                        serve_connection(&s, stream);
+                        crate::http::serve_connection(
+                            &s.stop,
+                            stream,
+                            s.cfg.max_body_bytes,
+                            POLL,
+                            |req| handle(&s, req),
+                        );
                         lock(&s.conns).remove(&id);
                     });
                 match h {
@@ -446,41 +452,6 @@ fn accept_loop(shared: Arc<Shared>) {
             Err(_) => std::thread::sleep(POLL),
         }
     }
-}
-
-fn serve_connection(shared: &Shared, stream: TcpStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let mut conn = Conn {
-        stop: &shared.stop,
-        stream,
-        buf: Vec::new(),
-        max_body: shared.cfg.max_body_bytes,
-    };
-    loop {
-        let req = match conn.read_request() {
-            ReadOutcome::Request(r) => r,
-            ReadOutcome::Bad(status, msg) => {
-                let _ = write_response(&mut conn.stream, status, &msg, true);
-                break;
-            }
-            ReadOutcome::Closed => break,
-        };
-        let close = req
-            .header("Connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let answer = handle(shared, &req);
-        match answer {
-            Some((status, body)) => {
-                if write_response(&mut conn.stream, status, &body, close).is_err() || close {
-                    break;
-                }
-            }
-            None => break,
-        }
-    }
-    let _ = conn.stream.shutdown(Shutdown::Both);
 }
 
 /// Wait while the mode generation stays `gen`; false when the receiver stops.

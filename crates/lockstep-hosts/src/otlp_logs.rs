@@ -56,13 +56,13 @@
 //! chunks given here.
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::http::{write_response, Conn, HttpRequest, ReadOutcome};
+use crate::http::HttpRequest;
 
 /// The `fluent-bit-chunk` crate (the decoder output plugins use), for tests that read the
 /// chunks: `chunk_decoder::Chunk::new(&bytes).records()`.
@@ -823,7 +823,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
                 let s = Arc::clone(shared);
                 let h = std::thread::Builder::new()
                     .name(format!("otlp-logs-conn-{n}"))
-                    .spawn(move || serve_connection(&s, stream));
+                    .spawn(move || {
+                        crate::http::serve_connection(&s.stop, stream, MAX_BODY, POLL, |req| {
+                            Some(handle(&s, req))
+                        })
+                    });
                 if let Ok(h) = h {
                     let mut threads = lock(&shared.threads);
                     threads.retain(|t| !t.is_finished());
@@ -834,39 +838,6 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
             Err(_) => std::thread::sleep(POLL),
         }
     }
-}
-
-fn serve_connection(shared: &Shared, stream: TcpStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let mut conn = Conn {
-        stop: &shared.stop,
-        stream,
-        buf: Vec::new(),
-        max_body: MAX_BODY,
-    };
-    loop {
-        let req = match conn.read_request() {
-            ReadOutcome::Request(r) => r,
-            ReadOutcome::Bad(status, msg) => {
-                let _ = write_response(&mut conn.stream, status, &msg, true);
-                break;
-            }
-            ReadOutcome::Closed => break,
-        };
-        let connection = req.header("Connection").map(str::to_ascii_lowercase);
-        let close = match connection.as_deref() {
-            Some("close") => true,
-            Some("keep-alive") => false,
-            _ => req.http10,
-        };
-        let (status, body) = handle(shared, &req);
-        if write_response(&mut conn.stream, status, &body, close).is_err() || close {
-            break;
-        }
-    }
-    let _ = conn.stream.shutdown(Shutdown::Both);
 }
 
 /// Matches `opentelemetry_content_type_matches`: a case-insensitive prefix followed by
