@@ -363,7 +363,7 @@ fn annotate(out: &mut Vec<u8>, record: &[u8], e: &lockstep_record::Extracted, re
     if let Some(s) = e.span_id() {
         field(out, "span_id");
         let mut h = [0u8; 16];
-        hex_into(s, &mut h);
+        hex_into(&s, &mut h);
         push_json_str(out, &h);
     }
     if let LevelState::Known(l) = e.level {

@@ -56,7 +56,7 @@
 //! chunks given here.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -939,6 +939,7 @@ fn answer(shared: &Shared, req: &HttpRequest) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
     use ::fluent_bit_chunk::{Chunk, EventKind, MapView, Record, ValueRef};
     use prost::Message;
     use std::io::Write;

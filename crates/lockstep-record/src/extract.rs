@@ -59,7 +59,10 @@ impl Attr<'_> {
 #[derive(Debug, Clone)]
 pub struct Extracted {
     pub trace_id: IdState<16>,
-    pub span_id: IdState<8>,
+    /// Read through [`Self::span_state`]: a hex span id is kept as found and decoded
+    /// only when asked for (no policy reads it; only annotation and reports do).
+    span_id: IdState<8>,
+    span_hex: Option<[u8; 16]>,
     pub level: LevelState,
     pub duration: DurationState,
     trace_rank: u8,
@@ -75,6 +78,7 @@ impl Extracted {
         Extracted {
             trace_id: IdState::Absent,
             span_id: IdState::Absent,
+            span_hex: None,
             level: LevelState::Absent,
             duration: DurationState::Absent,
             trace_rank: NONE,
@@ -89,6 +93,7 @@ impl Extracted {
     pub(crate) fn reset(&mut self) {
         self.trace_id = IdState::Absent;
         self.span_id = IdState::Absent;
+        self.span_hex = None;
         self.level = LevelState::Absent;
         self.duration = DurationState::Absent;
         self.trace_rank = NONE;
@@ -104,8 +109,21 @@ impl Extracted {
     pub fn trace_id(&self) -> Option<&TraceId> {
         self.trace_id.valid()
     }
-    pub fn span_id(&self) -> Option<&SpanId> {
-        self.span_id.valid()
+    pub fn span_id(&self) -> Option<SpanId> {
+        match self.span_state() {
+            IdState::Valid(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The span id as found: absent, valid, or why it is not.
+    pub fn span_state(&self) -> IdState<8> {
+        match &self.span_hex {
+            Some(raw) => match ids::span_from_hex(raw) {
+                Ok(s) => IdState::Valid(s),
+                Err(e) => IdState::Invalid(e),
+            },
+            None => self.span_id,
+        }
     }
     /// Index (in the table's `trace_id` list) of the alias that supplied the trace id.
     pub fn trace_source(&self) -> Option<usize> {
@@ -155,6 +173,7 @@ impl Extracted {
     #[cfg(feature = "msgpack")]
     pub(crate) fn set_span_state(&mut self, s: IdState<8>) {
         self.span_rank = 0;
+        self.span_hex = None;
         self.span_id = s;
     }
 
@@ -209,6 +228,7 @@ impl Extracted {
     #[inline(never)]
     fn set_span(&mut self, rank: u8, fmt: IdFormat, v: &Scalar<'_>) {
         self.span_rank = rank;
+        self.span_hex = None;
         self.span_id = match ids::parse_span(fmt, v) {
             Ok(s) => IdState::Valid(s),
             Err(e) => IdState::Invalid(e),
@@ -302,6 +322,13 @@ impl Extracted {
     #[inline(never)]
     fn span_hex(&mut self, rank: u8, raw: &[u8]) {
         self.span_rank = rank;
+        // Sixteen digits (nearly every span id) wait to be decoded; any other length
+        // is refused here, as the decoder would.
+        if let Ok(r) = <[u8; 16]>::try_from(raw) {
+            self.span_hex = Some(r);
+            return;
+        }
+        self.span_hex = None;
         self.span_id = match ids::span_from_hex(raw) {
             Ok(s) => IdState::Valid(s),
             Err(e) => IdState::Invalid(e),

@@ -128,6 +128,31 @@ pub(crate) fn hex_exact<const N: usize>(s: &[u8]) -> Result<[u8; N], IdError> {
     Ok(out)
 }
 
+/// Thirty-two hex digits, straight-line: [`hex_exact`] for `N = 16` without its loop
+/// and copies (every record's trace id is decoded inside the interpreter). `None`
+/// only if `s` is not 32 bytes long.
+#[inline(always)]
+fn hex32(s: &[u8]) -> Option<Result<TraceId, IdError>> {
+    let a: &[u8; 32] = s.try_into().ok()?;
+    let (w0, rest) = a.split_first_chunk::<8>()?;
+    let (w1, rest) = rest.split_first_chunk::<8>()?;
+    let (w2, w3) = rest.split_first_chunk::<8>()?;
+    let w3: &[u8; 8] = w3.try_into().ok()?;
+    let (v0, b0) = hex8(u64::from_le_bytes(*w0));
+    let (v1, b1) = hex8(u64::from_le_bytes(*w1));
+    let (v2, b2) = hex8(u64::from_le_bytes(*w2));
+    let (v3, b3) = hex8(u64::from_le_bytes(*w3));
+    if b0 | b1 | b2 | b3 != 0 {
+        return Some(Err(IdError::NotHex));
+    }
+    if v0 | v1 | v2 | v3 == 0 {
+        return Some(Err(IdError::AllZero));
+    }
+    let lo = u64::from(v0) | u64::from(v1) << 32;
+    let hi = u64::from(v2) | u64::from(v3) << 32;
+    Some(Ok((u128::from(lo) | u128::from(hi) << 64).to_le_bytes()))
+}
+
 /// Eight hex digits (the first in the low byte) → four bytes (the first in the low
 /// byte), and a non-zero mask if any digit is not hex. SWAR: no table, no branch.
 #[inline(always)]
@@ -155,7 +180,7 @@ fn hex8(w: u64) -> (u32, u64) {
 /// A hex trace id: 32 digits, or 16 (B3 64-bit, left-padded).
 pub fn trace_from_hex(s: &[u8]) -> Result<TraceId, IdError> {
     match s.len() {
-        32 => hex_exact::<16>(s),
+        32 => hex32(s).unwrap_or(Err(IdError::WrongLength(32))),
         16 => {
             let low = hex_exact::<8>(s)?;
             let mut out = [0u8; 16];
@@ -321,6 +346,26 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The straight-line 32-digit decoder answers as the general one, on hex in
+        /// both cases, all-zero ids and any byte in any place.
+        #[test]
+        fn hex32_is_hex_exact(
+            digits in prop::collection::vec(prop::sample::select(b"0123456789abcdefABCDEF0".to_vec()), 32),
+            zero in any::<bool>(),
+            flip in prop::option::of((0usize..32, any::<u8>())),
+        ) {
+            let mut s = if zero { vec![b'0'; 32] } else { digits };
+            if let Some((i, c)) = flip {
+                s[i] = c;
+            }
+            prop_assert_eq!(hex32(&s), Some(hex_exact::<16>(&s)));
+            prop_assert_eq!(trace_from_hex(&s), hex_exact::<16>(&s));
+        }
+    }
+
     #[test]
     fn swar_hex_agrees_with_the_table_on_every_byte() {
         for c in 0..=255u8 {

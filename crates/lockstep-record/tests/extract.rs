@@ -37,7 +37,7 @@ struct Summary {
 fn summary(e: &Extracted) -> Summary {
     Summary {
         trace: e.trace_id,
-        span: e.span_id,
+        span: e.span_state(),
         level: e.level,
         duration: e.duration,
         sources: [

@@ -201,7 +201,7 @@ impl Check {
         }
         let e = engine.extracted();
         bump(&mut self.trace, id_state(&e.trace_id));
-        bump(&mut self.span, id_state(&e.span_id));
+        bump(&mut self.span, id_state(&e.span_state()));
         let level = match e.level {
             LevelState::Known(_) => "known".to_string(),
             LevelState::Absent => "absent".into(),

@@ -211,64 +211,77 @@ fn load_filter() -> Filter {
 /// Bump arena behind the exported malloc/free. Blocks never move (a pointer stays valid
 /// until freed); when the outstanding count returns to zero the arena resets, keeping
 /// its largest block.
+///
+/// The host calls `malloc` twice and `free` twice per record (tag and record), inside
+/// the interpreter, so the fast paths are written for instruction count: the current
+/// block is kept as plain addresses (`next`, `end`), an allocation is one compare, an
+/// add and a mask, a free a decrement and a compare. No `Vec` is touched on either.
 struct Arena {
     blocks: Vec<Vec<u64>>,
-    /// Words used in the last block, and its length (cached: the fast path of `alloc`
-    /// then touches no `Vec` header).
-    used: usize,
-    cap: usize,
+    /// Address of the last block's first byte, of its next free byte, and of its end
+    /// minus 8 (the slack the rounding below may use). All 0 before the first block.
+    start: usize,
+    next: usize,
+    end: usize,
     outstanding: usize,
 }
 
 impl Arena {
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, size: usize) -> *mut u8 {
-        let words = size.div_ceil(8).max(1);
-        if self.cap - self.used < words && !self.grow(words) {
-            return std::ptr::null_mut();
+        // `>=`: a block with no room left (or none yet) takes the slow path even for
+        // size 0, so a returned pointer is never null and never past a block.
+        if size >= self.end - self.next {
+            return self.alloc_slow(size);
         }
-        let Some(block) = self.blocks.last_mut() else {
-            return std::ptr::null_mut();
-        };
-        let Some(rest) = block.get_mut(self.used..) else {
-            return std::ptr::null_mut();
-        };
-        let p = rest.as_mut_ptr().cast::<u8>();
-        self.used += words;
+        let p = self.next;
+        // At least one byte further, 8-aligned: distinct pointers, aligned for any
+        // type. `p + size < end`, so this ends at most at the block's real end.
+        self.next = (p + size + 8) & !7;
         self.outstanding += 1;
-        p
+        p as *mut u8
     }
 
-    /// A new last block with room for `words`. False when memory is exhausted.
     #[inline(never)]
-    fn grow(&mut self, words: usize) -> bool {
-        let cap = words.max(8 * 1024).max(self.cap);
+    fn alloc_slow(&mut self, size: usize) -> *mut u8 {
+        let Some(words) = size.checked_add(16).map(|b| b / 8) else {
+            return std::ptr::null_mut();
+        };
+        let cap = words.max(8 * 1024).max(self.blocks.last().map_or(0, Vec::len));
         if self.blocks.try_reserve(1).is_err() {
-            return false;
+            return std::ptr::null_mut();
         }
         let mut b: Vec<u64> = Vec::new();
         if b.try_reserve_exact(cap).is_err() {
-            return false;
+            return std::ptr::null_mut();
         }
         b.resize(cap, 0);
+        self.start = b.as_mut_ptr() as usize;
+        self.next = self.start;
+        self.end = self.start + cap * 8 - 8;
+        // The block's heap buffer does not move when the Vec value moves into `blocks`.
         self.blocks.push(b);
-        self.used = 0;
-        self.cap = cap;
-        true
+        self.alloc(size)
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&mut self) {
         self.outstanding = self.outstanding.saturating_sub(1);
         if self.outstanding == 0 {
-            if self.blocks.len() > 1 {
-                self.keep_last_block();
-            }
-            self.used = 0;
+            self.reset();
         }
     }
 
-    /// Keeps only the largest (the last) block.
+    /// Nothing is outstanding: the next allocation starts at the last (largest)
+    /// block's beginning; older blocks are released.
+    #[inline(always)]
+    fn reset(&mut self) {
+        if self.blocks.len() > 1 {
+            self.keep_last_block();
+        }
+        self.next = self.start;
+    }
+
     #[inline(never)]
     fn keep_last_block(&mut self) {
         let last = self.blocks.pop();
@@ -292,8 +305,9 @@ unsafe impl Sync for Global {}
 static STATE: Global = Global(UnsafeCell::new(State {
     arena: Arena {
         blocks: Vec::new(),
-        used: 0,
-        cap: 0,
+        start: 0,
+        next: 0,
+        end: 0,
         outstanding: 0,
     },
     filter: None,

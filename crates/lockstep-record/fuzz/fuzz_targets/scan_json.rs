@@ -12,7 +12,7 @@ fn summary(e: &Extracted) -> String {
     format!(
         "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?}",
         e.trace_id,
-        e.span_id,
+        e.span_state(),
         e.level,
         e.duration,
         e.trace_source(),
