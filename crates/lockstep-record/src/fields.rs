@@ -504,6 +504,17 @@ impl TopTable {
         self.get_word(first_word(key), key)
     }
 
+    /// The table as plain values, for a loop that probes it once per member (read
+    /// through `&self`, its length and shift would be loaded again for every probe).
+    #[inline(always)]
+    pub(crate) fn view(&self) -> TopView<'_> {
+        TopView {
+            slots: &self.slots,
+            mask: self.slots.len().wrapping_sub(1),
+            shift: self.shift,
+        }
+    }
+
     /// `w0`: [`first_word`] of `key`.
     #[inline(always)]
     pub(crate) fn get_word(&self, w0: u64, key: &[u8]) -> (usize, u128) {
@@ -526,6 +537,36 @@ impl TopTable {
                 if rest_equal {
                     return (s.leaf, s.desc);
                 }
+            }
+            h += 1;
+        }
+    }
+}
+
+/// [`TopTable::view`].
+#[derive(Clone, Copy)]
+pub(crate) struct TopView<'a> {
+    slots: &'a [TopSlot],
+    mask: usize,
+    shift: u32,
+}
+
+impl TopView<'_> {
+    /// [`TopTable::get_word`] for a key of at most eight bytes, given as its word
+    /// (`w0`, zero above `len` bytes): the word is the whole key, so no bytes are
+    /// compared.
+    #[inline(always)]
+    pub(crate) fn get_short(self, w0: u64, len: usize) -> (usize, u128) {
+        let mut h = slot_hash(w0, len, self.shift);
+        loop {
+            let Some(s) = self.slots.get(h & self.mask) else {
+                return (usize::MAX, 0);
+            };
+            if s.len == EMPTY_SLOT {
+                return (usize::MAX, 0);
+            }
+            if s.w0 == w0 && s.len as usize == len {
+                return (s.leaf, s.desc);
             }
             h += 1;
         }

@@ -217,6 +217,22 @@ pub(crate) fn from_word(t: &[u8]) -> Option<Level> {
     if t.is_empty() || t.len() > 16 {
         return None;
     }
+    if t.len() <= 8 {
+        // Nearly every level word: one hashed probe of a 128-slot table instead of a
+        // binary search over 128-bit keys (~240 instructions in the interpreter).
+        let key = lower8(crate::fields::first_word(t));
+        let mut h = short_slot(key);
+        loop {
+            let (k, l) = SHORT_WORDS[h & (SHORT_SLOTS - 1)];
+            if k == key {
+                return l;
+            }
+            if k == 0 {
+                return None;
+            }
+            h += 1;
+        }
+    }
     let mut buf = [0u8; 16];
     buf[..t.len()].copy_from_slice(t);
     let packed = u128::from_le_bytes(buf);
@@ -249,6 +265,33 @@ const fn pack(w: &str) -> u128 {
     }
     u128::from_le_bytes(buf)
 }
+
+const SHORT_SLOTS: usize = 128;
+
+#[inline(always)]
+const fn short_slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize
+}
+
+/// The [`WORDS`] of at most eight bytes, packed into a word, in an open-addressed table
+/// (a zero key marks an empty slot; no word packs to zero).
+const SHORT_WORDS: [(u64, Option<Level>); SHORT_SLOTS] = {
+    let mut out = [(0u64, None); SHORT_SLOTS];
+    let mut i = 0;
+    while i < WORDS.len() {
+        let b = WORDS[i].0.as_bytes();
+        if b.len() <= 8 {
+            let key = pack(WORDS[i].0) as u64;
+            let mut h = short_slot(key);
+            while out[h % SHORT_SLOTS].0 != 0 {
+                h += 1;
+            }
+            out[h % SHORT_SLOTS] = (key, Some(WORDS[i].1));
+        }
+        i += 1;
+    }
+    out
+};
 
 /// [`WORDS`] packed, sorted by the packed value (binary search).
 const PACKED_WORDS: [(u128, Level); WORDS.len()] = {

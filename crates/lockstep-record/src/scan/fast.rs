@@ -30,8 +30,10 @@ use crate::{Extracted, MAX_DEPTH};
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// What the scan saw that the caller must act on.
-#[derive(Default)]
+/// What the scan saw that the caller must act on. Kept in locals of the member loop:
+/// the out-of-line helpers return theirs instead of writing through a reference, which
+/// would put these in linear memory, loaded and stored for every string.
+#[derive(Default, Clone, Copy)]
 struct Flags {
     /// A token of the host's that JSON does not allow (the text must not be echoed).
     host: bool,
@@ -171,7 +173,7 @@ fn literal(b: &[u8], i: usize) -> Option<(usize, crate::Scalar<'static>)> {
 /// A value that is not a string, number or container, at `i` (`true`, `false`,
 /// `null`, or the host's `nan`/`inf` forms): the reference reads it.
 #[inline(never)]
-fn other_scalar(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
+fn other_scalar(b: &[u8], i: usize) -> R<(usize, bool)> {
     let mut sc = Scanner::new(b, i, true);
     let r = match sc.peek() {
         Some(b't') => sc.literal(b"true"),
@@ -186,16 +188,15 @@ fn other_scalar(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
         Some(_) => err(i, "unexpected character"),
         None => err(i, "unexpected end"),
     };
-    f.host |= sc.host_tokens;
-    r.map(|()| sc.i)
+    r.map(|()| (sc.i, sc.host_tokens))
 }
 
-/// A bare key of the host's (a non-string map key, unquoted) at `i`: its end.
+/// A bare key of the host's (a non-string map key, unquoted) at `i`: its end (the
+/// caller notes the host token).
 #[inline(never)]
-fn bare_key(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
+fn bare_key(b: &[u8], i: usize) -> R<usize> {
     let mut sc = Scanner::new(b, i, true);
     if sc.host_bare_key() {
-        f.host = true;
         Ok(sc.i)
     } else {
         err(i, "expected a key")
@@ -209,16 +210,25 @@ fn scalar_end(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
         b'"' => string_end(b, i, i + 1, f).map(|(e, _)| e + 1),
         b'-' | b'0'..=b'9' => match number_end(b, i) {
             Some(e) => Ok(e),
-            None => other_scalar(b, i, f),
+            None => other_scalar_flag(b, i, f),
         },
-        _ => other_scalar(b, i, f),
+        _ => other_scalar_flag(b, i, f),
     }
+}
+
+#[inline(always)]
+fn other_scalar_flag(b: &[u8], i: usize, f: &mut Flags) -> R<usize> {
+    let (e, host) = other_scalar(b, i)?;
+    f.host |= host;
+    Ok(e)
 }
 
 /// Skips the object or array at `i` (nested at `depth`; the top-level object is 0),
 /// checking it as the reference's `skip` does, without recursion; returns its end.
 #[inline(never)]
-fn skip_container(b: &[u8], mut i: usize, depth: u32, f: &mut Flags) -> R<usize> {
+fn skip_container(b: &[u8], mut i: usize, depth: u32) -> R<(usize, Flags)> {
+    let mut flags = Flags::default();
+    let f = &mut flags;
     if depth >= MAX_DEPTH {
         return err(i, "nested too deep");
     }
@@ -237,7 +247,7 @@ fn skip_container(b: &[u8], mut i: usize, depth: u32, f: &mut Flags) -> R<usize>
             // An empty container: a finished value of the level above.
             i += 1;
             if level == 0 {
-                return Ok(i);
+                return Ok((i, flags));
             }
             level -= 1;
         } else {
@@ -245,7 +255,8 @@ fn skip_container(b: &[u8], mut i: usize, depth: u32, f: &mut Flags) -> R<usize>
                 i = if at(b, i) == b'"' {
                     string_end(b, i, i + 1, f)?.0 + 1
                 } else {
-                    bare_key(b, i, f)?
+                    f.host = true;
+                    bare_key(b, i)?
                 };
                 i = ws(b, i);
                 if at(b, i) != b':' {
@@ -297,11 +308,20 @@ fn skip_container(b: &[u8], mut i: usize, depth: u32, f: &mut Flags) -> R<usize>
             }
             i += 1;
             if level == 0 {
-                return Ok(i);
+                return Ok((i, flags));
             }
             level -= 1;
         }
     }
+}
+
+/// [`skip_container`], its flags merged into `f`.
+#[inline(always)]
+fn skip_container_flag(b: &[u8], i: usize, depth: u32, f: &mut Flags) -> R<usize> {
+    let (e, g) = skip_container(b, i, depth)?;
+    f.host |= g.host;
+    f.non_ascii |= g.non_ascii;
+    Ok(e)
 }
 
 /// A string value of a matched key (its body starts at `start`). An ASCII string
@@ -344,12 +364,10 @@ fn matched_other(
     sink: &mut Sink<'_>,
     (leaf, desc, key_len): (usize, u128, usize),
     nested: &mut Vec<u8>,
-    f: &mut Flags,
-) -> R<usize> {
+) -> R<(usize, bool)> {
     let mut sc = Scanner::new(b, i, true);
     let r = member_value(&mut sc, sink, leaf, desc, key_len + 1, 0, Some(nested));
-    f.host |= sc.host_tokens;
-    r.map(|()| sc.i)
+    r.map(|()| (sc.i, sc.host_tokens))
 }
 
 /// The top-level object, whose `{` is at `i`: returns its end.
@@ -366,13 +384,16 @@ fn object_fast(
         return Ok(i + 1);
     }
     let top = &sink.m.top;
+    let short = top.view();
     // White space is looked for only where the expected byte is not found: Fluent Bit
     // writes none, and every check is an instruction or two in the interpreter.
     loop {
-        if at(b, i) != b'"' {
+        let mut c = at(b, i);
+        if c != b'"' {
             i = ws(b, i);
+            c = at(b, i);
         }
-        let (leaf, desc, key_len) = if at(b, i) == b'"' {
+        let (leaf, desc, key_len) = if c == b'"' {
             let start = i + 1;
             // The key's first word: both the start of the closing-quote scan and the
             // matcher's probe.
@@ -382,7 +403,8 @@ fn object_fast(
             if m != 0 && at(b, start + first) == b'"' {
                 // A short key, no escape: the common case.
                 i = start + first + 1;
-                let (l, d) = top.get_word(low_bytes(w, first), &b[start..start + first]);
+                // `first` < 8: the bytes below the quote are the whole key.
+                let (l, d) = short.get_short(w & !u64::MAX.wrapping_shl(8 * first as u32), first);
                 (l, d, first)
             } else {
                 // No special byte among the first eight: go on after them.
@@ -401,7 +423,8 @@ fn object_fast(
                 }
             }
         } else {
-            i = bare_key(b, i, f)?;
+            f.host = true;
+            i = bare_key(b, i)?;
             (usize::MAX, 0, 0)
         };
         if at(b, i) != b':' {
@@ -417,9 +440,13 @@ fn object_fast(
             c = at(b, i);
         }
         i = if leaf == usize::MAX && desc == 0 {
-            match c {
-                b'{' | b'[' => skip_container(b, i, 1, f)?,
-                _ => scalar_end(b, i, f)?,
+            // Unwanted: a string (most of them) is skipped without another dispatch.
+            if c == b'"' {
+                string_end(b, i, i + 1, f)?.0 + 1
+            } else if c == b'{' || c == b'[' {
+                skip_container_flag(b, i, 1, f)?
+            } else {
+                scalar_end(b, i, f)?
             }
         } else if leaf != usize::MAX && c == b'"' {
             matched_string(b, i + 1, sink, leaf, nested, f)?
@@ -435,7 +462,9 @@ fn object_fast(
             sink.out.on_value(&sink.m.actions[leaf], &v);
             e
         } else {
-            matched_other(b, i, sink, (leaf, desc, key_len), nested, f)?
+            let (e, host) = matched_other(b, i, sink, (leaf, desc, key_len), nested)?;
+            f.host |= host;
+            e
         };
         let mut c = at(b, i);
         if c <= b' ' {
