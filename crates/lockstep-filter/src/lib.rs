@@ -20,7 +20,7 @@
 pub use lockstep_policy::{compile_policy, Format, Policy};
 use lockstep_policy::{Engine, Reason};
 use lockstep_record::ids::hex_into;
-use lockstep_record::{DurationState, LevelState, TraceId};
+use lockstep_record::{DurationState, LevelState};
 
 /// What to return to the host.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,12 +48,20 @@ pub struct Stats {
     pub rewritten: u64,
 }
 
-/// Recently kept trace ids. Direct-mapped: a newer id may evict an older one that hashes
-/// to the same slot; nothing else is ever lost or grown.
+/// Recently kept trace ids, by [`Extracted::trace_key`] (the id's hex digits, so a line
+/// is looked up without decoding its id). Direct-mapped: a newer id may evict an older
+/// one that hashes to the same slot; nothing else is ever lost or grown.
+///
+/// [`Extracted::trace_key`]: lockstep_record::Extracted::trace_key
 #[derive(Debug, Clone)]
 pub struct TraceMemory {
-    slots: Vec<TraceId>,
+    slots: Vec<TraceKey>,
+    /// 64 − log2(slots): a slot is the hash's top bits.
+    shift: u32,
 }
+
+/// [`lockstep_record::Extracted::trace_key`].
+pub type TraceKey = [u64; 4];
 
 impl TraceMemory {
     pub fn new(size: usize) -> Self {
@@ -63,26 +71,26 @@ impl TraceMemory {
             size.next_power_of_two()
         };
         TraceMemory {
-            slots: vec![[0; 16]; n],
+            // An all-zero key is no id's: hex digits are never zero bytes.
+            slots: vec![[0; 4]; n],
+            shift: 64 - n.max(1).trailing_zeros(),
         }
     }
-    fn slot(&self, t: &TraceId) -> usize {
-        // Trace ids are random; mix both halves so B3 64-bit ids (high half zero) spread too.
-        let mut a = [0u8; 8];
-        let mut b = [0u8; 8];
-        a.copy_from_slice(&t[..8]);
-        b.copy_from_slice(&t[8..]);
-        let h = (u64::from_le_bytes(a) ^ u64::from_le_bytes(b).rotate_left(17))
+    fn slot(&self, t: &TraceKey) -> usize {
+        // Hex digits carry four bits a byte: every word goes in (B3 64-bit ids have a
+        // high half of zeros), and the slot is taken from the product's high bits.
+        let h = (t[0] ^ t[1].rotate_left(16) ^ t[2].rotate_left(32) ^ t[3].rotate_left(48))
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> 32) as usize & (self.slots.len() - 1)
+        h.wrapping_shr(self.shift) as usize & (self.slots.len() - 1)
     }
-    pub fn insert(&mut self, t: &TraceId) {
+    /// Remembers a kept trace: `t` must be the key of a valid id.
+    pub fn insert(&mut self, t: &TraceKey) {
         if !self.slots.is_empty() {
             let i = self.slot(t);
             self.slots[i] = *t;
         }
     }
-    pub fn contains(&self, t: &TraceId) -> bool {
+    pub fn contains(&self, t: &TraceKey) -> bool {
         !self.slots.is_empty() && self.slots[self.slot(t)] == *t
     }
     pub fn capacity(&self) -> usize {
@@ -177,12 +185,14 @@ impl Filter {
             };
         }
         let e = engine.extracted();
-        let trace = e.trace_id().copied();
         let mut by_memory = false;
-        if let Some(t) = &trace {
+        if let Some(t) = &e.trace_key() {
             let dropped_by_policy = !d.keep && matches!(d.reason, Reason::Policy(_));
             if d.keep {
-                self.memory.insert(t);
+                // Only a valid id is remembered (a key alone is not checked).
+                if e.trace_id().is_some() {
+                    self.memory.insert(t);
+                }
             } else if !dropped_by_policy && self.memory.contains(t) {
                 d.keep = true;
                 by_memory = true;
@@ -357,7 +367,7 @@ fn annotate(out: &mut Vec<u8>, record: &[u8], e: &lockstep_record::Extracted, re
     if let Some(t) = e.trace_id() {
         field(out, "trace_id");
         let mut h = [0u8; 32];
-        hex_into(t, &mut h);
+        hex_into(&t, &mut h);
         push_json_str(out, &h);
     }
     if let Some(s) = e.span_id() {
@@ -566,15 +576,50 @@ mod tests {
         }
     }
 
+    /// The memory keys on the id's digits, not its decoded bytes: the same trace is found
+    /// whatever case or form its lines write the id in, and an id that is not valid is
+    /// never remembered, even when its line is kept.
+    #[test]
+    fn memory_finds_a_trace_in_any_case_or_form_and_never_an_invalid_id() {
+        let mut f = Filter::new(Policy::default_policy());
+        let upper = T.to_ascii_uppercase();
+        let kept = format!(r#"{{"trace_id":"{upper}","level":"error"}}"#);
+        assert_eq!(f.process(kept.as_bytes()), Outcome::KeepUnchanged);
+        let later = format!(r#"{{"trace_id":"{T}","level":"debug"}}"#);
+        assert_eq!(f.process(later.as_bytes()), Outcome::KeepUnchanged, "{later}");
+        assert_eq!(f.last_reason(), "kept_trace");
+        // A B3 64-bit id (16 digits) is the 32-digit id with its high half zero.
+        let low = "a3ce929d0e0e4736";
+        let kept = format!(r#"{{"trace_id":"0000000000000000{low}","level":"error"}}"#);
+        assert_eq!(f.process(kept.as_bytes()), Outcome::KeepUnchanged);
+        let later = format!(r#"{{"trace_id":"{}","level":"debug"}}"#, low.to_ascii_uppercase());
+        assert_eq!(f.process(later.as_bytes()), Outcome::KeepUnchanged, "{later}");
+        assert_eq!(f.last_reason(), "kept_trace");
+        // Not hex, and all zeros: kept by their level, never remembered.
+        for bad in ["zz".repeat(16), "0".repeat(32)] {
+            let kept = format!(r#"{{"trace_id":"{bad}","level":"error"}}"#);
+            assert_eq!(f.process(kept.as_bytes()), Outcome::KeepUnchanged);
+            let later = format!(r#"{{"trace_id":"{bad}","level":"debug"}}"#);
+            assert_eq!(f.process(later.as_bytes()), Outcome::Drop, "{later}");
+        }
+    }
+
     #[test]
     fn memory_is_bounded_and_direct_mapped() {
         let mut m = TraceMemory::new(1000);
         assert_eq!(m.capacity(), 1024);
-        let ids: Vec<TraceId> = (0..5000u64)
+        let ids: Vec<TraceKey> = (0..5000u64)
             .map(|i| {
                 let mut t = [0u8; 16];
                 t[8..].copy_from_slice(&(i + 1).wrapping_mul(0x9e3779b97f4a7c15).to_be_bytes());
-                t
+                let mut h = [0u8; 32];
+                hex_into(&t, &mut h);
+                let w = |k: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&h[k * 8..k * 8 + 8]);
+                    u64::from_le_bytes(b)
+                };
+                [w(0), w(1), w(2), w(3)]
             })
             .collect();
         for t in &ids {

@@ -6,7 +6,7 @@ use crate::sampling;
 use crate::trace::TraceFacts;
 use crate::PolicyError;
 use lockstep_record::{
-    Attr, DurationState, Extracted, Extractor, FieldTable, IdState, LevelState, Matcher, ScanError,
+    Attr, DurationState, Extracted, Extractor, FieldTable, LevelState, Matcher, ScanError,
 };
 
 /// A policy's verdict, as in the collector.
@@ -758,11 +758,8 @@ pub(crate) struct Line<'a>(pub(crate) &'a Extracted);
 
 impl Facts for Line<'_> {
     const NUMBERED: bool = false;
-    fn trace_id(&self) -> Option<&[u8; 16]> {
+    fn trace_id(&self) -> Option<[u8; 16]> {
         self.0.trace_id()
-    }
-    fn has_trace_id(&self) -> bool {
-        matches!(self.0.trace_id, IdState::Valid(_))
     }
     fn has_level(&self) -> bool {
         matches!(self.0.level, LevelState::Known(_))
@@ -862,7 +859,7 @@ impl Rule {
             },
             Rule::Probabilistic { salt, threshold } => e
                 .trace_id()
-                .is_some_and(|t| sampling::hash_trace_id(salt, t) <= *threshold),
+                .is_some_and(|t| sampling::hash_trace_id(salt, &t) <= *threshold),
             Rule::Str { .. } => self.str_match(e),
             Rule::Num { slot, min, max, .. } => e
                 .attr(*slot)
@@ -879,7 +876,7 @@ impl Rule {
             }
             Rule::And(_) | Rule::Not(_) | Rule::Drop(_) => false,
             Rule::FbProbabilistic { percentage } => {
-                sampling::fluent_bit_keep(e.trace_id(), *percentage)
+                sampling::fluent_bit_keep(e.trace_id().as_ref(), *percentage)
             }
             Rule::FbLatency { low, high } => match e.duration {
                 // Per span in Fluent Bit: each record's own duration; start > end (a
@@ -941,10 +938,10 @@ impl Rule {
             ),
             Rule::Probabilistic { salt, threshold } => {
                 let t = f.trace_id().ok_or(EvalError::NoTraceId)?;
-                sampled(sampling::hash_trace_id(salt, t) <= *threshold)
+                sampled(sampling::hash_trace_id(salt, &t) <= *threshold)
             }
             Rule::FbProbabilistic { percentage } => {
-                sampled(sampling::fluent_bit_keep(f.trace_id(), *percentage))
+                sampled(sampling::fluent_bit_keep(f.trace_id().as_ref(), *percentage))
             }
             Rule::Str { invert, .. } | Rule::Num { invert, .. } | Rule::Bool { invert, .. } => {
                 sampled(f.leaf(here, self) != *invert)

@@ -137,7 +137,7 @@ pub(crate) trait Facts {
     /// Whether `leaf` reads the leaf number (a line computes its matches instead): when
     /// not, the numbering is compiled out of the filter's per-record path.
     const NUMBERED: bool;
-    fn trace_id(&self) -> Option<&[u8; 16]>;
+    fn trace_id(&self) -> Option<[u8; 16]>;
     fn has_trace_id(&self) -> bool {
         self.trace_id().is_some()
     }

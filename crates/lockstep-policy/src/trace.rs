@@ -170,8 +170,8 @@ impl TraceFacts {
 
 impl Facts for TraceFacts {
     const NUMBERED: bool = true;
-    fn trace_id(&self) -> Option<&[u8; 16]> {
-        self.trace_id.as_ref()
+    fn trace_id(&self) -> Option<[u8; 16]> {
+        self.trace_id
     }
     fn has_level(&self) -> bool {
         self.flags & Self::LEVEL != 0

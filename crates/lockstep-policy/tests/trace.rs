@@ -245,7 +245,7 @@ proptest! {
         let p = policy(POLICIES[which]);
         let mut ex = p.extractor();
         let e = ex.extract_json(l.to_string().as_bytes()).unwrap();
-        let mut f = TraceFacts::new(e.trace_id().copied());
+        let mut f = TraceFacts::new(e.trace_id());
         p.observe(e, &mut f);
         prop_assert_eq!(p.decide_trace(&f), p.decide(e), "{}", l);
     }

@@ -58,7 +58,11 @@ impl Attr<'_> {
 /// What one record yielded. Reused between records: buffers keep their capacity.
 #[derive(Debug, Clone)]
 pub struct Extracted {
-    pub trace_id: IdState<16>,
+    /// Read through [`Self::trace_state`] / [`Self::trace_id`]: a 32-digit hex trace id
+    /// is kept as found and decoded only when asked for. Deciding most lines needs no
+    /// decoded id: the filter's kept-trace memory keys on [`Self::trace_key`].
+    trace_id: IdState<16>,
+    trace_hex: Option<[u8; 32]>,
     /// Read through [`Self::span_state`]: a hex span id is kept as found and decoded
     /// only when asked for (no policy reads it; only annotation and reports do).
     span_id: IdState<8>,
@@ -77,6 +81,7 @@ impl Extracted {
     pub(crate) fn new(n_attrs: usize) -> Self {
         Extracted {
             trace_id: IdState::Absent,
+            trace_hex: None,
             span_id: IdState::Absent,
             span_hex: None,
             level: LevelState::Absent,
@@ -92,6 +97,7 @@ impl Extracted {
 
     pub(crate) fn reset(&mut self) {
         self.trace_id = IdState::Absent;
+        self.trace_hex = None;
         self.span_id = IdState::Absent;
         self.span_hex = None;
         self.level = LevelState::Absent;
@@ -106,8 +112,44 @@ impl Extracted {
         }
     }
 
-    pub fn trace_id(&self) -> Option<&TraceId> {
-        self.trace_id.valid()
+    pub fn trace_id(&self) -> Option<TraceId> {
+        match self.trace_state() {
+            IdState::Valid(t) => Some(t),
+            _ => None,
+        }
+    }
+    /// The trace id as found: absent, valid, or why it is not.
+    pub fn trace_state(&self) -> IdState<16> {
+        match &self.trace_hex {
+            Some(raw) => match ids::trace_from_hex(raw) {
+                Ok(t) => IdState::Valid(t),
+                Err(e) => IdState::Invalid(e),
+            },
+            None => self.trace_id,
+        }
+    }
+    /// A key for the trace id without decoding it: its 32 hex digits in lower case, as
+    /// four words. Equal ids have equal keys, whatever form they were written in. An id
+    /// that is not valid may still have a key (a 32-character text is not checked), but
+    /// that key never equals a valid id's: folding the case maps only hex digits onto
+    /// hex digits (a JSON string holds no control byte). `None` when no id was found or
+    /// a decoded one was not valid.
+    pub fn trace_key(&self) -> Option<[u64; 4]> {
+        const CASE: u64 = 0x2020_2020_2020_2020;
+        let text = match &self.trace_hex {
+            Some(raw) => *raw,
+            None => {
+                let t = self.trace_id.valid()?;
+                let mut h = [0u8; 32];
+                ids::hex_into(t, &mut h);
+                h
+            }
+        };
+        let (a, rest) = text.split_first_chunk::<8>()?;
+        let (b, rest) = rest.split_first_chunk::<8>()?;
+        let (c, d) = rest.split_first_chunk::<8>()?;
+        let d: &[u8; 8] = d.try_into().ok()?;
+        Some([a, b, c, d].map(|w| u64::from_le_bytes(*w) | CASE))
     }
     pub fn span_id(&self) -> Option<SpanId> {
         match self.span_state() {
@@ -166,6 +208,7 @@ impl Extracted {
     #[cfg(feature = "msgpack")]
     pub(crate) fn set_trace_state(&mut self, s: IdState<16>) {
         self.trace_rank = 0;
+        self.trace_hex = None;
         self.trace_id = s;
     }
 
@@ -219,6 +262,7 @@ impl Extracted {
     #[inline(never)]
     fn set_trace(&mut self, rank: u8, fmt: IdFormat, v: &Scalar<'_>) {
         self.trace_rank = rank;
+        self.trace_hex = None;
         self.trace_id = match ids::parse_trace(fmt, v) {
             Ok((t, _)) => IdState::Valid(t),
             Err(e) => IdState::Invalid(e),
@@ -313,6 +357,12 @@ impl Extracted {
     #[inline(never)]
     fn trace_hex(&mut self, rank: u8, raw: &[u8]) {
         self.trace_rank = rank;
+        // Thirty-two digits (nearly every trace id) wait to be decoded.
+        if let Ok(r) = <[u8; 32]>::try_from(raw) {
+            self.trace_hex = Some(r);
+            return;
+        }
+        self.trace_hex = None;
         self.trace_id = match ids::trace_from_hex(raw) {
             Ok(t) => IdState::Valid(t),
             Err(e) => IdState::Invalid(e),

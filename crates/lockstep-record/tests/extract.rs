@@ -36,7 +36,7 @@ struct Summary {
 
 fn summary(e: &Extracted) -> Summary {
     Summary {
-        trace: e.trace_id,
+        trace: e.trace_state(),
         span: e.span_state(),
         level: e.level,
         duration: e.duration,

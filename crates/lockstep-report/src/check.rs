@@ -200,7 +200,7 @@ impl Check {
             return;
         }
         let e = engine.extracted();
-        bump(&mut self.trace, id_state(&e.trace_id));
+        bump(&mut self.trace, id_state(&e.trace_state()));
         bump(&mut self.span, id_state(&e.span_state()));
         let level = match e.level {
             LevelState::Known(_) => "known".to_string(),

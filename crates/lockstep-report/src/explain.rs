@@ -36,7 +36,7 @@ pub fn round_ms(ms: f64) -> f64 {
 /// `level`, `duration_ms` (null when absent; `*_invalid`/`level_unknown` say why not).
 pub fn describe(e: &Extracted) -> Map<String, Value> {
     let mut m = Map::new();
-    id_fields(&mut m, "trace_id", &e.trace_id);
+    id_fields(&mut m, "trace_id", &e.trace_state());
     id_fields(&mut m, "span_id", &e.span_state());
     match e.level {
         LevelState::Known(l) => m.insert("level".into(), json!(l.as_str())),

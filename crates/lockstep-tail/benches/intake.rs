@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
                 ex.merge_otlp_metadata(r.event.metadata);
                 let e = ex.last();
                 now += 1;
-                if let Some(t) = e.trace_id().copied() {
+                if let Some(t) = e.trace_id() {
                     let mut f = TraceFacts::new(Some(t));
                     policy.observe(e, &mut f);
                     if let Admit::Wait { .. } = table.admit(&t, now) {

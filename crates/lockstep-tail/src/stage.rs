@@ -538,12 +538,12 @@ impl<'t> Intake<'_, 't> {
         if self.busy {
             // Refused already: only which traces the chunk holds matters now.
             if let Some(t) = e.trace_id() {
-                self.busy_ids.push(*t);
+                self.busy_ids.push(t);
             }
             return false;
         }
         let tag = self.tag.as_bytes();
-        let Some(t) = e.trace_id().copied() else {
+        let Some(t) = e.trace_id() else {
             let d = sh.policy.decide(e);
             if !d.keep {
                 self.counts.dropped_alone += 1;

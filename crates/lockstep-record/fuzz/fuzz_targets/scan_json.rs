@@ -11,7 +11,7 @@ use lockstep_record::{Extracted, Extractor, FieldTable, Matcher};
 fn summary(e: &Extracted) -> String {
     format!(
         "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?}",
-        e.trace_id,
+        e.trace_state(),
         e.span_state(),
         e.level,
         e.duration,

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         ex.extract_msgpack(r.event.body);
         ex.merge_otlp_metadata(r.event.metadata);
         let e = ex.last();
-        let Some(t) = e.trace_id().copied() else {
+        let Some(t) = e.trace_id() else {
             let _ = policy.decide(e);
             continue;
         };
