@@ -586,14 +586,25 @@ mod tests {
         let kept = format!(r#"{{"trace_id":"{upper}","level":"error"}}"#);
         assert_eq!(f.process(kept.as_bytes()), Outcome::KeepUnchanged);
         let later = format!(r#"{{"trace_id":"{T}","level":"debug"}}"#);
-        assert_eq!(f.process(later.as_bytes()), Outcome::KeepUnchanged, "{later}");
+        assert_eq!(
+            f.process(later.as_bytes()),
+            Outcome::KeepUnchanged,
+            "{later}"
+        );
         assert_eq!(f.last_reason(), "kept_trace");
         // A B3 64-bit id (16 digits) is the 32-digit id with its high half zero.
         let low = "a3ce929d0e0e4736";
         let kept = format!(r#"{{"trace_id":"0000000000000000{low}","level":"error"}}"#);
         assert_eq!(f.process(kept.as_bytes()), Outcome::KeepUnchanged);
-        let later = format!(r#"{{"trace_id":"{}","level":"debug"}}"#, low.to_ascii_uppercase());
-        assert_eq!(f.process(later.as_bytes()), Outcome::KeepUnchanged, "{later}");
+        let later = format!(
+            r#"{{"trace_id":"{}","level":"debug"}}"#,
+            low.to_ascii_uppercase()
+        );
+        assert_eq!(
+            f.process(later.as_bytes()),
+            Outcome::KeepUnchanged,
+            "{later}"
+        );
         assert_eq!(f.last_reason(), "kept_trace");
         // Not hex, and all zeros: kept by their level, never remembered.
         for bad in ["zz".repeat(16), "0".repeat(32)] {

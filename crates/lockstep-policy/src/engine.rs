@@ -825,22 +825,22 @@ impl Rule {
         };
         let mut buf = [0u8; 40];
         let a = e.attr(*slot);
-                match scalar_text(&a, &mut buf) {
-                    None => false,
-                    Some(text) => {
-                        #[cfg(feature = "regex")]
-                        if let Rule::Str {
-                            regex: Some(rs), ..
-                        } = self
-                        {
-                            rs.iter().any(|r| r.is_match(text))
-                        } else {
-                            values.iter().any(|v| v == text)
-                        }
-                        #[cfg(not(feature = "regex"))]
-                        values.iter().any(|v| v == text)
-                    }
+        match scalar_text(&a, &mut buf) {
+            None => false,
+            Some(text) => {
+                #[cfg(feature = "regex")]
+                if let Rule::Str {
+                    regex: Some(rs), ..
+                } = self
+                {
+                    rs.iter().any(|r| r.is_match(text))
+                } else {
+                    values.iter().any(|v| v == text)
                 }
+                #[cfg(not(feature = "regex"))]
+                values.iter().any(|v| v == text)
+            }
+        }
     }
 
     /// Whether one line matches this leaf, before `invert_match` (`latency` and the
@@ -940,9 +940,10 @@ impl Rule {
                 let t = f.trace_id().ok_or(EvalError::NoTraceId)?;
                 sampled(sampling::hash_trace_id(salt, &t) <= *threshold)
             }
-            Rule::FbProbabilistic { percentage } => {
-                sampled(sampling::fluent_bit_keep(f.trace_id().as_ref(), *percentage))
-            }
+            Rule::FbProbabilistic { percentage } => sampled(sampling::fluent_bit_keep(
+                f.trace_id().as_ref(),
+                *percentage,
+            )),
             Rule::Str { invert, .. } | Rule::Num { invert, .. } | Rule::Bool { invert, .. } => {
                 sampled(f.leaf(here, self) != *invert)
             }
@@ -1057,7 +1058,9 @@ mod line_leaves_tests {
 
     fn record() -> impl Strategy<Value = serde_json::Value> {
         (
-            prop::option::of(prop::sample::select(vec!["error", "ERR", "info", "debug", "bogus"])),
+            prop::option::of(prop::sample::select(vec![
+                "error", "ERR", "info", "debug", "bogus",
+            ])),
             prop::option::of(0u32..400),
             prop::option::of(prop::sample::select(vec!["POST", "GET"])),
             prop::option::of(prop::sample::select(vec!["/health", "/api"])),

@@ -808,7 +808,8 @@ mod tests {
             let m = special_mask(u64::from_le_bytes(w));
             (m != 0).then(|| (m.trailing_zeros() / 8) as usize)
         }
-        const ALPHABET: &[u8] = b"\"\\\x00\x01\x1f\x20\x21\x22\x23\x5b\x5c\x5d\x7e\x7f\x80\x81\xa0\xdc\xfe\xffaZ09";
+        const ALPHABET: &[u8] =
+            b"\"\\\x00\x01\x1f\x20\x21\x22\x23\x5b\x5c\x5d\x7e\x7f\x80\x81\xa0\xdc\xfe\xffaZ09";
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..200_000 {
             let mut w = [0u8; 8];

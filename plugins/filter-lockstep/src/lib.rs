@@ -247,7 +247,9 @@ impl Arena {
         let Some(words) = size.checked_add(16).map(|b| b / 8) else {
             return std::ptr::null_mut();
         };
-        let cap = words.max(8 * 1024).max(self.blocks.last().map_or(0, Vec::len));
+        let cap = words
+            .max(8 * 1024)
+            .max(self.blocks.last().map_or(0, Vec::len));
         if self.blocks.try_reserve(1).is_err() {
             return std::ptr::null_mut();
         }
