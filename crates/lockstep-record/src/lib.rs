@@ -31,7 +31,10 @@
 //!
 //! Invariants:
 //! - Ids are never guessed: all-zero, wrong-length, non-hex, malformed forms are
-//!   reported as [`IdError`], never repaired.
+//!   reported as [`IdError`], never repaired. A hex trace id (32 digits) or span id (16)
+//!   is kept as found and decoded when read ([`Extracted::trace_state`],
+//!   [`Extracted::span_state`]): the answer is the same, only its cost moves to the
+//!   readers that need it; [`Extracted::trace_key`] names a trace without decoding.
 //! - Within a role, the first alias in the table that is present wins; `null` and `""`
 //!   are absent. A repeated key: the last occurrence wins (as serde_json).
 //! - Both paths visit keys in document order and feed the same sink, so they agree on
