@@ -397,7 +397,7 @@ fn malformed_empty_and_oversized_bodies() {
         matches!(out, Outcome::Rejected { status: 400, .. }),
         "{out:?}"
     );
-    let empty = encode_protobuf_snappy(&[]).unwrap();
+    let empty = encode_protobuf_snappy::<lockstep_loki::Stream>(&[]).unwrap();
     let out = c.push_body(&empty);
     assert!(
         matches!(out, Outcome::Rejected { status: 422, .. }),

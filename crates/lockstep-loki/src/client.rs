@@ -8,8 +8,8 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::classify::{Outcome, RetryCause};
-use crate::encode::{encode_json, encode_protobuf_snappy};
-use crate::model::Stream;
+use crate::encode::{encode_json, encode_protobuf_snappy_with, EncodeScratch};
+use crate::model::{Stream, StreamView};
 use crate::{LokiError, TransportError, TransportKind};
 
 /// Bytes of a response body read at most.
@@ -341,9 +341,19 @@ impl LokiClient {
     }
 
     /// Encode `streams` with the configured encoding.
-    pub fn encode(&self, streams: &[Stream]) -> Result<Vec<u8>, LokiError> {
+    pub fn encode<S: StreamView>(&self, streams: &[S]) -> Result<Vec<u8>, LokiError> {
+        self.encode_with(streams, &mut EncodeScratch::default())
+    }
+
+    /// [`LokiClient::encode`] with buffers kept in `scratch` from body to body: the same
+    /// bytes.
+    pub fn encode_with<S: StreamView>(
+        &self,
+        streams: &[S],
+        scratch: &mut EncodeScratch,
+    ) -> Result<Vec<u8>, LokiError> {
         match self.cfg.encoding {
-            Encoding::ProtobufSnappy => encode_protobuf_snappy(streams),
+            Encoding::ProtobufSnappy => encode_protobuf_snappy_with(streams, scratch),
             Encoding::Json => Ok(encode_json(streams)),
         }
     }

@@ -38,12 +38,13 @@ pub use client::{
     TlsOptions, MAX_BODY_CHARS, MAX_BODY_READ,
 };
 pub use encode::{
-    encode_json, encode_protobuf_snappy, encode_push_request, to_json_value, to_push_request,
-    EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
+    encode_json, encode_protobuf_snappy, encode_protobuf_snappy_with, encode_push_request,
+    to_json_value, to_push_request, EncodeScratch, EntryAdapter, LabelPairAdapter, PushRequest,
+    StreamAdapter, Timestamp,
 };
 pub use model::{
     effective_labels, escape_label_value, group_entries, group_streams, is_valid_label_name,
-    render_labels, sanitize_label_name, Entry, Stream,
+    render_labels, sanitize_label_name, secs_nanos, Entry, EntryView, Stream, StreamView,
 };
 
 /// Local errors: configuration and encoding. Network results are [`Outcome`]s.

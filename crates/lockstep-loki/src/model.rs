@@ -27,10 +27,68 @@ impl Entry {
     /// Split the timestamp into (seconds, nanoseconds in `0..1e9`) as
     /// `google.protobuf.Timestamp` wants it. Saturates outside the `i64` seconds range.
     pub fn secs_nanos(&self) -> (i64, i32) {
-        let secs = self.ts_ns.div_euclid(1_000_000_000);
-        let nanos = self.ts_ns.rem_euclid(1_000_000_000) as i32;
-        let secs = secs.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-        (secs, nanos)
+        secs_nanos(self.ts_ns)
+    }
+}
+
+/// [`Entry::secs_nanos`] of a timestamp in nanoseconds.
+pub fn secs_nanos(ts_ns: i128) -> (i64, i32) {
+    let secs = ts_ns.div_euclid(1_000_000_000);
+    let nanos = ts_ns.rem_euclid(1_000_000_000) as i32;
+    let secs = secs.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+    (secs, nanos)
+}
+
+/// An entry as the encoders read it: an [`Entry`], or a view of one held elsewhere (the
+/// drain reads its entries in place from the queue's bytes, without owning them).
+pub trait EntryView {
+    /// Timestamp in nanoseconds since the Unix epoch.
+    fn ts_ns(&self) -> i128;
+    /// The log line.
+    fn line(&self) -> &str;
+    /// Structured metadata (name, value) pairs, in order. Called more than once per
+    /// encoding (lengths first): it must yield the same pairs each time.
+    fn structured_metadata(&self) -> impl Iterator<Item = (&str, &str)>;
+    /// The same pairs as [`EntryView::structured_metadata`], as their UTF-8 bytes: what
+    /// the protobuf encoding reads, so that a view of bytes already checked once need
+    /// not check them again at every pass.
+    fn structured_metadata_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.structured_metadata()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    }
+}
+
+impl EntryView for Entry {
+    fn ts_ns(&self) -> i128 {
+        self.ts_ns
+    }
+    fn line(&self) -> &str {
+        &self.line
+    }
+    fn structured_metadata(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.structured_metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A stream as the encoders read it: a [`Stream`], or a label set with entry views.
+pub trait StreamView {
+    /// The entries' type.
+    type Entry: EntryView;
+    /// Label names and values, as [`Stream::labels`].
+    fn labels(&self) -> &BTreeMap<String, String>;
+    /// Entries of this stream, in the order sent.
+    fn entries(&self) -> &[Self::Entry];
+}
+
+impl StreamView for Stream {
+    type Entry = Entry;
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+    fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 }
 

@@ -41,6 +41,7 @@
 use std::fmt::Write as _;
 
 use base64::Engine as _;
+use fluent_bit_chunk::decode::{Token, Tokens};
 use fluent_bit_chunk::{MapView, ValueRef};
 
 use crate::MappingError;
@@ -240,20 +241,91 @@ impl Otlp {
     }
 }
 
+/// A record's `otlp` map: where it starts in the record's metadata (a token reader at its
+/// first key, and its number of entries), or none (a record of an OTLP group without
+/// one: read as an empty map).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OtlpMap<'a> {
+    At {
+        /// The record's metadata, holding the map.
+        meta: MapView<'a>,
+        fields: Tokens<'a>,
+        len: u32,
+    },
+    Empty,
+}
+
 /// When a record came from Fluent Bit's `opentelemetry` input (its metadata has an `otlp`
-/// map, or its group is an OTLP group), its `otlp` map (empty when it has none): read
-/// once per record, as each read of it skips over all of it.
+/// map, or its group is an OTLP group), its `otlp` map. Found without walking over it:
+/// a view of it (`meta.get("otlp")`) would skip over all of it first, and then every
+/// read of a value in it over that value again.
 pub(crate) fn otlp_of<'a>(
     meta: MapView<'a>,
     group: Option<(MapView<'a>, MapView<'a>)>,
-) -> Option<MapView<'a>> {
-    match meta.get("otlp") {
-        Some(ValueRef::Map(m)) => Some(m),
-        _ => group
+) -> Option<OtlpMap<'a>> {
+    match find_otlp(meta) {
+        Some((fields, len)) => Some(OtlpMap::At { meta, fields, len }),
+        None => group
             .is_some_and(|(gm, _)| {
                 matches!(gm.get("schema"), Some(ValueRef::Str(s)) if s.as_bytes() == b"otlp")
             })
-            .then(MapView::empty),
+            .then_some(OtlpMap::Empty),
+    }
+}
+
+/// `meta.get("otlp")` when it is a map: tokens at its first key, and its length.
+fn find_otlp(meta: MapView<'_>) -> Option<(Tokens<'_>, u32)> {
+    let mut t = Tokens::new(meta.raw());
+    let Token::Map(n) = t.next_token()? else {
+        return None;
+    };
+    for _ in 0..n {
+        let k = t.next_token()?;
+        t.skip_contents(&k)?;
+        if matches!(k, Token::Scalar(ValueRef::Str(s)) if s.as_bytes() == b"otlp") {
+            // the first `otlp` key decides, as `get` finds it
+            return match t.next_token()? {
+                Token::Map(m) => Some((t, m)),
+                _ => None,
+            };
+        }
+        t.skip_value()?;
+    }
+    None
+}
+
+/// The fields of a record's `otlp` map that the mapping reads (of a repeated key, the
+/// last).
+#[derive(Debug, Default, Clone, Copy)]
+struct Fields<'a> {
+    attrs: Option<ValueRef<'a>>,
+    timestamp: Option<ValueRef<'a>>,
+    observed: Option<ValueRef<'a>>,
+    sev_num: Option<ValueRef<'a>>,
+    sev_text: Option<ValueRef<'a>>,
+    dropped: Option<ValueRef<'a>>,
+    flags: Option<ValueRef<'a>>,
+    trace: Option<ValueRef<'a>>,
+    span: Option<ValueRef<'a>>,
+    event: Option<ValueRef<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    /// The slot of field `k`, if the mapping reads it.
+    fn slot(&mut self, k: &[u8]) -> Option<&mut Option<ValueRef<'a>>> {
+        Some(match k {
+            b"attributes" => &mut self.attrs,
+            b"timestamp" => &mut self.timestamp,
+            b"observed_timestamp" => &mut self.observed,
+            b"severity_number" => &mut self.sev_num,
+            b"severity_text" => &mut self.sev_text,
+            b"dropped_attributes_count" => &mut self.dropped,
+            b"trace_flags" => &mut self.flags,
+            b"trace_id" => &mut self.trace,
+            b"span_id" => &mut self.span,
+            b"event_name" => &mut self.event,
+            _ => return None,
+        })
     }
 }
 
@@ -335,7 +407,7 @@ impl Otlp {
         &self,
         ts_ns: i64,
         body: MapView<'_>,
-        otlp: MapView<'_>,
+        otlp: OtlpMap<'_>,
         group: Option<(MapView<'_>, MapView<'_>)>,
         out: &mut OtlpParts,
     ) -> i64 {
@@ -343,40 +415,36 @@ impl Otlp {
         out.metadata.clear();
         out.line.clear();
         line(body, &mut out.line);
-        let (mut attrs, mut timestamp, mut observed, mut sev_num, mut sev_text) =
-            (None, None, None, None, None);
-        let (mut dropped, mut flags, mut trace, mut span, mut event) =
-            (None, None, None, None, None);
-        for (k, v) in otlp.iter() {
-            let ValueRef::Str(k) = k else { continue };
-            match k.as_bytes() {
-                b"attributes" => attrs = Some(v),
-                b"timestamp" => timestamp = Some(v),
-                b"observed_timestamp" => observed = Some(v),
-                b"severity_number" => sev_num = Some(v),
-                b"severity_text" => sev_text = Some(v),
-                b"dropped_attributes_count" => dropped = Some(v),
-                b"trace_flags" => flags = Some(v),
-                b"trace_id" => trace = Some(v),
-                b"span_id" => span = Some(v),
-                b"event_name" => event = Some(v),
-                _ => {}
+        // The fields, and the log attributes first into the metadata: in one pass over
+        // the map when its values are what Fluent Bit writes (scalars, attributes of
+        // scalars), else through views of it, which read anything.
+        let mut f = Fields::default();
+        if let OtlpMap::At { meta, fields, len } = otlp {
+            if self
+                .fields_in_one_pass(fields, len, &mut f, &mut out.metadata)
+                .is_none()
+            {
+                out.metadata.clear();
+                f = Fields::default();
+                let view = match meta.get("otlp") {
+                    Some(ValueRef::Map(m)) => m,
+                    _ => MapView::empty(),
+                };
+                self.fields_by_views(view, &mut f, &mut out.metadata);
             }
         }
-        // log attributes (a raw `event_name` one is left out when the record has its
-        // own event name, as Loki does)
-        let has_event_name = matches!(event, Some(ValueRef::Str(s)) if !s.as_bytes().is_empty());
-        if let Some(ValueRef::Map(attrs)) = attrs {
-            for (k, v) in attrs.iter() {
-                let k = key_str(k);
-                if (has_event_name && k == "event_name")
-                    || self.log_drop.iter().any(|m| m.matches(&k))
-                {
-                    continue;
-                }
-                flatten(None, &k, v, 0, &mut out.metadata);
-            }
-        }
+        let Fields {
+            attrs: _,
+            timestamp,
+            observed,
+            sev_num,
+            sev_text,
+            dropped,
+            flags,
+            trace,
+            span,
+            event,
+        } = f;
         // the record's own fields
         let observed = observed.and_then(uint);
         let time_set = match timestamp {
@@ -459,6 +527,89 @@ impl Otlp {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         }
+    }
+
+    /// The fields of the `otlp` map read through views, and its log attributes mapped
+    /// into `metadata` (a raw `event_name` attribute is left out when the record has its
+    /// own event name, as Loki does).
+    fn fields_by_views<'a>(&self, otlp: MapView<'a>, f: &mut Fields<'a>, metadata: &mut Pairs) {
+        for (k, v) in otlp.iter() {
+            let ValueRef::Str(k) = k else { continue };
+            if let Some(slot) = f.slot(k.as_bytes()) {
+                *slot = Some(v);
+            }
+        }
+        let has_event_name = matches!(f.event, Some(ValueRef::Str(s)) if !s.as_bytes().is_empty());
+        if let Some(ValueRef::Map(attrs)) = f.attrs {
+            for (k, v) in attrs.iter() {
+                let k = key_str(k);
+                if (has_event_name && k == "event_name")
+                    || self.log_drop.iter().any(|m| m.matches(&k))
+                {
+                    continue;
+                }
+                flatten(None, &k, v, 0, metadata);
+            }
+        }
+    }
+
+    /// [`Otlp::fields_by_views`] in one pass of tokens over the map's `len` entries at
+    /// `t`, for the maps Fluent Bit writes: `None` (`metadata` then holds part of the
+    /// attributes) for anything whose reading needs a view (a container where a field
+    /// or an attribute value is read, a repeated `attributes`, an `event_name`
+    /// attribute, which the record's own event name, maybe further on, decides).
+    fn fields_in_one_pass<'a>(
+        &self,
+        mut t: Tokens<'a>,
+        len: u32,
+        f: &mut Fields<'a>,
+        metadata: &mut Pairs,
+    ) -> Option<()> {
+        let mut attrs_seen = false;
+        for _ in 0..len {
+            let k = t.next_token()?;
+            let Token::Scalar(ValueRef::Str(k)) = k else {
+                t.skip_contents(&k)?;
+                t.skip_value()?;
+                continue;
+            };
+            let v = t.next_token()?;
+            if k.as_bytes() == b"attributes" {
+                if attrs_seen {
+                    return None;
+                }
+                attrs_seen = true;
+                match v {
+                    Token::Map(n) => {
+                        for _ in 0..n {
+                            let Token::Scalar(k) = t.next_token()? else {
+                                return None;
+                            };
+                            let Token::Scalar(v) = t.next_token()? else {
+                                return None;
+                            };
+                            let k = key_str(k);
+                            if k == "event_name" {
+                                return None;
+                            }
+                            if self.log_drop.iter().any(|m| m.matches(&k)) {
+                                continue;
+                            }
+                            flatten(None, &k, v, 0, metadata);
+                        }
+                    }
+                    // not a map: no attributes
+                    v => t.skip_contents(&v)?,
+                }
+                continue;
+            }
+            match (f.slot(k.as_bytes()), v) {
+                (Some(slot), Token::Scalar(v)) => *slot = Some(v),
+                (Some(_), _) => return None,
+                (None, v) => t.skip_contents(&v)?,
+            }
+        }
+        Some(())
     }
 
     /// The labels and metadata of a group's resource and scope.
@@ -795,6 +946,174 @@ fn go_string(b: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fluent_bit_chunk::Chunk;
+    use proptest::prelude::*;
+    use rmpv::Value as V;
+
+    /// The metadata map of a one-record chunk with this metadata.
+    fn chunk_with_meta(meta: &V) -> Vec<u8> {
+        let mut t = 1_700_000_000u32.to_be_bytes().to_vec();
+        t.extend_from_slice(&0u32.to_be_bytes());
+        let ev = V::Array(vec![
+            V::Array(vec![V::Ext(0, t), meta.clone()]),
+            V::Map(vec![]),
+        ]);
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, &ev).unwrap();
+        b
+    }
+
+    fn leaf() -> impl Strategy<Value = V> {
+        prop_oneof![
+            Just(V::Nil),
+            any::<bool>().prop_map(V::Boolean),
+            (0u64..3).prop_map(V::from),
+            any::<i64>().prop_map(V::from),
+            (-1e3f64..1e3).prop_map(V::F64),
+            prop_oneof![Just(String::new()), ".{0,4}", "1[0-9]{2}"]
+                .prop_map(|s| V::from(s.as_str())),
+            proptest::collection::vec(any::<u8>(), 0..3).prop_map(V::Binary),
+        ]
+    }
+
+    /// Mostly scalars, sometimes a container.
+    fn value() -> impl Strategy<Value = V> {
+        prop_oneof![
+            8 => leaf(),
+            1 => proptest::collection::vec(leaf(), 0..3).prop_map(V::Array),
+            1 => proptest::collection::vec(("[ab]", leaf()), 0..3)
+                .prop_map(|m| V::Map(m.into_iter().map(|(k, v)| (V::from(k.as_str()), v)).collect())),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = V> {
+        prop_oneof![
+            6 => prop_oneof![
+                Just("attributes"), Just("timestamp"), Just("observed_timestamp"),
+                Just("severity_number"), Just("severity_text"), Just("dropped_attributes_count"),
+                Just("trace_flags"), Just("trace_id"), Just("span_id"), Just("event_name"),
+                Just("other"),
+            ].prop_map(V::from),
+            1 => (0u64..3).prop_map(V::from),
+            1 => Just(V::Array(vec![V::from("attributes")])),
+        ]
+    }
+
+    fn attributes() -> impl Strategy<Value = V> {
+        proptest::collection::vec(
+            (prop_oneof![
+                6 => prop_oneof![Just("http.route"), Just("a.b"), Just("event_name"), Just("drop.me"), Just("x")]
+                    .prop_map(V::from),
+                1 => (0u64..3).prop_map(V::from),
+                1 => Just(V::Map(vec![])),
+            ], value()),
+            0..5,
+        )
+        .prop_map(V::Map)
+    }
+
+    /// An `otlp` map: its fields in any order, repeated, with values of any kind.
+    fn otlp_map() -> impl Strategy<Value = V> {
+        proptest::collection::vec(
+            prop_oneof![
+                3 => (key(), value()),
+                1 => (Just(V::from("attributes")), attributes()),
+            ],
+            0..8,
+        )
+        .prop_map(V::Map)
+    }
+
+    /// Record metadata: the `otlp` map among other keys, maybe twice, maybe not a map.
+    fn meta() -> impl Strategy<Value = V> {
+        proptest::collection::vec(
+            prop_oneof![
+                2 => otlp_map().prop_map(|m| (V::from("otlp"), m)),
+                1 => leaf().prop_map(|v| (V::from("otlp"), v)),
+                1 => (prop_oneof![Just(V::from("x")), Just(V::Map(vec![]))], value()),
+            ],
+            0..3,
+        )
+        .prop_map(V::Map)
+    }
+
+    fn otlp_config() -> Otlp {
+        Otlp::new(&OtlpConfig {
+            log_drop: Some("drop.me".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    proptest! {
+        /// The one pass over the `otlp` map reads what the views read, or declines.
+        #[test]
+        fn one_pass_reads_what_views_read(meta in meta()) {
+            let bytes = chunk_with_meta(&meta);
+            let rec = Chunk::new(&bytes).records().next().unwrap().unwrap();
+            let meta = rec.event.metadata;
+            let o = otlp_config();
+            let view = match meta.get("otlp") {
+                Some(ValueRef::Map(m)) => Some(m),
+                _ => None,
+            };
+            let found = find_otlp(meta);
+            prop_assert_eq!(found.map(|(_, n)| n as usize), view.map(|m| m.len()));
+            if let (Some((t, n)), Some(view)) = (found, view) {
+                let (mut f1, mut md1) = (Fields::default(), Pairs::default());
+                let (mut f2, mut md2) = (Fields::default(), Pairs::default());
+                o.fields_by_views(view, &mut f2, &mut md2);
+                if o.fields_in_one_pass(t, n, &mut f1, &mut md1).is_some() {
+                    f1.attrs = None;
+                    f2.attrs = None;
+                    prop_assert_eq!(format!("{f1:?}"), format!("{f2:?}"));
+                    prop_assert_eq!(md1.as_slice(), md2.as_slice());
+                }
+            }
+        }
+    }
+
+    /// What Fluent Bit's `opentelemetry` input writes takes the one pass.
+    #[test]
+    fn fluent_bit_s_otlp_map_takes_the_one_pass() {
+        let otlp = V::Map(vec![
+            (
+                V::from("observed_timestamp"),
+                V::from(1_796_000_000_000_001_000u64),
+            ),
+            (V::from("timestamp"), V::from(1_796_000_000_000_000_000u64)),
+            (V::from("severity_number"), V::from(9)),
+            (V::from("severity_text"), V::from("INFO")),
+            (
+                V::from("attributes"),
+                V::Map(vec![
+                    (V::from("http.route"), V::from("/cart")),
+                    (V::from("drop.me"), V::from(1)),
+                    (V::from("duration_ms"), V::F64(12.5)),
+                ]),
+            ),
+            (V::from("trace_id"), V::Binary(vec![1; 16])),
+            (V::from("span_id"), V::Binary(vec![2; 8])),
+            (V::from("trace_flags"), V::from(1)),
+        ]);
+        let bytes = chunk_with_meta(&V::Map(vec![(V::from("otlp"), otlp)]));
+        let rec = Chunk::new(&bytes).records().next().unwrap().unwrap();
+        let (t, n) = find_otlp(rec.event.metadata).unwrap();
+        let (mut f, mut md) = (Fields::default(), Pairs::default());
+        assert!(otlp_config()
+            .fields_in_one_pass(t, n, &mut f, &mut md)
+            .is_some());
+        assert_eq!(
+            md.as_slice(),
+            [
+                ("http_route".to_string(), "/cart".to_string()),
+                ("duration_ms".to_string(), "12.5".to_string())
+            ]
+        );
+        assert!(matches!(f.sev_text, Some(ValueRef::Str(s)) if s.as_bytes() == b"INFO"));
+        assert!(matches!(f.trace, Some(ValueRef::Bin(b)) if b == [1; 16]));
+    }
 
     fn name(s: &str) -> Option<String> {
         let mut o = String::new();

@@ -2,7 +2,7 @@
 //! oldest first, acknowledging a batch only once every entry in it is resolved
 //! (delivered, rejected, blocked or dropped by policy).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,12 +12,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lockstep_loki::{
-    check_tenant, group_entries, Backoff, BackoffConfig, BreakerConfig, BreakerState,
-    CircuitBreaker, Entry, LokiClient, Outcome, Stream,
+    check_tenant, effective_labels, Backoff, BackoffConfig, BreakerConfig, BreakerState,
+    CircuitBreaker, EncodeScratch, EntryView, LokiClient, Outcome, StreamView,
 };
-use lockstep_spool::{Batch, Spool};
+use lockstep_spool::{Batch, Record, Spool};
 
-use crate::entry::{EntryRef, SpooledEntry};
+use crate::entry::{pair_bytes_of, pairs_of, EntryRef, SpooledEntry};
 use crate::metrics::Metrics;
 
 /// What to do with entries older than Loki accepts (`reject_old_samples_max_age`).
@@ -107,13 +107,32 @@ struct Shared {
     metrics: Arc<Metrics>,
     signal: Mutex<Signal>,
     cv: Condvar,
+    /// The encoder's buffers, kept from push to push (the drain thread's alone).
+    scratch: Mutex<EncodeScratch>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What preparing and encoding a push needs of the drain.
+struct Ctx<'s> {
+    client: &'s LokiClient,
+    cfg: &'s DrainConfig,
+    metrics: &'s Metrics,
+    scratch: &'s Mutex<EncodeScratch>,
+}
+
 impl Shared {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            client: &self.client,
+            cfg: &self.cfg,
+            metrics: &self.metrics,
+            scratch: &self.scratch,
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         lock(&self.signal).deadline
     }
@@ -197,6 +216,7 @@ impl Drain {
             metrics,
             signal: Mutex::new(Signal::default()),
             cv: Condvar::new(),
+            scratch: Mutex::new(EncodeScratch::default()),
         });
         let sh = shared.clone();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -251,18 +271,101 @@ impl Drop for Drain {
     }
 }
 
-/// One tenant's share of a batch, encoded once and resent as is.
-struct Push {
+/// One entry of a push, read in place from the batch's payloads: nothing of it is
+/// copied or allocated (the drain's hot path; an owned entry cost an allocation per
+/// line, metadata name and value).
+#[derive(Debug, Clone)]
+struct Item<'b> {
+    ts_ns: i128,
+    line: &'b str,
+    /// The structured metadata as spooled (a msgpack array of `[name, value]` pairs,
+    /// validated by [`EntryRef::read`]).
+    metadata_raw: &'b [u8],
+    /// The value of [`ORIGINAL_TS_KEY`], sent after the spooled pairs, once `too_old
+    /// rewrite` restamped the entry.
+    original_ts: Option<String>,
+}
+
+impl EntryView for Item<'_> {
+    fn ts_ns(&self) -> i128 {
+        self.ts_ns
+    }
+    fn line(&self) -> &str {
+        self.line
+    }
+    fn structured_metadata(&self) -> impl Iterator<Item = (&str, &str)> {
+        pairs_of(self.metadata_raw).chain(self.original_ts.as_deref().map(|v| (ORIGINAL_TS_KEY, v)))
+    }
+    fn structured_metadata_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        pair_bytes_of(self.metadata_raw).chain(
+            self.original_ts
+                .as_deref()
+                .map(|v| (ORIGINAL_TS_KEY.as_bytes(), v.as_bytes())),
+        )
+    }
+}
+
+/// A stream of a push: its labels (as Loki sees them) and its entries, sorted by time.
+struct View<'b> {
+    labels: BTreeMap<String, String>,
+    entries: Vec<Item<'b>>,
+}
+
+impl<'b> StreamView for View<'b> {
+    type Entry = Item<'b>;
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+    fn entries(&self) -> &[Item<'b>] {
+        &self.entries
+    }
+}
+
+/// Groups label sets and their entries into streams, as `lockstep_loki::group_entries`
+/// does for the same entries in the same order: one stream per effective label set, in
+/// the order of its first entry, each sorted by time (stable); no empty stream.
+fn regroup<'b>(
+    parts: impl IntoIterator<Item = (BTreeMap<String, String>, Vec<Item<'b>>)>,
+) -> Vec<View<'b>> {
+    let mut index: BTreeMap<BTreeMap<String, String>, usize> = BTreeMap::new();
+    let mut out: Vec<View<'b>> = Vec::new();
+    for (labels, entries) in parts {
+        if entries.is_empty() {
+            continue;
+        }
+        let eff = effective_labels(&labels);
+        let i = match index.get(&eff) {
+            Some(&i) => i,
+            None => {
+                index.insert(eff.clone(), out.len());
+                out.push(View {
+                    labels: eff,
+                    entries: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        out[i].entries.extend(entries);
+    }
+    for s in &mut out {
+        s.entries.sort_by_key(|e| e.ts_ns);
+    }
+    out
+}
+
+/// One tenant's share of a batch, encoded once and resent as is. Its entries borrow the
+/// batch's payloads.
+struct Push<'b> {
     tenant: Option<String>,
-    streams: Vec<Stream>,
+    streams: Vec<View<'b>>,
     entries: u64,
     /// Oldest entry (ns), to notice when a push in retry ages past `too_old_age`.
     oldest_ns: i128,
     body: Vec<u8>,
 }
 
-impl Push {
-    fn new(sh: &Shared, tenant: Option<String>, streams: Vec<Stream>) -> Option<Push> {
+impl<'b> Push<'b> {
+    fn new(cx: &Ctx<'_>, tenant: Option<String>, streams: Vec<View<'b>>) -> Option<Push<'b>> {
         let entries: u64 = streams.iter().map(|s| s.entries.len() as u64).sum();
         if entries == 0 {
             return None;
@@ -273,7 +376,7 @@ impl Push {
             .map(|e| e.ts_ns)
             .min()
             .unwrap_or(0);
-        match sh.client.encode(&streams) {
+        match cx.client.encode_with(&streams, &mut lock(cx.scratch)) {
             Ok(body) => Some(Push {
                 tenant,
                 streams,
@@ -282,7 +385,7 @@ impl Push {
                 body,
             }),
             Err(e) => {
-                sh.metrics.entries_undecodable.fetch_add(entries, Relaxed);
+                cx.metrics.entries_undecodable.fetch_add(entries, Relaxed);
                 log::error!("dropping {entries} entries that cannot be encoded: {e}");
                 None
             }
@@ -290,14 +393,19 @@ impl Push {
     }
 
     /// Halves of this push (by entries, in order), for a 413: Loki stored nothing.
-    fn split(self, sh: &Shared) -> Vec<Push> {
-        let items: Vec<LabelledEntry> = flatten(self.streams).collect();
-        let mid = items.len() / 2;
-        let mut items = items;
-        let second = items.split_off(mid);
-        [items, second]
+    fn split(self, cx: &Ctx<'_>) -> Vec<Push<'b>> {
+        let mut left = (self.entries / 2) as usize;
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for mut s in self.streams {
+            let k = left.min(s.entries.len());
+            left -= k;
+            let rest = s.entries.split_off(k);
+            first.push((s.labels.clone(), s.entries));
+            second.push((s.labels, rest));
+        }
+        [first, second]
             .into_iter()
-            .filter_map(|half| Push::new(sh, self.tenant.clone(), group_entries(half)))
+            .filter_map(|half| Push::new(cx, self.tenant.clone(), regroup(half)))
             .collect()
     }
 }
@@ -335,8 +443,8 @@ fn run(sh: &Shared) {
 }
 
 /// What [`prepare`] found.
-enum Prepared {
-    Pushes(Vec<Push>),
+enum Prepared<'b> {
+    Pushes(Vec<Push<'b>>),
     /// A record of a format this version does not know: never ack (and lose) it.
     Stall(String),
 }
@@ -390,7 +498,10 @@ fn run_loop(sh: &Shared) {
             sh.wait_fill(left.max(Duration::from_millis(1)), seen_records, missing);
             continue;
         }
-        let mut pushes = match prepare(sh, &batch, &mut dead) {
+        // The records no longer readable in place, rewritten by `prepare` (they must
+        // live as long as the pushes that borrow them).
+        let mut rewritten = Vec::new();
+        let mut pushes = match prepare(&sh.ctx(), &batch.records, &mut rewritten, &mut dead) {
             Prepared::Pushes(p) => p,
             Prepared::Stall(why) => {
                 m.spool_errors.fetch_add(1, Relaxed);
@@ -430,7 +541,7 @@ fn run_loop(sh: &Shared) {
                 < cutoff_ns(cfg) - cfg.too_old_slack.as_nanos().min(i64::MAX as u128) as i128
             {
                 let p = pushes.remove(i);
-                if let Some(p) = refresh_too_old(sh, p) {
+                if let Some(p) = refresh_too_old(&sh.ctx(), p) {
                     pushes.insert(i, p);
                 }
                 continue;
@@ -475,7 +586,7 @@ fn run_loop(sh: &Shared) {
                     );
                     m.pushes_rejected.fetch_add(1, Relaxed);
                     let p = pushes.remove(i);
-                    for (k, half) in p.split(sh).into_iter().enumerate() {
+                    for (k, half) in p.split(&sh.ctx()).into_iter().enumerate() {
                         pushes.insert(i + k, half);
                     }
                     breaker.record_success();
@@ -619,20 +730,17 @@ enum Aged {
 /// oldest time Loki still accepts (the cutoff), not now: a stamp of now would move its
 /// stream's newest time ahead of the rest of the backlog, which Loki would then reject
 /// as too far behind.
-fn too_old(cfg: &DrainConfig, e: &mut Entry, cutoff: i128) -> Aged {
+fn too_old(cfg: &DrainConfig, e: &mut Item<'_>, cutoff: i128) -> Aged {
     if e.ts_ns >= cutoff {
         return Aged::Kept;
     }
     match cfg.too_old {
         TooOld::Drop => Aged::Dropped,
         TooOld::Rewrite => {
-            let first = !e
-                .structured_metadata
-                .iter()
-                .any(|(k, _)| k == ORIGINAL_TS_KEY);
+            let first = e.original_ts.is_none()
+                && !pair_bytes_of(e.metadata_raw).any(|(k, _)| k == ORIGINAL_TS_KEY.as_bytes());
             if first {
-                e.structured_metadata
-                    .push((ORIGINAL_TS_KEY.to_string(), e.ts_ns.to_string()));
+                e.original_ts = Some(e.ts_ns.to_string());
             }
             e.ts_ns = cutoff + 1;
             if first {
@@ -645,71 +753,79 @@ fn too_old(cfg: &DrainConfig, e: &mut Entry, cutoff: i128) -> Aged {
 }
 
 /// Re-applies the too-old policy to a push that aged in retry.
-fn refresh_too_old(sh: &Shared, p: Push) -> Option<Push> {
-    let cutoff = cutoff_ns(&sh.cfg);
+fn refresh_too_old<'b>(cx: &Ctx<'_>, p: Push<'b>) -> Option<Push<'b>> {
+    let cutoff = cutoff_ns(cx.cfg);
     let before = p.entries;
     let mut rewritten = 0;
-    let items: Vec<LabelledEntry> = flatten(p.streams)
-        .filter_map(|(l, mut e)| match too_old(&sh.cfg, &mut e, cutoff) {
-            Aged::Dropped => None,
-            aged => {
-                rewritten += u64::from(aged == Aged::Rewritten);
-                Some((l, e))
-            }
+    let mut kept = 0u64;
+    let parts: Vec<_> = p
+        .streams
+        .into_iter()
+        .map(|s| {
+            let entries: Vec<Item<'b>> = s
+                .entries
+                .into_iter()
+                .filter_map(|mut e| match too_old(cx.cfg, &mut e, cutoff) {
+                    Aged::Dropped => None,
+                    aged => {
+                        rewritten += u64::from(aged == Aged::Rewritten);
+                        Some(e)
+                    }
+                })
+                .collect();
+            kept += entries.len() as u64;
+            (s.labels, entries)
         })
         .collect();
-    let m = &*sh.metrics;
+    let m = cx.metrics;
     m.entries_too_old_rewritten.fetch_add(rewritten, Relaxed);
-    m.entries_too_old_dropped
-        .fetch_add(before - items.len() as u64, Relaxed);
-    if (items.len() as u64) < before {
+    m.entries_too_old_dropped.fetch_add(before - kept, Relaxed);
+    if kept < before {
         log::warn!(
             "dropped {} entries that aged past too_old_age while Loki was failing",
-            before - items.len() as u64
+            before - kept
         );
     }
-    Push::new(sh, p.tenant, group_entries(items))
+    Push::new(cx, p.tenant, regroup(parts))
+}
+
+/// Where `prepare` reads a record from.
+enum Source<'b> {
+    /// In place.
+    Read(EntryRef<'b>),
+    /// Decoded by serde and written again in the current encoding: the `n`th payload
+    /// of `rewritten`.
+    Rewritten(usize),
+    /// Undecodable: counted and skipped.
+    Skip,
 }
 
 /// Decodes a batch, applies the too-old policy, drops unsendable tenants, and groups
-/// the rest into one encoded push per tenant (streams sorted by time).
-fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
-    let cfg = &sh.cfg;
-    let m = &*sh.metrics;
+/// the rest into one encoded push per tenant (streams sorted by time). The pushes
+/// borrow the records' payloads, and `rewritten`'s for the records that could not be
+/// read in place (`rewritten` must be empty).
+fn prepare<'b>(
+    cx: &Ctx<'_>,
+    records: &'b [Record],
+    rewritten: &'b mut Vec<Vec<u8>>,
+    dead: &mut DeadLetter,
+) -> Prepared<'b> {
+    let cfg = cx.cfg;
+    let m = cx.metrics;
     let cutoff = cutoff_ns(cfg);
-    // Grouped by tenant, then by the entry's label list as spooled (the mapping already
-    // made it valid, sorted and unique), moved rather than cloned: this is the drain's
-    // hot path, one lookup per entry instead of a label map built per entry.
-    let mut by_tenant: Vec<(Option<String>, Streams)> = Vec::new();
-    let (mut undecodable, mut old, mut rewritten) = (0u64, 0u64, 0u64);
-    let mut slow = Vec::new();
-    for r in &batch.records {
-        // In place (the usual case): nothing of the labels is decoded or allocated for
-        // an entry whose stream is already known. Anything else takes serde's reading,
-        // which tells a newer version (the queue is held) from damage (skipped).
-        let e = match EntryRef::read(&r.payload) {
-            Some(e) => e,
+    let (mut undecodable, mut old, mut rewrite_n) = (0u64, 0u64, 0u64);
+    // First every record's source: in place (the usual case: nothing of the entry is
+    // decoded into owned values or allocated), or serde's reading, which tells a newer
+    // version (the queue is held) from damage (skipped), written again in the current
+    // encoding so that every entry is read the same way.
+    let mut sources = Vec::with_capacity(records.len());
+    for r in records {
+        let src = match EntryRef::read(&r.payload) {
+            Some(e) => Source::Read(e),
             None => match SpooledEntry::decode(r.seq, &r.payload) {
                 Ok(owned) => {
-                    slow.clear();
-                    crate::entry::encode_entry(
-                        &mut slow,
-                        owned.tenant.as_deref(),
-                        owned.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                        owned.ts_ns,
-                        &owned.line,
-                        owned
-                            .structured_metadata
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str())),
-                    );
-                    match EntryRef::read(&slow) {
-                        Some(e) => e,
-                        None => {
-                            undecodable += 1;
-                            continue;
-                        }
-                    }
+                    rewritten.push(owned.encode());
+                    Source::Rewritten(rewritten.len() - 1)
                 }
                 Err(err @ crate::EntryError::Version { .. }) => {
                     return Prepared::Stall(err.to_string())
@@ -719,41 +835,58 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
                     if undecodable == 1 {
                         log::error!("dropping an undecodable queue record: {err}");
                     }
-                    continue;
+                    Source::Skip
                 }
             },
         };
-        let mut entry = Entry {
-            ts_ns: e.ts_ns as i128,
-            line: e.line.to_string(),
-            structured_metadata: e
-                .structured_metadata()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+        sources.push(src);
+    }
+    let rewritten: &'b Vec<Vec<u8>> = rewritten;
+    // Grouped by tenant, then by the entry's label list as spooled (the mapping already
+    // made it valid, sorted and unique): one lookup per entry, nothing allocated for an
+    // entry of a known stream.
+    let mut by_tenant: Vec<(Option<&'b str>, Streams<'b>)> = Vec::new();
+    for src in sources {
+        let e = match src {
+            Source::Read(e) => e,
+            Source::Rewritten(i) => match EntryRef::read(&rewritten[i]) {
+                Some(e) => e,
+                None => {
+                    undecodable += 1;
+                    continue;
+                }
+            },
+            Source::Skip => continue,
         };
-        match too_old(cfg, &mut entry, cutoff) {
+        let mut item = Item {
+            ts_ns: e.ts_ns as i128,
+            line: e.line,
+            metadata_raw: e.metadata_raw,
+            original_ts: None,
+        };
+        match too_old(cfg, &mut item, cutoff) {
             Aged::Kept => {}
-            Aged::Rewritten => rewritten += 1,
+            Aged::Rewritten => rewrite_n += 1,
             Aged::Dropped => {
                 old += 1;
                 continue;
             }
         }
-        let streams = match by_tenant.iter().position(|(t, _)| t.as_deref() == e.tenant) {
+        let streams = match by_tenant.iter().position(|(t, _)| *t == e.tenant) {
             Some(i) => &mut by_tenant[i].1,
             None => {
-                by_tenant.push((e.tenant.map(str::to_string), Streams::default()));
+                by_tenant.push((e.tenant, Streams::default()));
                 &mut by_tenant.last_mut().expect("just pushed").1
             }
         };
-        streams.push(&e, entry);
+        streams.push(&e, item);
     }
     // One push per tenant, in tenant order (no tenant first).
     by_tenant.sort_by(|a, b| a.0.cmp(&b.0));
     // Counted only now that the batch is not held (a held batch is prepared again).
     m.entries_undecodable.fetch_add(undecodable, Relaxed);
     m.entries_too_old_dropped.fetch_add(old, Relaxed);
-    m.entries_too_old_rewritten.fetch_add(rewritten, Relaxed);
+    m.entries_too_old_rewritten.fetch_add(rewrite_n, Relaxed);
     if old > 0 {
         log::warn!(
             "dropped {old} entries older than too_old_age ({} s); set too_old rewrite to send them",
@@ -764,7 +897,7 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
     for (tenant, grouped) in by_tenant {
         let entries = grouped.entries;
         let streams = grouped.finish();
-        if let Some(t) = &tenant {
+        if let Some(t) = tenant {
             if let Err(e) = check_tenant(t) {
                 m.entries_bad_tenant.fetch_add(entries, Relaxed);
                 log::error!("dropping {entries} entries: {e}");
@@ -773,45 +906,88 @@ fn prepare(sh: &Shared, batch: &Batch, dead: &mut DeadLetter) -> Prepared {
                 continue;
             }
         }
-        out.extend(Push::new(sh, tenant, streams));
+        out.extend(Push::new(cx, tenant.map(str::to_string), streams));
     }
     Prepared::Pushes(out)
+}
+
+/// A push body with its tenant (`None`: no `X-Scope-OrgID`).
+pub type TenantBody = (Option<String>, Vec<u8>);
+
+/// The bodies the drain would push for `records` (one per tenant, in order), with the
+/// too-old policy applied, without a spool or a Loki (`scratch` kept from call to call
+/// as the drain keeps it from batch to batch): what the benchmark measures and the
+/// tests compare with the owned path. Not part of the API.
+#[doc(hidden)]
+pub fn encode_records(
+    client: &LokiClient,
+    cfg: &DrainConfig,
+    records: &[Record],
+    scratch: &mut EncodeScratch,
+) -> Result<Vec<TenantBody>, String> {
+    let metrics = Metrics::default();
+    let shared_scratch = Mutex::new(std::mem::take(scratch));
+    let cx = Ctx {
+        client,
+        cfg,
+        metrics: &metrics,
+        scratch: &shared_scratch,
+    };
+    let mut rewritten = Vec::new();
+    let mut dead = DeadLetter::new(None, 0);
+    let out = match prepare(&cx, records, &mut rewritten, &mut dead) {
+        Prepared::Pushes(p) => Ok(p.into_iter().map(|p| (p.tenant, p.body)).collect()),
+        Prepared::Stall(why) => Err(why),
+    };
+    *scratch = shared_scratch
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    out
 }
 
 /// One tenant's entries grouped into streams by their spooled label lists (the bytes
 /// as spooled: a known stream's labels are neither decoded nor allocated again).
 #[derive(Default)]
-struct Streams {
-    index: std::collections::HashMap<Vec<u8>, usize>,
-    streams: Vec<Stream>,
+struct Streams<'b> {
+    index: HashMap<&'b [u8], usize>,
+    /// The last entry's label list and stream (consecutive entries mostly share one).
+    last: Option<(&'b [u8], usize)>,
+    streams: Vec<View<'b>>,
     entries: u64,
 }
 
-impl Streams {
-    fn push(&mut self, e: &EntryRef<'_>, entry: Entry) {
+impl<'b> Streams<'b> {
+    fn push(&mut self, e: &EntryRef<'b>, item: Item<'b>) {
         self.entries += 1;
-        if let Some(&i) = self.index.get(e.labels_raw) {
-            self.streams[i].entries.push(entry);
+        let known = match self.last {
+            Some((raw, i)) if raw == e.labels_raw => Some(i),
+            _ => self.index.get(e.labels_raw).copied(),
+        };
+        if let Some(i) = known {
+            self.last = Some((e.labels_raw, i));
+            self.streams[i].entries.push(item);
             return;
         }
         let map: BTreeMap<String, String> = e
             .labels()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.index.insert(e.labels_raw.to_vec(), self.streams.len());
-        self.streams.push(Stream {
+        let i = self.streams.len();
+        self.index.insert(e.labels_raw, i);
+        self.last = Some((e.labels_raw, i));
+        self.streams.push(View {
             labels: map,
-            entries: vec![entry],
+            entries: vec![item],
         });
     }
 
     /// The streams, each sorted by time (stable), merged where two label lists render
     /// the same under Loki's rules (never, for lists the mapping produced).
-    fn finish(self) -> Vec<Stream> {
+    fn finish(self) -> Vec<View<'b>> {
         let mut streams = self.streams;
         if streams
             .iter()
-            .all(|s| lockstep_loki::effective_labels(&s.labels) == s.labels)
+            .all(|s| effective_labels(&s.labels) == s.labels)
             && streams.len() == self.index.len()
         {
             for s in &mut streams {
@@ -819,20 +995,9 @@ impl Streams {
             }
             streams
         } else {
-            lockstep_loki::group_streams(streams)
+            regroup(streams.into_iter().map(|s| (s.labels, s.entries)))
         }
     }
-}
-
-/// An entry with its stream's labels, as [`group_entries`] takes it.
-type LabelledEntry = (BTreeMap<String, String>, Entry);
-
-/// The entries of `streams`, each with its stream's labels (for regrouping).
-fn flatten(streams: Vec<Stream>) -> impl Iterator<Item = LabelledEntry> {
-    streams.into_iter().flat_map(|s| {
-        let labels = s.labels;
-        s.entries.into_iter().map(move |e| (labels.clone(), e))
-    })
 }
 
 /// The dead-letter file: one JSON object per rejected entry.
@@ -852,10 +1017,10 @@ impl DeadLetter {
     }
 
     /// Writes the entries of `streams`; returns how many were written.
-    fn write(
+    fn write<S: StreamView>(
         &mut self,
         tenant: Option<&str>,
-        streams: &[Stream],
+        streams: &[S],
         status: u16,
         reason: &str,
     ) -> u64 {
@@ -875,11 +1040,10 @@ impl DeadLetter {
         let mut text = String::new();
         let mut n = 0;
         for s in streams {
-            for e in &s.entries {
+            for e in s.entries() {
                 let sm: serde_json::Map<String, serde_json::Value> = e
-                    .structured_metadata
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .structured_metadata()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
                     .collect();
                 let obj = serde_json::json!({
                     "status": status,
@@ -888,9 +1052,9 @@ impl DeadLetter {
                     "may_be_stored": status == 400,
                     "reason": reason,
                     "tenant": tenant,
-                    "labels": s.labels,
-                    "ts_ns": e.ts_ns.to_string(),
-                    "line": e.line,
+                    "labels": s.labels(),
+                    "ts_ns": e.ts_ns().to_string(),
+                    "line": e.line(),
                     "structured_metadata": sm,
                 });
                 text.push_str(&obj.to_string());

@@ -117,7 +117,7 @@ pub struct EntryRef<'a> {
 }
 
 /// Reads a msgpack array of `[str, str]` pairs (already validated by [`EntryRef::read`]).
-fn pairs_of(mut raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn pairs_of(mut raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
     let n = rmp::decode::read_array_len(&mut raw).unwrap_or(0);
     (0..n).map_while(move |_| {
         rmp::decode::read_array_len(&mut raw).ok()?;
@@ -174,18 +174,72 @@ impl<'a> EntryRef<'a> {
     }
 }
 
+/// Reads a msgpack array length (fixarray, array 16, array 32) off the front of `p`.
+#[inline]
+fn array_len(p: &mut &[u8]) -> Option<u32> {
+    let (&m, rest) = p.split_first()?;
+    let (n, rest) = match m {
+        0x90..=0x9f => (u32::from(m & 0x0f), rest),
+        0xdc => (
+            u32::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            &rest[2..],
+        ),
+        0xdd => (
+            u32::from_be_bytes(rest.get(..4)?.try_into().ok()?),
+            &rest[4..],
+        ),
+        _ => return None,
+    };
+    *p = rest;
+    Some(n)
+}
+
+/// Reads a msgpack string's bytes (fixstr, str 8, 16, 32) off the front of `p`, without
+/// checking them as UTF-8.
+#[inline]
+fn str_bytes<'a>(p: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (&m, rest) = p.split_first()?;
+    let (len, rest) = match m {
+        0xa0..=0xbf => (usize::from(m & 0x1f), rest),
+        0xd9 => (usize::from(*rest.first()?), &rest[1..]),
+        0xda => (
+            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            &rest[2..],
+        ),
+        0xdb => (
+            u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize,
+            &rest[4..],
+        ),
+        _ => return None,
+    };
+    let s = rest.get(..len)?;
+    *p = &rest[len..];
+    Some(s)
+}
+
+/// The pairs of a msgpack array of `[str, str]` pairs already validated by
+/// [`EntryRef::read`], as bytes: the drain's encoding reads them so, without checking
+/// them as UTF-8 again at every pass.
+pub(crate) fn pair_bytes_of(mut raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let n = array_len(&mut raw).unwrap_or(0);
+    (0..n).map_while(move |_| {
+        array_len(&mut raw)?;
+        let k = str_bytes(&mut raw)?;
+        let v = str_bytes(&mut raw)?;
+        Some((k, v))
+    })
+}
+
 /// Splits a msgpack array of `[str, str]` pairs (strings valid UTF-8) off the front.
 fn split_pairs(all: &[u8]) -> Option<(&[u8], &[u8])> {
-    use rmp::decode as r;
     let mut p = all;
-    let n = r::read_array_len(&mut p).ok()?;
+    let n = array_len(&mut p)?;
     for _ in 0..n {
-        if r::read_array_len(&mut p).ok()? != 2 {
+        if array_len(&mut p)? != 2 {
             return None;
         }
-        let (_, rest) = r::read_str_from_slice(p).ok()?;
-        let (_, rest) = r::read_str_from_slice(rest).ok()?;
-        p = rest;
+        std::str::from_utf8(str_bytes(&mut p)?).ok()?;
+        std::str::from_utf8(str_bytes(&mut p)?).ok()?;
     }
     Some(all.split_at(all.len() - p.len()))
 }
@@ -277,6 +331,10 @@ mod tests {
             prop_assert_eq!(r.ts_ns, e.ts_ns);
             prop_assert_eq!(r.line, e.line.as_str());
             prop_assert_eq!(owned(&mut r.structured_metadata()), e.structured_metadata.clone());
+            let bytes_of = |raw| pair_bytes_of(raw).map(|(k, v)| (k.to_vec(), v.to_vec())).collect::<Vec<_>>();
+            let as_bytes = |pairs: &[(String, String)]| pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect::<Vec<_>>();
+            prop_assert_eq!(bytes_of(r.metadata_raw), as_bytes(&e.structured_metadata));
+            prop_assert_eq!(bytes_of(r.labels_raw), as_bytes(&e.labels));
             // A damaged payload: whatever the in-place reader accepts, serde reads the same.
             let mut bad = bytes.clone();
             let i = flip.index(bad.len());

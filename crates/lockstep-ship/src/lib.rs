@@ -19,7 +19,10 @@
 //!   circuit breaker opens after consecutive failures, letting one probe through per
 //!   hold time: a dead Loki sees a bounded request rate, whatever the backlog.
 //! - **Bounded memory.** At most one batch (`batch_entries`, `batch_bytes`) is in
-//!   memory, with its encoded bodies, whatever the backlog on disk.
+//!   memory, with its encoded bodies, whatever the backlog on disk; its entries are
+//!   read in place from the batch's bytes (never copied into owned strings), and the
+//!   encoder's buffers (one uncompressed and one compressed body, the largest so far)
+//!   are kept from push to push.
 //! - **Bounded shutdown, no duplicate.** [`Drain::stop`] keeps sending while pushes
 //!   succeed, starts no batch after `shutdown_grace`, finishes and acknowledges a batch
 //!   already started (every push keeps the client's timeout: a push Loki completed is
