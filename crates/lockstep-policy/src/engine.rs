@@ -1069,31 +1069,20 @@ mod line_leaves_tests {
             any::<bool>(),
         )
             .prop_map(|(level, ms, method, path, status, debug, trace)| {
-                let mut m = serde_json::Map::new();
-                let mut put = |k: &str, v: serde_json::Value| {
-                    m.insert(k.into(), v);
-                };
-                if let Some(l) = level {
-                    put("level", l.into());
-                }
-                if let Some(ms) = ms {
-                    put("duration_ms", ms.into());
-                }
-                if let Some(x) = method {
-                    put("method", x.into());
-                }
-                if let Some(x) = path {
-                    put("path", x.into());
-                }
-                if let Some(x) = status {
-                    put("status", x.into());
-                }
-                if let Some(x) = debug {
-                    put("debug", x.into());
-                }
-                if trace {
-                    put("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736".into());
-                }
+                let trace = trace.then_some("4bf92f3577b34da6a3ce929d0e0e4736");
+                let fields: [(&str, Option<serde_json::Value>); 7] = [
+                    ("level", level.map(Into::into)),
+                    ("duration_ms", ms.map(Into::into)),
+                    ("method", method.map(Into::into)),
+                    ("path", path.map(Into::into)),
+                    ("status", status.map(Into::into)),
+                    ("debug", debug.map(Into::into)),
+                    ("trace_id", trace.map(Into::into)),
+                ];
+                let m: serde_json::Map<String, serde_json::Value> = fields
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                    .collect();
                 serde_json::Value::Object(m)
             })
     }
