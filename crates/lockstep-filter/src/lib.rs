@@ -64,15 +64,23 @@ pub struct TraceMemory {
 pub type TraceKey = [u64; 4];
 
 impl TraceMemory {
+    /// A memory of `size` slots rounded up to a power of two; none (capacity 0) when
+    /// that much memory cannot be had (never a panic: in the filter, a trap).
     pub fn new(size: usize) -> Self {
-        let n = if size == 0 {
-            0
-        } else {
-            size.next_power_of_two()
+        let n = match size {
+            0 => 0,
+            _ => size.checked_next_power_of_two().unwrap_or(0),
         };
+        let mut slots = Vec::new();
+        let n = if slots.try_reserve_exact(n).is_ok() {
+            n
+        } else {
+            0
+        };
+        // An all-zero key is no id's: hex digits are never zero bytes.
+        slots.resize(n, [0; 4]);
         TraceMemory {
-            // An all-zero key is no id's: hex digits are never zero bytes.
-            slots: vec![[0; 4]; n],
+            slots,
             shift: 64 - n.max(1).trailing_zeros(),
         }
     }
@@ -85,6 +93,10 @@ impl TraceMemory {
     }
     /// Remembers a kept trace: `t` must be the key of a valid id.
     pub fn insert(&mut self, t: &TraceKey) {
+        // The empty slot's value: remembering it would make every empty slot match.
+        if *t == [0; 4] {
+            return;
+        }
         if !self.slots.is_empty() {
             let i = self.slot(t);
             self.slots[i] = *t;
@@ -141,6 +153,12 @@ impl Filter {
             last_reason: LastReason::FailOpen,
             stats: Stats::default(),
         }
+    }
+
+    /// Slots of the kept-trace memory (0: none, by setting or because the memory could
+    /// not be had).
+    pub fn memory_capacity(&self) -> usize {
+        self.memory.capacity()
     }
 
     pub fn is_fail_open(&self) -> bool {

@@ -71,6 +71,10 @@ pub struct Policy {
     line_leaves: bool,
 }
 
+/// The largest `lockstep.kept_trace_memory` (slots of 32 bytes: 32 MiB of the filter's
+/// linear memory, which a wasm32 module must also find room for).
+pub const MAX_KEPT_TRACE_MEMORY: usize = 1 << 20;
+
 /// The built-in default: keep errors and anything slower than 200 ms (the seed
 /// pipeline), as a collector policy block.
 pub const DEFAULT_POLICY_YAML: &str = "\
@@ -292,6 +296,16 @@ impl Policy {
             _ => {}
         }
         let settings = file.lockstep.clone().unwrap_or_default();
+        if settings.kept_trace_memory > MAX_KEPT_TRACE_MEMORY {
+            return Err(PolicyError::invalid(
+                "lockstep.kept_trace_memory",
+                format!(
+                    "{} is more than {MAX_KEPT_TRACE_MEMORY} (each remembered trace takes 32 \
+                     bytes of the filter's memory; the default is 4096)",
+                    settings.kept_trace_memory
+                ),
+            ));
+        }
         let mut attrs = Vec::new();
         let mut c = Compiler {
             attrs: &mut attrs,
@@ -1050,6 +1064,7 @@ mod line_leaves_tests {
         "{name: not-health, type: string_attribute, string_attribute: {key: path, values: [/health], invert_match: true}}",
         "{name: fivexx, type: numeric_attribute, numeric_attribute: {key: status, min_value: 500, max_value: 599}}",
         "{name: flagged, type: boolean_attribute, boolean_attribute: {key: debug, value: true, invert_match: true}}",
+        "{name: not-5xx, type: numeric_attribute, numeric_attribute: {key: status, min_value: 500, max_value: 599, invert_match: true}}",
         "{name: all, type: always_sample}",
         "{name: half, type: probabilistic, probabilistic: {sampling_percentage: 50}}",
         "{name: both, type: and, and: {and_sub_policy: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}, {name: s, type: latency, latency: {threshold_ms: 100}}]}}",
@@ -1094,7 +1109,12 @@ mod line_leaves_tests {
         #[test]
         fn fast_line_path_decides_as_the_general_one(
             picks in prop::collection::vec(0..RULES.len(), 1..5),
-            no_level in prop::sample::select(vec!["", "lockstep: {no_level: drop}\n"]),
+            no_level in prop::sample::select(vec![
+                "",
+                "lockstep: {no_level: drop}\n",
+                "lockstep: {no_trace_id: keep}\n",
+                "lockstep: {no_duration: drop, no_level: keep}\n",
+            ]),
             records in prop::collection::vec(record(), 1..20),
         ) {
             let mut yaml = String::from(no_level);
@@ -1104,7 +1124,7 @@ mod line_leaves_tests {
                 yaml.push_str(&format!("  - {}\n", RULES[i].replacen("{name: ", &format!("{{name: r{n}", ), 1)));
             }
             let p = crate::compile_policy(&yaml, crate::Format::Yaml, "t").unwrap();
-            let admissible = no_level.is_empty() && picks.iter().all(|&i| i < 9);
+            let admissible = no_level.is_empty() && picks.iter().all(|&i| i < 10);
             prop_assert_eq!(p.line_leaves, admissible, "{}", yaml);
             let mut ex = p.extractor();
             for r in &records {

@@ -48,7 +48,10 @@ mod rule;
 pub mod sampling;
 pub mod trace;
 
-pub use engine::{Decision, Engine, EvalError, Policy, Reason, Verdict, DEFAULT_POLICY_YAML};
+pub use engine::{
+    Decision, Engine, EvalError, Policy, Reason, Verdict, DEFAULT_POLICY_YAML,
+    MAX_KEPT_TRACE_MEMORY,
+};
 pub use model::{
     FluentBitProcessors, LatencyThreshold, Missing, OnError, PolicyFile, PolicySpec, Settings,
 };

@@ -276,6 +276,19 @@ const fn short_slot(key: u64) -> usize {
 /// The [`WORDS`] of at most eight bytes, packed into a word, in an open-addressed table
 /// (a zero key marks an empty slot; no word packs to zero).
 const SHORT_WORDS: [(u64, Option<Level>); SHORT_SLOTS] = {
+    // At most half full, so a probe always meets an empty slot and stops.
+    let mut short = 0;
+    let mut i = 0;
+    while i < WORDS.len() {
+        if WORDS[i].0.len() <= 8 {
+            short += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        short <= SHORT_SLOTS / 2,
+        "SHORT_SLOTS too small for the level words"
+    );
     let mut out = [(0u64, None); SHORT_SLOTS];
     let mut i = 0;
     while i < WORDS.len() {

@@ -192,7 +192,15 @@ fn load_filter() -> Filter {
                     for w in p.warnings() {
                         eprint_line(&format!("warning: {path}: {w}"));
                     }
-                    Filter::new(p)
+                    let want = p.settings().kept_trace_memory;
+                    let f = Filter::new(p);
+                    if want > 0 && f.memory_capacity() == 0 {
+                        eprint_line(&format!(
+                            "warning: {path}: lockstep.kept_trace_memory {want}: no memory for it; \
+                             later lines of kept traces are decided on their own"
+                        ));
+                    }
+                    f
                 }
                 Err(e) => {
                     eprint_line(&format!("{e}; keeping every record (fail-open)"));
