@@ -369,23 +369,13 @@ impl LokiReceiver {
     }
 
     fn wait_until(&self, timeout: Duration, f: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.shared.state);
-        loop {
-            if f(&st) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .shared
-                .state_cv
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let st = lock(&self.shared.state);
+        let (st, _) = self
+            .shared
+            .state_cv
+            .wait_timeout_while(st, timeout, |st| !f(st))
+            .unwrap_or_else(|e| e.into_inner());
+        f(&st)
     }
 }
 

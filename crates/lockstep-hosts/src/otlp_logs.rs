@@ -60,7 +60,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::http::HttpRequest;
 
@@ -783,21 +783,13 @@ impl OtlpLogsInput {
 
     /// Waits until at least `n` chunks are held; false on timeout.
     pub fn wait_for_chunks(&self, n: usize, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        let mut st = lock(&self.shared.state);
-        while st.chunks.len() < n {
-            let now = Instant::now();
-            if now >= end {
-                return false;
-            }
-            st = self
-                .shared
-                .cv
-                .wait_timeout(st, end - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        let st = lock(&self.shared.state);
+        let (st, _) = self
+            .shared
+            .cv
+            .wait_timeout_while(st, timeout, |st| st.chunks.len() < n)
+            .unwrap_or_else(|e| e.into_inner());
+        st.chunks.len() >= n
     }
 }
 
