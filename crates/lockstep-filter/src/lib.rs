@@ -133,8 +133,14 @@ impl Filter {
         let s = policy.settings();
         let memory = TraceMemory::new(s.kept_trace_memory);
         let annotate = s.annotate;
+        // Span ids are read only to annotate: without it they are skipped unread.
+        let engine = if annotate {
+            Engine::new(policy)
+        } else {
+            Engine::without_span_ids(policy)
+        };
         Filter {
-            engine: Some(Engine::new(policy)),
+            engine: Some(engine),
             memory,
             annotate,
             out: Vec::new(),

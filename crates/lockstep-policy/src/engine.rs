@@ -1010,6 +1010,14 @@ impl Engine {
         Engine { policy, extractor }
     }
 
+    /// An engine whose extraction skips span ids (no policy reads them), for a caller
+    /// that never asks for them: the filter without `annotate`. Decisions are
+    /// [`Engine::new`]'s on every record; [`Extracted::span_id`] is always `None`.
+    pub fn without_span_ids(policy: Policy) -> Self {
+        let extractor = Extractor::new(policy.matcher().without_span_ids());
+        Engine { policy, extractor }
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

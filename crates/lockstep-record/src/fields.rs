@@ -247,6 +247,18 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// This matcher without the span id's aliases, for a reader whose caller never reads
+    /// span ids (no policy does; the filter reads them only to annotate): a span id is
+    /// then skipped like any unwanted member, and [`crate::Extracted::span_id`] is
+    /// always `None`. A key that also names another role (`traceparent`) keeps that one.
+    pub fn without_span_ids(&self) -> Self {
+        let mut table = self.table.clone();
+        table.span_id.clear();
+        // Fewer aliases than a table that compiled: this compiles too. Were it ever to
+        // fail, reading span ids as well is the safe answer.
+        Matcher::new(table, &self.attr_keys).unwrap_or_else(|_| self.clone())
+    }
+
     /// Compiles the table plus the attribute keys a policy reads (slot = index).
     pub fn new(table: FieldTable, attr_keys: &[String]) -> Result<Self, FieldError> {
         let mut m = Matcher {
