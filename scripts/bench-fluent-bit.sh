@@ -33,6 +33,10 @@
 #      (Fluent Bit's own JSON round trip)       (errors + slower than 200 ms)
 #   l  lockstep_filter.aot (BENCH_AOT, default dist/lockstep_filter.aot), the same module
 #      compiled ahead of time by flb-wamrc (see README, "Ahead-of-time compiled")
+#   p  floor probe: every string boundary of the record found (scan-floor.wat `strings`)
+#   q  floor probe: every top-level member walked (scan-floor.wat `members`); p and q
+#      are hand-written WebAssembly that validate and decide nothing and drop every
+#      record: what the interpreter costs a reader at the least (needs wabt's wat2wasm)
 #   e.g. BENCH_RUNS="h j k i j k i j k" (interleaved: load drift hits every filter)
 #   BENCH_FILTER_INPUT  default /tmp/bench-filter-input.jsonl: golden/four-schemas/logs.jsonl
 #                       repeated BENCH_FILTER_REPEAT times (default 560, ~180,000 lines),
@@ -63,7 +67,7 @@ mkdir -p "$WORK"
 
 [ -x "$FLUENT_BIT" ] || { echo "not executable: $FLUENT_BIT" >&2; exit 2; }
 output_runs=$(tr -cd 'abcd' <<< "$BENCH_RUNS")
-filter_runs=$(tr -cd 'hijkl' <<< "$BENCH_RUNS")
+filter_runs=$(tr -cd 'hijklpq' <<< "$BENCH_RUNS")
 if [ -n "$output_runs" ]; then
   [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
   [ -n "${LOKI_URL:-}" ] || [ -x "$RECEIVER_BIN" ] || {
@@ -130,6 +134,10 @@ with open(dst, "w", encoding="utf-8") as f:
 EOF
   fi
   FN=$(wc -l < "$BENCH_FILTER_INPUT")
+  if [[ $filter_runs == *[pq]* ]]; then
+    command -v wat2wasm > /dev/null || { echo "runs p and q need wat2wasm (Debian: wabt)" >&2; exit 2; }
+    wat2wasm "$CONF_DIR/scan-floor.wat" -o "$WORK/scan-floor.wasm"
+  fi
   mkdir -p "$WORK/policy"
   # drop.wasm: exports memory and f(6 x i32) -> i32 returning 0 (read by the host as "").
   python3 -c 'import sys; sys.stdout.buffer.write(bytes([0,97,115,109,1,0,0,0, 1,11,1,0x60,6,0x7f,0x7f,0x7f,0x7f,0x7f,0x7f,1,0x7f, 3,2,1,0, 5,3,1,0,2, 7,14,2,6,109,101,109,111,114,121,2,0,1,102,0,0, 10,6,1,4,0,0x41,0,0x0b]))' > "$WORK/drop.wasm"
@@ -198,6 +206,8 @@ run_filter() {
     j) conf=j-filter-lua.conf ;;
     k) conf=k-filter-lockstep.conf ;;
     l) conf=l-filter-lockstep-aot.conf ;;
+    p) conf=p-filter-strings-floor.conf ;;
+    q) conf=q-filter-members-floor.conf ;;
   esac
   local d=$WORK/$run.$RANDOM
   mkdir -p "$d"
@@ -317,7 +327,7 @@ EOF
 
 for r in $BENCH_RUNS; do
   case $r in
-    h | i | j | k | l) run_filter "$r" ;;
+    h | i | j | k | l | p | q) run_filter "$r" ;;
     *) run_one "$r" ;;
   esac
 done
@@ -327,7 +337,7 @@ if [ -n "$filter_runs" ]; then
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"\nfilter runs, records in input: {sys.argv[2]}")
-names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm", "l": "lockstep_filter.aot"}
+names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm", "l": "lockstep_filter.aot", "p": "floor probe: strings", "q": "floor probe: members"}
 def med(run, i):
     v = [float(r[i]) for r in rows if r[0] == run]
     return statistics.median(v) if v else None
@@ -338,7 +348,7 @@ for r in rows:
     cr = f"{float(r[3]) / lua_cpu:.2f}" if lua_cpu else "-"
     rr = f"{float(r[5]) / lua_rss:.2f}" if lua_rss else "-"
     print(f"| {r[0]} | {names[r[0]]} | {r[6]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {cr} | {rr} |")
-print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijkl" if med(k, 3) is not None))
+print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijklpq" if med(k, 3) is not None))
 EOF
 fi
 if [ -z "$output_runs" ]; then echo "logs: $WORK" >&2; exit 0; fi

@@ -3,7 +3,9 @@
 //! that bound the host's share: one that drops everything, one that returns its input.
 //!
 //! cargo run --release -p lockstep-harness --example filter_bench -- [WASM] [RECORDS]
-//! (`LINES=file.jsonl` to measure other records than the four-schema sample)
+//! (`LINES=file.jsonl` to measure other records than the four-schema sample;
+//! `FLOOR_WASM=scan-floor.wasm`, built by `wat2wasm fluent-bit-conf/bench/scan-floor.wat`,
+//! adds its two floor probes: every string boundary found, and every member walked)
 
 use lockstep_hosts::wasm::{FilterConfig, FilterResult, WasmFilterHost};
 use std::time::Instant;
@@ -105,6 +107,16 @@ fn main() {
         &records,
         n,
     );
+    if let Ok(floor) = std::env::var("FLOOR_WASM") {
+        for f in ["strings", "members"] {
+            run(
+                &format!("probe: {f} floor"),
+                FilterConfig::new(&floor, f),
+                &records,
+                n,
+            );
+        }
+    }
     run(
         &format!("lockstep_filter ({wasm})"),
         FilterConfig::new(&wasm, "lockstep_filter"),
