@@ -412,10 +412,59 @@ impl Matcher {
 /// already holds when it finds the key's closing quote: a miss (most keys of a record)
 /// costs a multiply and one or two word compares, never a byte loop. Only keys longer
 /// than eight bytes whose first word matches compare their remaining bytes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct TopTable {
     slots: Vec<TopSlot>,
     shift: u32,
+    /// The keys of at most seven plain ASCII bytes again, keyed by their word alone: the
+    /// scanner's common case (see [`TopView::get_short`]).
+    short: Box<[ShortSlot; SHORT_SLOTS]>,
+}
+
+impl Default for TopTable {
+    fn default() -> Self {
+        TopTable {
+            slots: Vec::new(),
+            shift: 0,
+            short: Box::new([EMPTY_SHORT; SHORT_SLOTS]),
+        }
+    }
+}
+
+/// Slots of the short-key table. A fixed power of two, so a probe's index is in bounds
+/// by construction (no bound check in the interpreter), and more than twice the most
+/// short entries there can be: each of the [`MAX_PATHS`] paths adds at most four (itself
+/// and three dotted prefixes of at most seven bytes), 512 in all, so a miss always ends
+/// at an empty slot.
+const SHORT_SLOTS: usize = 1024;
+const SHORT_SHIFT: u32 = 64 - SHORT_SLOTS.trailing_zeros();
+
+#[derive(Debug, Clone, Copy)]
+struct ShortSlot {
+    /// The key's bytes, little-endian, zero above them; [`EMPTY_WORD`]: an empty slot.
+    w: u64,
+    leaf: usize,
+    desc: u128,
+}
+
+/// Never a key's word: a key of at most seven bytes leaves the top byte zero.
+const EMPTY_WORD: u64 = u64::MAX;
+const EMPTY_SHORT: ShortSlot = ShortSlot {
+    w: EMPTY_WORD,
+    leaf: usize::MAX,
+    desc: 0,
+};
+
+/// Whether `key` goes in the short table: at most seven bytes, each one the scanner's
+/// word loop passes over (printable ASCII, not `"` or `\`). Such a key's word is
+/// nonzero in exactly its bytes, so the word alone names it.
+fn is_short_key(key: &[u8]) -> bool {
+    key.len() <= 7 && key.iter().all(|&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+}
+
+#[inline(always)]
+fn short_hash(w: u64) -> usize {
+    (w.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> SHORT_SHIFT) as usize
 }
 
 #[derive(Debug, Clone)]
@@ -508,7 +557,26 @@ impl TopTable {
                 key,
             };
         }
-        TopTable { slots, shift }
+        let mut short = Box::new([EMPTY_SHORT; SHORT_SLOTS]);
+        let mut n_short = 0;
+        for s in slots.iter().filter(|s| s.len != EMPTY_SLOT && is_short_key(&s.key)) {
+            n_short += 1;
+            debug_assert!(n_short < SHORT_SLOTS / 2);
+            let mut h = short_hash(s.w0);
+            while short[h].w != EMPTY_WORD {
+                h = (h + 1) & (SHORT_SLOTS - 1);
+            }
+            short[h] = ShortSlot {
+                w: s.w0,
+                leaf: s.leaf,
+                desc: s.desc,
+            };
+        }
+        TopTable {
+            slots,
+            shift,
+            short,
+        }
     }
 
     #[inline(always)]
@@ -520,11 +588,7 @@ impl TopTable {
     /// through `&self`, its length and shift would be loaded again for every probe).
     #[inline(always)]
     pub(crate) fn view(&self) -> TopView<'_> {
-        TopView {
-            slots: &self.slots,
-            mask: self.slots.len().wrapping_sub(1),
-            shift: self.shift,
-        }
+        TopView { short: &self.short }
     }
 
     /// `w0`: [`first_word`] of `key`.
@@ -558,29 +622,27 @@ impl TopTable {
 /// [`TopTable::view`].
 #[derive(Clone, Copy)]
 pub(crate) struct TopView<'a> {
-    slots: &'a [TopSlot],
-    mask: usize,
-    shift: u32,
+    short: &'a [ShortSlot; SHORT_SLOTS],
 }
 
 impl TopView<'_> {
-    /// [`TopTable::get_word`] for a key of at most eight bytes, given as its word
-    /// (`w0`, zero above `len` bytes): the word is the whole key, so no bytes are
-    /// compared.
+    /// [`TopTable::get_word`] for a key the scanner read as at most seven plain ASCII
+    /// bytes, given as its word `w` (zero above the key): the word is the whole key and
+    /// names its length, so one word compare decides. The index is masked to the
+    /// table's fixed size: no bound check; a miss (most members) ends at the first empty
+    /// slot, usually the first probed.
     #[inline(always)]
-    pub(crate) fn get_short(self, w0: u64, len: usize) -> (usize, u128) {
-        let mut h = slot_hash(w0, len, self.shift);
+    pub(crate) fn get_short(self, w: u64) -> (usize, u128) {
+        let mut h = short_hash(w);
         loop {
-            let Some(s) = self.slots.get(h & self.mask) else {
-                return (usize::MAX, 0);
-            };
-            if s.len == EMPTY_SLOT {
+            let s = &self.short[h];
+            if s.w == EMPTY_WORD {
                 return (usize::MAX, 0);
             }
-            if s.w0 == w0 && s.len as usize == len {
+            if s.w == w {
                 return (s.leaf, s.desc);
             }
-            h += 1;
+            h = (h + 1) & (SHORT_SLOTS - 1);
         }
     }
 }
@@ -588,6 +650,41 @@ impl TopView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short-key table answers as the general table for every key it may be asked
+    /// (at most seven plain bytes), present or not, including the worst fill.
+    #[test]
+    fn short_table_answers_as_the_general_one() {
+        let mut attrs: Vec<String> = ["a.b.c", "x", "http.status", "k.v", "svc", "env"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let room = MAX_PATHS - Matcher::new(FieldTable::default(), &[]).unwrap().paths.len();
+        let worst: Vec<String> = (0..room)
+            .map(|i| format!("{}.{}.{}.{}", (b'a' + (i % 26) as u8) as char, i % 7, i % 5, i / 35))
+            .collect();
+        for extra in [vec![], worst] {
+            attrs.extend(extra);
+            attrs.sort();
+            attrs.dedup();
+            attrs.truncate(room);
+            let m = Matcher::new(FieldTable::default(), &attrs).unwrap();
+            let view = m.top.view();
+            let mut keys: Vec<Vec<u8>> = m.top.slots.iter().map(|s| s.key.to_vec()).collect();
+            for a in 0u8..=255 {
+                keys.push(vec![a]);
+                keys.push(vec![b'l', b'e', b'v', b'e', a]);
+            }
+            keys.extend([b"".to_vec(), b"leve".to_vec(), b"levels".to_vec(), b"a.b".to_vec()]);
+            let mut hits = 0;
+            for k in keys.iter().filter(|k| is_short_key(k)) {
+                let want = m.top.get_word(first_word(k), k);
+                assert_eq!(view.get_short(first_word(k)), want, "{:?}", String::from_utf8_lossy(k));
+                hits += usize::from(want.0 != usize::MAX || want.1 != 0);
+            }
+            assert!(hits > 10, "{hits}");
+        }
+    }
 
     #[test]
     fn dotted_and_nested_paths() {

@@ -404,7 +404,7 @@ fn object_fast(
                 // A short key, no escape: the common case.
                 i = start + first + 1;
                 // `first` < 8: the bytes below the quote are the whole key.
-                let (l, d) = short.get_short(w & !u64::MAX.wrapping_shl(8 * first as u32), first);
+                let (l, d) = short.get_short(w & !u64::MAX.wrapping_shl(8 * first as u32));
                 (l, d, first)
             } else {
                 // No special byte among the first eight: go on after them.
