@@ -33,6 +33,8 @@
 #      (Fluent Bit's own JSON round trip)       (errors + slower than 200 ms)
 #   l  lockstep_filter.aot (BENCH_AOT, default dist/lockstep_filter.aot), the same module
 #      compiled ahead of time by flb-wamrc (see README, "Ahead-of-time compiled")
+#   o  floor probe: drops everything, as i, from a module that exports malloc/free as
+#      lockstep does (scan-floor.wat `drop`): o - i is the host's allocator calls
 #   p  floor probe: every string boundary of the record found (scan-floor.wat `strings`)
 #   q  floor probe: every top-level member walked (scan-floor.wat `members`); p and q
 #      are hand-written WebAssembly that validate and decide nothing and drop every
@@ -67,7 +69,7 @@ mkdir -p "$WORK"
 
 [ -x "$FLUENT_BIT" ] || { echo "not executable: $FLUENT_BIT" >&2; exit 2; }
 output_runs=$(tr -cd 'abcd' <<< "$BENCH_RUNS")
-filter_runs=$(tr -cd 'hijklpq' <<< "$BENCH_RUNS")
+filter_runs=$(tr -cd 'hijklopq' <<< "$BENCH_RUNS")
 if [ -n "$output_runs" ]; then
   [ -f "$PLUGIN_SO" ] || { echo "missing $PLUGIN_SO: run scripts/build-plugins.sh" >&2; exit 2; }
   [ -n "${LOKI_URL:-}" ] || [ -x "$RECEIVER_BIN" ] || {
@@ -134,8 +136,8 @@ with open(dst, "w", encoding="utf-8") as f:
 EOF
   fi
   FN=$(wc -l < "$BENCH_FILTER_INPUT")
-  if [[ $filter_runs == *[pq]* ]]; then
-    command -v wat2wasm > /dev/null || { echo "runs p and q need wat2wasm (Debian: wabt)" >&2; exit 2; }
+  if [[ $filter_runs == *[opq]* ]]; then
+    command -v wat2wasm > /dev/null || { echo "runs o, p and q need wat2wasm (Debian: wabt)" >&2; exit 2; }
     wat2wasm "$CONF_DIR/scan-floor.wat" -o "$WORK/scan-floor.wasm"
   fi
   mkdir -p "$WORK/policy"
@@ -206,6 +208,7 @@ run_filter() {
     j) conf=j-filter-lua.conf ;;
     k) conf=k-filter-lockstep.conf ;;
     l) conf=l-filter-lockstep-aot.conf ;;
+    o) conf=o-filter-drop-floor.conf ;;
     p) conf=p-filter-strings-floor.conf ;;
     q) conf=q-filter-members-floor.conf ;;
   esac
@@ -327,7 +330,7 @@ EOF
 
 for r in $BENCH_RUNS; do
   case $r in
-    h | i | j | k | l | p | q) run_filter "$r" ;;
+    h | i | j | k | l | o | p | q) run_filter "$r" ;;
     *) run_one "$r" ;;
   esac
 done
@@ -337,7 +340,7 @@ if [ -n "$filter_runs" ]; then
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"\nfilter runs, records in input: {sys.argv[2]}")
-names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm", "l": "lockstep_filter.aot", "p": "floor probe: strings", "q": "floor probe: members"}
+names = {"h": "no filter", "i": "WASM drop-all probe", "j": "Lua mirror", "k": "lockstep_filter.wasm", "l": "lockstep_filter.aot", "o": "floor probe: drop, with malloc/free", "p": "floor probe: strings", "q": "floor probe: members"}
 def med(run, i):
     v = [float(r[i]) for r in rows if r[0] == run]
     return statistics.median(v) if v else None
@@ -348,7 +351,7 @@ for r in rows:
     cr = f"{float(r[3]) / lua_cpu:.2f}" if lua_cpu else "-"
     rr = f"{float(r[5]) / lua_rss:.2f}" if lua_rss else "-"
     print(f"| {r[0]} | {names[r[0]]} | {r[6]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {cr} | {rr} |")
-print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijklpq" if med(k, 3) is not None))
+print("medians: " + ", ".join(f"{names[k]} {med(k, 3):.2f} s" for k in "hijklopq" if med(k, 3) is not None))
 EOF
 fi
 if [ -z "$output_runs" ]; then echo "logs: $WORK" >&2; exit 0; fi

@@ -400,7 +400,9 @@ fn object_fast(
             let w = word_at(b, start);
             let m = special_mask(w);
             let first = (m.trailing_zeros() / 8) as usize;
-            if m != 0 && at(b, start + first) == b'"' {
+            // The lowest mark is exact, so the byte there is the key's first special
+            // byte (a zero of the padding past the end is not a quote).
+            if m != 0 && (w >> (8 * first)) as u8 == b'"' {
                 // A short key, no escape: the common case.
                 i = start + first + 1;
                 // `first` < 8: the bytes below the quote are the whole key.
