@@ -331,11 +331,7 @@ impl Extracted {
                 Action::Trace {
                     rank,
                     fmt: IdFormat::Hex,
-                } if !raw.is_empty() => {
-                    if rank <= self.trace_rank {
-                        self.trace_hex(rank, raw);
-                    }
-                }
+                } => self.trace_hex_ascii(rank, raw),
                 Action::Span {
                     rank,
                     fmt: IdFormat::Hex,
@@ -344,13 +340,36 @@ impl Extracted {
                         self.span_hex(rank, raw);
                     }
                 }
-                // `str::trim` on ASCII with no control character trims spaces only.
-                Action::Level { rank, .. } if !raw.is_empty() && rank > self.level_rank => {}
-                Action::Level { rank, scheme } if !raw.is_empty() => {
-                    self.level_ascii(rank, scheme, raw)
-                }
+                Action::Level { rank, scheme } => self.level_plain(rank, scheme, raw),
                 _ => self.on_value_text(a, raw),
             }
+        }
+    }
+
+    /// [`Self::on_ascii`] of one `Trace` action in hex.
+    #[inline(always)]
+    pub(crate) fn trace_hex_ascii(&mut self, rank: u8, raw: &[u8]) {
+        if raw.is_empty() {
+            self.on_value_text(
+                &Action::Trace {
+                    rank,
+                    fmt: IdFormat::Hex,
+                },
+                raw,
+            );
+        } else if rank <= self.trace_rank {
+            self.trace_hex(rank, raw);
+        }
+    }
+
+    /// [`Self::on_ascii`] of one `Level` action.
+    #[inline(always)]
+    pub(crate) fn level_plain(&mut self, rank: u8, scheme: NumberScheme, raw: &[u8]) {
+        if raw.is_empty() {
+            self.on_value_text(&Action::Level { rank, scheme }, raw);
+        } else if rank <= self.level_rank {
+            // `str::trim` on ASCII with no control character trims spaces only.
+            self.level_ascii(rank, scheme, raw);
         }
     }
 

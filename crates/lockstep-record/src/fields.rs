@@ -216,6 +216,16 @@ pub(crate) enum Action {
     Nested,
 }
 
+/// A path's work on a plain string value (ASCII, no escape), when it is one action the
+/// fast scanner applies directly: a level, or a trace id in hex (nearly every matched
+/// member of a log line). Everything else goes through the action list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    Level { rank: u8, scheme: NumberScheme },
+    TraceHex { rank: u8 },
+    General,
+}
+
 /// At most this many distinct paths (aliases + attribute keys), so a candidate set
 /// fits one `u128`.
 pub const MAX_PATHS: usize = 128;
@@ -239,6 +249,9 @@ pub struct Matcher {
     pub(crate) actions: Vec<Vec<Action>>,
     /// Per path: does it hold an [`Action::Nested`]?
     pub(crate) nested: Vec<bool>,
+    /// Per path: its one action when the fast scanner can apply it to a plain string
+    /// without the general dispatch (see [`Fast`]).
+    pub(crate) fast: Vec<Fast>,
     /// Top-level key → (leaf path, descend mask): one probe per top-level key.
     pub(crate) top: TopTable,
     pub(crate) all: u128,
@@ -265,6 +278,7 @@ impl Matcher {
             paths: vec![],
             actions: vec![],
             nested: vec![],
+            fast: vec![],
             top: TopTable::default(),
             all: 0,
             table: table.clone(),
@@ -324,6 +338,21 @@ impl Matcher {
             .iter()
             .map(|a| a.contains(&Action::Nested))
             .collect();
+        m.fast = m
+            .actions
+            .iter()
+            .map(|a| match a.as_slice() {
+                [Action::Level { rank, scheme }] => Fast::Level {
+                    rank: *rank,
+                    scheme: *scheme,
+                },
+                [Action::Trace {
+                    rank,
+                    fmt: IdFormat::Hex,
+                }] => Fast::TraceHex { rank: *rank },
+                _ => Fast::General,
+            })
+            .collect();
         Ok(m)
     }
 
@@ -356,6 +385,7 @@ impl Matcher {
             paths: vec![],
             actions: vec![],
             nested: vec![],
+            fast: vec![],
             top: TopTable::default(),
             all: 0,
             table: FieldTable::default(),
@@ -459,7 +489,10 @@ const EMPTY_SHORT: ShortSlot = ShortSlot {
 /// word loop passes over (printable ASCII, not `"` or `\`). Such a key's word is
 /// nonzero in exactly its bytes, so the word alone names it.
 fn is_short_key(key: &[u8]) -> bool {
-    key.len() <= 7 && key.iter().all(|&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+    key.len() <= 7
+        && key
+            .iter()
+            .all(|&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
 }
 
 #[inline(always)]
@@ -559,7 +592,10 @@ impl TopTable {
         }
         let mut short = Box::new([EMPTY_SHORT; SHORT_SLOTS]);
         let mut n_short = 0;
-        for s in slots.iter().filter(|s| s.len != EMPTY_SLOT && is_short_key(&s.key)) {
+        for s in slots
+            .iter()
+            .filter(|s| s.len != EMPTY_SLOT && is_short_key(&s.key))
+        {
             n_short += 1;
             debug_assert!(n_short < SHORT_SLOTS / 2);
             let mut h = short_hash(s.w0);
@@ -659,9 +695,21 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let room = MAX_PATHS - Matcher::new(FieldTable::default(), &[]).unwrap().paths.len();
+        let room = MAX_PATHS
+            - Matcher::new(FieldTable::default(), &[])
+                .unwrap()
+                .paths
+                .len();
         let worst: Vec<String> = (0..room)
-            .map(|i| format!("{}.{}.{}.{}", (b'a' + (i % 26) as u8) as char, i % 7, i % 5, i / 35))
+            .map(|i| {
+                format!(
+                    "{}.{}.{}.{}",
+                    (b'a' + (i % 26) as u8) as char,
+                    i % 7,
+                    i % 5,
+                    i / 35
+                )
+            })
             .collect();
         for extra in [vec![], worst] {
             attrs.extend(extra);
@@ -675,11 +723,21 @@ mod tests {
                 keys.push(vec![a]);
                 keys.push(vec![b'l', b'e', b'v', b'e', a]);
             }
-            keys.extend([b"".to_vec(), b"leve".to_vec(), b"levels".to_vec(), b"a.b".to_vec()]);
+            keys.extend([
+                b"".to_vec(),
+                b"leve".to_vec(),
+                b"levels".to_vec(),
+                b"a.b".to_vec(),
+            ]);
             let mut hits = 0;
             for k in keys.iter().filter(|k| is_short_key(k)) {
                 let want = m.top.get_word(first_word(k), k);
-                assert_eq!(view.get_short(first_word(k)), want, "{:?}", String::from_utf8_lossy(k));
+                assert_eq!(
+                    view.get_short(first_word(k)),
+                    want,
+                    "{:?}",
+                    String::from_utf8_lossy(k)
+                );
                 hits += usize::from(want.0 != usize::MAX || want.1 != 0);
             }
             assert!(hits > 10, "{hits}");

@@ -24,7 +24,7 @@
 
 use super::{err, escape_at, member_value, nested_json, special_mask, Scanner, Sink, Str, R};
 use crate::extract::Extractor;
-use crate::fields::low_bytes;
+use crate::fields::{low_bytes, Fast};
 use crate::{Extracted, MAX_DEPTH};
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -339,13 +339,40 @@ fn matched_string(
     let mut g = Flags::default();
     let (end, escaped) = string_end(b, start - 1, start, &mut g)?;
     f.non_ascii |= g.non_ascii;
+    let plain = !escaped && !g.non_ascii;
+    match sink.m.fast.get(leaf) {
+        // One level or hex trace id action, a plain string: applied directly.
+        Some(&Fast::Level { rank, scheme }) if plain => {
+            sink.out.level_plain(rank, scheme, &b[start..end]);
+        }
+        Some(&Fast::TraceHex { rank }) if plain => {
+            sink.out.trace_hex_ascii(rank, &b[start..end]);
+        }
+        _ => matched_string_general(b, start, end, escaped, plain, sink, leaf, nested)?,
+    }
+    Ok(end + 1)
+}
+
+/// [`matched_string`] through the action list.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn matched_string_general(
+    b: &[u8],
+    start: usize,
+    end: usize,
+    escaped: bool,
+    plain: bool,
+    sink: &mut Sink<'_>,
+    leaf: usize,
+    nested: &mut Vec<u8>,
+) -> R<()> {
     let s = Str {
         start,
         end,
         escaped,
     };
     let actions = &sink.m.actions[leaf];
-    if !escaped && !g.non_ascii {
+    if plain {
         sink.out.on_ascii(actions, &b[start..end]);
     } else {
         sink.value_str(b, &s, actions)?;
@@ -353,7 +380,7 @@ fn matched_string(
     if sink.m.nested[leaf] {
         nested_json(b, &s, sink, nested)?;
     }
-    Ok(end + 1)
+    Ok(())
 }
 
 /// Any other value of a matched key, at `i`: the reference reads it.
