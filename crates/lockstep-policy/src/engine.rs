@@ -1010,9 +1010,11 @@ impl Engine {
         Engine { policy, extractor }
     }
 
-    /// An engine whose extraction skips span ids (no policy reads them), for a caller
-    /// that never asks for them: the filter without `annotate`. Decisions are
-    /// [`Engine::new`]'s on every record; [`Extracted::span_id`] is always `None`.
+    /// An engine whose extraction leaves span ids unread (no policy reads them), for a
+    /// caller that never asks for them: the filter without `annotate`. Decisions, and
+    /// which records are unreadable, are [`Engine::new`]'s on every record
+    /// ([`lockstep_record::Matcher::without_span_ids`]); [`Extracted::span_id`] is `None`
+    /// unless the id needed decoding.
     pub fn without_span_ids(policy: Policy) -> Self {
         let extractor = Extractor::new(policy.matcher().without_span_ids());
         Engine { policy, extractor }

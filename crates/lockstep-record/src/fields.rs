@@ -221,8 +221,15 @@ pub(crate) enum Action {
 /// member of a log line). Everything else goes through the action list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fast {
-    Level { rank: u8, scheme: NumberScheme },
-    TraceHex { rank: u8 },
+    Level {
+        rank: u8,
+        scheme: NumberScheme,
+    },
+    TraceHex {
+        rank: u8,
+    },
+    /// Nothing to do (a span id nobody reads: [`Matcher::without_span_ids`]).
+    Unread,
     General,
 }
 
@@ -260,16 +267,22 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// This matcher without the span id's aliases, for a reader whose caller never reads
-    /// span ids (no policy does; the filter reads them only to annotate): a span id is
-    /// then skipped like any unwanted member, and [`crate::Extracted::span_id`] is
-    /// always `None`. A key that also names another role (`traceparent`) keeps that one.
+    /// This matcher for a reader whose caller never reads span ids (no policy does; the
+    /// filter reads them only to annotate): in the filter's fast reading
+    /// ([`crate::Extractor::extract_host_json`]), a path whose one action is a span id
+    /// leaves a plain string value (ASCII, no escape: nearly every span id) unread. The span keys stay matched, so every value is
+    /// checked exactly as before (an escaped one is still decoded, and a lone surrogate
+    /// still makes the record unreadable): which records are readable, and every other
+    /// fact, is unchanged. [`crate::Extracted::span_id`] is then `None` unless the span
+    /// id needed decoding (escaped, or a number).
     pub fn without_span_ids(&self) -> Self {
-        let mut table = self.table.clone();
-        table.span_id.clear();
-        // Fewer aliases than a table that compiled: this compiles too. Were it ever to
-        // fail, reading span ids as well is the safe answer.
-        Matcher::new(table, &self.attr_keys).unwrap_or_else(|_| self.clone())
+        let mut m = self.clone();
+        for (f, a) in m.fast.iter_mut().zip(&m.actions) {
+            if matches!(a.as_slice(), [Action::Span { .. }]) {
+                *f = Fast::Unread;
+            }
+        }
+        m
     }
 
     /// Compiles the table plus the attribute keys a policy reads (slot = index).
@@ -462,10 +475,11 @@ impl Default for TopTable {
 }
 
 /// Slots of the short-key table. A fixed power of two, so a probe's index is in bounds
-/// by construction (no bound check in the interpreter), and more than twice the most
-/// short entries there can be: each of the [`MAX_PATHS`] paths adds at most four (itself
-/// and three dotted prefixes of at most seven bytes), 512 in all, so a miss always ends
-/// at an empty slot.
+/// by construction (no bound check in the interpreter), and more than the most short
+/// entries there can be: each of the [`MAX_PATHS`] paths adds at most seven (itself and
+/// its dotted prefixes of one to seven bytes, as `a......x` has), and all share the
+/// empty prefix: 897 at most, so a miss always ends at an empty slot. Policies name a
+/// few dozen short keys: a probe nearly always ends at its first slot.
 const SHORT_SLOTS: usize = 1024;
 const SHORT_SHIFT: u32 = 64 - SHORT_SLOTS.trailing_zeros();
 
@@ -597,7 +611,7 @@ impl TopTable {
             .filter(|s| s.len != EMPTY_SLOT && is_short_key(&s.key))
         {
             n_short += 1;
-            debug_assert!(n_short < SHORT_SLOTS / 2);
+            debug_assert!(n_short < SHORT_SLOTS);
             let mut h = short_hash(s.w0);
             while short[h].w != EMPTY_WORD {
                 h = (h + 1) & (SHORT_SLOTS - 1);
@@ -711,8 +725,19 @@ mod tests {
                 )
             })
             .collect();
-        for extra in [vec![], worst] {
-            attrs.extend(extra);
+        // Seven short prefixes a path (`c`, `c.`, … `c......`): the most there can be.
+        let dotted: Vec<String> = (0x21u8..0x7f)
+            .filter(|c| !matches!(c, b'"' | b'\\' | b'.'))
+            .take(room)
+            .map(|c| format!("{}.......x", c as char))
+            .collect();
+        for extra in [vec![], worst, dotted] {
+            let fill = extra.len() == room && extra[0].ends_with(".......x");
+            if fill {
+                attrs = extra;
+            } else {
+                attrs.extend(extra);
+            }
             attrs.sort();
             attrs.dedup();
             attrs.truncate(room);
@@ -741,6 +766,10 @@ mod tests {
                 hits += usize::from(want.0 != usize::MAX || want.1 != 0);
             }
             assert!(hits > 10, "{hits}");
+            if fill {
+                let n = m.top.short.iter().filter(|s| s.w != EMPTY_WORD).count();
+                assert!(n > 7 * (room - 1), "{n} short entries");
+            }
         }
     }
 

@@ -348,6 +348,7 @@ fn matched_string(
         Some(&Fast::TraceHex { rank }) if plain => {
             sink.out.trace_hex_ascii(rank, &b[start..end]);
         }
+        Some(&Fast::Unread) if plain => {}
         _ => matched_string_general(b, start, end, escaped, plain, sink, leaf, nested)?,
     }
     Ok(end + 1)
