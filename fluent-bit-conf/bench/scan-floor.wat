@@ -1,7 +1,8 @@
 ;; Floor probes for the filter's per-record cost (issue 24), run by
-;; scripts/bench-fluent-bit.sh (filter runs p and q). Hand-written WebAssembly, so
+;; scripts/bench-fluent-bit.sh (filter runs o, p and q). Hand-written WebAssembly, so
 ;; nothing a compiler adds is counted: raw unaligned loads with no bound checks (every
-;; allocation carries 8 bytes of slack), no validation, no decision. Both keep 11 records
+;; allocation carries 8 bytes of slack), no validation, no decision. `strings` and
+;; `members` keep 11 records
 ;; of every 64 (the input pointer returned, as lockstep returns a kept record) and drop
 ;; the rest (0, read by the host as ""): on the bench's workload that is exactly the
 ;; 30,800 of 179,200 that lockstep and the Lua mirror keep, so the host's re-packing of

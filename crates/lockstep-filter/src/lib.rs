@@ -133,7 +133,7 @@ impl Filter {
         let s = policy.settings();
         let memory = TraceMemory::new(s.kept_trace_memory);
         let annotate = s.annotate;
-        // Span ids are read only to annotate: without it they are skipped unread.
+        // Span ids are read only to annotate: without it, plain ones are left unread.
         let engine = if annotate {
             Engine::new(policy)
         } else {

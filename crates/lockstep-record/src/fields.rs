@@ -217,8 +217,9 @@ pub(crate) enum Action {
 }
 
 /// A path's work on a plain string value (ASCII, no escape), when it is one action the
-/// fast scanner applies directly: a level, or a trace id in hex (nearly every matched
-/// member of a log line). Everything else goes through the action list.
+/// fast scanner applies directly: a level, a trace id in hex (nearly every matched
+/// member of a log line), or nothing (an unread span id). Everything else goes through
+/// the action list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fast {
     Level {
@@ -268,13 +269,14 @@ pub struct Matcher {
 
 impl Matcher {
     /// This matcher for a reader whose caller never reads span ids (no policy does; the
-    /// filter reads them only to annotate): in the filter's fast reading
-    /// ([`crate::Extractor::extract_host_json`]), a path whose one action is a span id
-    /// leaves a plain string value (ASCII, no escape: nearly every span id) unread. The span keys stay matched, so every value is
-    /// checked exactly as before (an escaped one is still decoded, and a lone surrogate
-    /// still makes the record unreadable): which records are readable, and every other
-    /// fact, is unchanged. [`crate::Extracted::span_id`] is then `None` unless the span
-    /// id needed decoding (escaped, or a number).
+    /// filter reads them only to annotate). In the filter's fast reading
+    /// ([`crate::Extractor::extract_host_json`]) a path whose one action is a span id
+    /// leaves a plain string value (ASCII, no escape: nearly every span id) unread. The
+    /// span keys stay matched, so every value is checked exactly as before (an escaped
+    /// one is still decoded, and a lone surrogate still makes the record unreadable):
+    /// which records are readable, and every other fact, is unchanged.
+    /// [`crate::Extracted::span_id`] is then `None` unless the span id needed decoding
+    /// (escaped, or a number).
     pub fn without_span_ids(&self) -> Self {
         let mut m = self.clone();
         for (f, a) in m.fast.iter_mut().zip(&m.actions) {
@@ -634,8 +636,8 @@ impl TopTable {
         self.get_word(first_word(key), key)
     }
 
-    /// The table as plain values, for a loop that probes it once per member (read
-    /// through `&self`, its length and shift would be loaded again for every probe).
+    /// The short-key table as a plain reference, for a loop that probes it once per
+    /// member (taken once, not loaded through `&self` for every probe).
     #[inline(always)]
     pub(crate) fn view(&self) -> TopView<'_> {
         TopView { short: &self.short }
@@ -731,8 +733,7 @@ mod tests {
             .take(room)
             .map(|c| format!("{}.......x", c as char))
             .collect();
-        for extra in [vec![], worst, dotted] {
-            let fill = extra.len() == room && extra[0].ends_with(".......x");
+        for (extra, fill) in [(vec![], false), (worst, false), (dotted, true)] {
             if fill {
                 attrs = extra;
             } else {

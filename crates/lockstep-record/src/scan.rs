@@ -802,7 +802,7 @@ mod tests {
     fn swar_lowest_mark_is_the_first_special_byte() {
         fn first_special(w: [u8; 8]) -> Option<usize> {
             w.iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || c >= 0x80)
+                .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
         }
         fn lowest_mark(w: [u8; 8]) -> Option<usize> {
             let m = special_mask(u64::from_le_bytes(w));
